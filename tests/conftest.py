@@ -1,0 +1,19 @@
+"""Shared fixtures: paths of the real data in ../shared and the committed dummy releases."""
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "datasets"
+OSIE_DIR = SHARED / "osie"
+PS_FIX_DIR = SHARED / "ps_fixations" / "Data" / "fixData"
+DUMMY = {
+    name: ROOT / "tfds_builders" / name / "dummy_data"
+    for name in ("osie_personal", "personalized_saliency", "individual_differences")
+}
+
+needs_osie = pytest.mark.skipif(
+    not (OSIE_DIR / "data" / "eye" / "fixations.mat").exists(), reason=f"{OSIE_DIR} absent"
+)
+needs_ps_fixations = pytest.mark.skipif(not PS_FIX_DIR.exists(), reason=f"{PS_FIX_DIR} absent")
