@@ -1,0 +1,109 @@
+"""The `Release` every reader returns, and the image helpers the readers share."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from psm_jax.data.fixations import FixationTable
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+
+
+@dataclasses.dataclass(frozen=True)
+class Release:
+    """A raw release parsed into the common form (before maps, splits and records).
+
+    Attributes:
+      name: dataset name, for messages.
+      image_ids: id of each image (its file name in the release).
+      image_sizes: (num_images, 2) native (H, W) that the fixation coordinates refer to.
+      observer_ids: id of each observer.
+      fixations: every fixation, native 0-based pixel-centre coordinates, not yet cleaned.
+      sigma: (num_images, 2) Gaussian (sigma_y, sigma_x) in native pixels of each image.
+      read_image: returns the encoded bytes (JPEG or PNG) of image i.
+      image_source: where image i comes from (its path), for error messages.
+      metadata: anything dataset-specific to store in the dataset metadata (JSON-serialisable).
+    """
+
+    name: str
+    image_ids: tuple[str, ...]
+    image_sizes: np.ndarray
+    observer_ids: tuple[str, ...]
+    fixations: FixationTable
+    sigma: np.ndarray
+    read_image: Callable[[int], bytes]
+    image_source: Callable[[int], str]
+    metadata: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def num_images(self) -> int:
+        return len(self.image_ids)
+
+    @property
+    def num_observers(self) -> int:
+        return len(self.observer_ids)
+
+
+def image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """(H, W) of an image file, read from its header; an unreadable file raises naming it."""
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+    except (OSError, UnidentifiedImageError) as error:
+        raise ValueError(f"Corrupt or unreadable image {path}: {error}") from error
+    return height, width
+
+
+def as_rgb_jpeg(encoded: bytes, source: str) -> tuple[bytes, tuple[int, int]]:
+    """Fully decodes an image (so a corrupt file fails here, named) and returns RGB JPEG bytes.
+
+    An RGB JPEG is returned unchanged; any other format or mode (grayscale, CMYK, PNG) is converted
+    to RGB and re-encoded at quality 95, so every record holds a 3-channel JPEG.
+
+    Returns:
+      (JPEG bytes, (H, W)).
+    """
+    try:
+        with Image.open(io.BytesIO(encoded)) as image:
+            image.load()
+            size = (image.height, image.width)
+            if image.format == "JPEG" and image.mode == "RGB":
+                return encoded, size
+            buffer = io.BytesIO()
+            image.convert("RGB").save(buffer, format="JPEG", quality=95)
+            return buffer.getvalue(), size
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as error:
+        raise ValueError(f"Corrupt or unreadable image {source}: {error}") from error
+
+
+def find_images(root: Path, names: Sequence[str], release: str, instructions: str) -> list[Path]:
+    """Paths of the image files `names`, searched anywhere below `root` (archives nest differently).
+
+    Raises:
+      FileNotFoundError naming the first missing images and how to get the release.
+    """
+    index: dict[str, Path] = {}
+    for path in sorted(root.rglob("*")):
+        if path.suffix.lower() in IMAGE_SUFFIXES:
+            index.setdefault(path.name, path)
+    missing = [name for name in names if name not in index]
+    if missing:
+        raise FileNotFoundError(
+            f"{release}: {len(missing)} of {len(names)} images are missing below {root}, e.g. "
+            f"{', '.join(missing[:5])}.\n{instructions}"
+        )
+    return [index[name] for name in names]
+
+
+def require_path(path: Path, release: str, instructions: str) -> Path:
+    """Returns `path` if it exists, else raises FileNotFoundError naming it, with instructions."""
+    if not path.exists():
+        raise FileNotFoundError(f"{release}: {path} does not exist.\n{instructions}")
+    return path

@@ -1,0 +1,147 @@
+"""Reader of a long-format fixation table: the ID dataset, or any user's own eye-tracking study.
+
+Layout of the manual_dir:
+
+    <manual_dir>/fixations.csv  (or fixations.parquet)   one row per fixation
+    <manual_dir>/stimuli/<image>                          the images, anywhere below stimuli/
+
+Columns (a header row names them; extra columns are ignored):
+
+    subject      observer id (any string)
+    image        stimulus file name as found below stimuli/ ('1001.jpg'); a name without a
+                 suffix matches the file with that stem
+    x, y         fixation position in pixels of the stimulus image, 0-based pixel centres
+                 (x = column, y = row; subtract 1 from MATLAB's 1-based coordinates)
+    duration_ms  fixation duration in milliseconds
+    trial        optional: the repeated viewing of the image by this subject
+    session      optional: with trial, what tells repeated viewings apart
+
+Reading Parquet needs pyarrow (`pip install pyarrow`).
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from psm_jax.data.fixations import FixationTable
+from psm_jax.data.releases.base import IMAGE_SUFFIXES, Release, image_size, require_path
+
+REQUIRED_COLUMNS = ("subject", "image", "x", "y", "duration_ms")
+OPTIONAL_COLUMNS = ("trial", "session")
+TABLE_NAMES = ("fixations.parquet", "fixations.csv")
+
+
+def _read_columns(path: Path) -> dict[str, np.ndarray]:
+    if path.suffix == ".parquet":
+        try:
+            import pyarrow.parquet as pq
+        except ImportError as error:
+            raise ImportError(f"Reading {path} needs pyarrow: pip install pyarrow") from error
+        table = pq.read_table(path)
+        return {
+            name: np.asarray(table.column(name).to_pylist(), object) for name in table.column_names
+        }
+    with open(path, newline="") as file:
+        reader = csv.reader(file)
+        try:
+            header = [h.strip() for h in next(reader)]
+        except StopIteration:
+            raise ValueError(
+                f"{path} is empty; expected a header row {REQUIRED_COLUMNS}."
+            ) from None
+        rows = list(reader)
+    bad = [i + 2 for i, row in enumerate(rows) if len(row) != len(header)]
+    if bad:
+        raise ValueError(
+            f"{path}: rows {bad[:5]} do not have {len(header)} fields like the header."
+        )
+    data = np.array(rows, dtype=object).reshape(len(rows), len(header))
+    return {name: data[:, i] for i, name in enumerate(header)}
+
+
+def _as_float(values: np.ndarray, path: Path, column: str) -> np.ndarray:
+    out = np.empty(len(values))
+    for i, value in enumerate(values):
+        try:
+            out[i] = np.nan if value is None or value == "" else float(value)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"{path}: column {column!r} row {i + 2} holds {value!r}, not a number."
+            ) from None
+    return out
+
+
+def read_fixation_table(path: str | Path) -> tuple[list[str], list[str], FixationTable]:
+    """Parses a long-format fixation table (columns in the module docstring).
+
+    Returns:
+      image_names: the distinct `image` values, sorted.
+      observer_ids: the distinct `subject` values, sorted.
+      fixations: image/observer indices into those lists; viewing = index of the distinct
+        (session, trial) pair, or 0 without those columns; empty or missing numbers become NaN
+        (and are dropped, counted, by `clean_fixations`).
+    """
+    path = Path(path)
+    columns = _read_columns(path)
+    missing = [c for c in REQUIRED_COLUMNS if c not in columns]
+    if missing:
+        raise ValueError(f"{path} lacks columns {missing}; it has {sorted(columns)}.")
+    image_names, image = np.unique(columns["image"].astype(str), return_inverse=True)
+    observer_ids, observer = np.unique(columns["subject"].astype(str), return_inverse=True)
+    repeat_keys = [columns[c].astype(str) for c in OPTIONAL_COLUMNS if c in columns]
+    if repeat_keys:
+        _, viewing = np.unique(np.stack(repeat_keys, axis=1), axis=0, return_inverse=True)
+    else:
+        viewing = np.zeros(len(image), np.int64)
+    fixations = FixationTable.from_columns(
+        image=image,
+        observer=observer,
+        viewing=viewing.reshape(-1),
+        x=_as_float(columns["x"], path, "x"),
+        y=_as_float(columns["y"], path, "y"),
+        duration_ms=_as_float(columns["duration_ms"], path, "duration_ms"),
+    )
+    return list(image_names), list(observer_ids), fixations
+
+
+def read_table_release(
+    manual_dir: str | Path, *, name: str, instructions: str, sigma_px: float
+) -> Release:
+    """Parses a manual_dir holding fixations.{parquet,csv} and stimuli/ (module docstring)."""
+    root = require_path(Path(manual_dir), name, instructions)
+    tables = [root / t for t in TABLE_NAMES if (root / t).exists()]
+    if not tables:
+        raise FileNotFoundError(
+            f"{name}: neither {root / TABLE_NAMES[0]} nor {root / TABLE_NAMES[1]} exists.\n"
+            f"{instructions}"
+        )
+    stimuli = require_path(root / "stimuli", name, instructions)
+    image_names, observer_ids, fixations = read_fixation_table(tables[0])
+
+    by_name, by_stem = {}, {}
+    for path in sorted(stimuli.rglob("*")):
+        if path.suffix.lower() in IMAGE_SUFFIXES:
+            by_name.setdefault(path.name, path)
+            by_stem.setdefault(path.stem, path)
+    paths = [by_name.get(n) or by_stem.get(n) for n in image_names]
+    missing = [n for n, p in zip(image_names, paths, strict=True) if p is None]
+    if missing:
+        raise FileNotFoundError(
+            f"{name}: {tables[0]} names {len(missing)} images not found below {stimuli}, e.g. "
+            f"{', '.join(missing[:5])}.\n{instructions}"
+        )
+    sizes = np.array([image_size(p) for p in paths], np.int64).reshape(-1, 2)
+    return Release(
+        name=name,
+        image_ids=tuple(p.name for p in paths),
+        image_sizes=sizes,
+        observer_ids=tuple(observer_ids),
+        fixations=fixations,
+        sigma=np.full((len(paths), 2), sigma_px),
+        read_image=lambda i: paths[i].read_bytes(),
+        image_source=lambda i: str(paths[i]),
+        metadata={"fixation_table": tables[0].name},
+    )

@@ -1,0 +1,141 @@
+"""Release readers: the committed dummy releases, the real OSIE and PS files, bad input."""
+
+import shutil
+
+import numpy as np
+import pytest
+from conftest import DUMMY, OSIE_DIR, PS_FIX_DIR, needs_osie, needs_ps_fixations
+
+from psm_jax.data.releases import (
+    as_rgb_jpeg,
+    read_fixation_table,
+    read_osie,
+    read_ps,
+    read_ps_fixations,
+    read_table_release,
+)
+
+
+def test_osie_reader_on_dummy_release_is_zero_based():
+    release = read_osie(DUMMY["osie_personal"])
+    assert release.num_images == 10 and release.num_observers == 5
+    assert tuple(release.image_sizes[0]) == (48, 64)
+    # The dummy's first fixation of image 0 is at x = 70 (1-based) in a 64-px-wide image.
+    first = np.flatnonzero((release.fixations.image == 0) & (release.fixations.observer == 0))[0]
+    assert release.fixations.x[first] == pytest.approx(69.0)
+
+
+@needs_osie
+def test_osie_reader_on_real_release():
+    release = read_osie(OSIE_DIR)
+    assert (release.num_images, release.num_observers) == (700, 15)
+    assert {tuple(s) for s in release.image_sizes} == {(600, 800)}
+    assert len(release.fixations) == 98321
+    assert release.fixations.x.min() >= 0 and release.fixations.x.max() < 800
+    assert release.fixations.duration_ms.min() > 0
+
+
+@needs_ps_fixations
+def test_ps_reader_parses_all_30_real_files():
+    names, observers, table = read_ps_fixations(PS_FIX_DIR)
+    assert len(names) == 1606 and len(set(names)) == 1606
+    assert observers[:2] == ["sub_1", "sub_2"] and len(observers) == 30
+    assert np.unique(table.observer).size == 30 and np.unique(table.image).size == 1606
+    # Repeated viewings: testID 1..5, as 0-based viewing indices.
+    assert table.viewing.min() == 0 and 3 <= table.viewing.max() <= 4
+    # fix_Y is the column in 1..1920, fix_X the row in 1..1080 (0-based after reading).
+    assert 0 <= table.x.min() and table.x.max() <= 1919
+    assert 0 <= table.y.min() and table.y.max() <= 1079
+    assert table.x.max() > 1080  # columns do reach beyond the screen height
+    assert 10 < np.median(table.duration_ms) < 1000  # seconds converted to ms
+    viewings = {
+        (i, o, v) for i, o, v in zip(table.image, table.observer, table.viewing, strict=True)
+    }
+    per_pair = np.bincount([i * 30 + o for i, o, _ in viewings])
+    assert np.median(per_pair[per_pair > 0]) == 4
+
+
+def test_ps_reader_maps_screen_to_image_pixels():
+    release = read_ps(DUMMY["personalized_saliency"])
+    assert release.num_images == 10 and release.num_observers == 5
+    _, _, screen = read_ps_fixations(DUMMY["personalized_saliency"] / "Data" / "fixData")
+    heights = release.image_sizes[screen.image, 0]
+    widths = release.image_sizes[screen.image, 1]
+    np.testing.assert_allclose(
+        release.fixations.x, (screen.x + 0.5) * widths / 1920 - 0.5, rtol=1e-5
+    )
+    np.testing.assert_allclose(
+        release.fixations.y, (screen.y + 0.5) * heights / 1080 - 0.5, rtol=1e-5
+    )
+    # sigma of 64 screen px, per axis in image pixels
+    np.testing.assert_allclose(release.sigma[1], [64 * 36 / 1080, 64 * 64 / 1920])
+
+
+def test_table_reader_csv_and_parquet_agree(tmp_path):
+    names, observers, table = read_fixation_table(DUMMY["individual_differences"] / "fixations.csv")
+    assert len(names) == 10 and len(observers) == 6
+    assert set(np.unique(table.viewing)) == {0, 1}  # two sessions
+    assert np.isnan(table.x).sum() == 1
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.csv
+    import pyarrow.parquet
+
+    parquet = tmp_path / "fixations.parquet"
+    pyarrow.parquet.write_table(
+        pyarrow.csv.read_csv(DUMMY["individual_differences"] / "fixations.csv"), parquet
+    )
+    assert pa is not None
+    names2, observers2, table2 = read_fixation_table(parquet)
+    assert names2 == names and observers2 == observers
+    np.testing.assert_allclose(table2.x, table.x, equal_nan=True)
+
+
+def test_table_reader_errors_name_file_and_column(tmp_path):
+    bad = tmp_path / "fixations.csv"
+    bad.write_text("subject,image,x,y\ns1,a.jpg,1,2\n")
+    with pytest.raises(ValueError, match=r"fixations.csv lacks columns \['duration_ms'\]"):
+        read_fixation_table(bad)
+    bad.write_text("subject,image,x,y,duration_ms\ns1,a.jpg,one,2,100\n")
+    with pytest.raises(ValueError, match=r"column 'x' row 2 holds 'one'"):
+        read_fixation_table(bad)
+
+
+def test_table_release_missing_files(tmp_path):
+    with pytest.raises(FileNotFoundError, match="fixations.csv"):
+        read_table_release(tmp_path, name="id", instructions="HOWTO", sigma_px=24)
+    shutil.copy(DUMMY["individual_differences"] / "fixations.csv", tmp_path)
+    (tmp_path / "stimuli").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"(?s)10 images not found.*HOWTO"):
+        read_table_release(tmp_path, name="id", instructions="HOWTO", sigma_px=24)
+
+
+def test_osie_missing_files_give_instructions(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"(?s)fixations.mat does not exist.*NUS-VIP"):
+        read_osie(tmp_path)
+    shutil.copytree(DUMMY["osie_personal"], tmp_path / "osie")
+    (tmp_path / "osie" / "data" / "stimuli" / "1004.jpg").unlink()
+    with pytest.raises(FileNotFoundError, match=r"1004.jpg is missing"):
+        read_osie(tmp_path / "osie")
+
+
+def test_corrupt_image_is_named(tmp_path):
+    shutil.copytree(DUMMY["osie_personal"], tmp_path / "osie")
+    broken = tmp_path / "osie" / "data" / "stimuli" / "1002.jpg"
+    broken.write_bytes(b"not a jpeg at all")
+    with pytest.raises(ValueError, match=r"Corrupt or unreadable image .*1002.jpg"):
+        read_osie(tmp_path / "osie")
+    # A truncated JPEG passes the header check and fails the full decode, named.
+    good = (DUMMY["osie_personal"] / "data" / "stimuli" / "1001.jpg").read_bytes()
+    with pytest.raises(ValueError, match="Corrupt or unreadable image 1001.jpg"):
+        as_rgb_jpeg(good[: len(good) // 2], "1001.jpg")
+
+
+def test_grayscale_image_becomes_rgb_jpeg():
+    gray = (DUMMY["osie_personal"] / "data" / "stimuli" / "1004.jpg").read_bytes()
+    encoded, size = as_rgb_jpeg(gray, "1004.jpg")
+    from io import BytesIO
+
+    from PIL import Image
+
+    with Image.open(BytesIO(encoded)) as image:
+        assert image.mode == "RGB" and image.format == "JPEG" and size == (48, 64)
