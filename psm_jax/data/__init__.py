@@ -1,0 +1,1 @@
+"""Data: fixations -> saliency maps, release readers, TFDS builder base, grain pipelines."""

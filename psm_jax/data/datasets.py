@@ -1,0 +1,88 @@
+"""Preparing the psm-jax TFDS datasets without TensorFlow, and summarising a prepared one.
+
+`tfds build` imports TensorFlow; `build_dataset` is the TF-free way (array_record records, loaded
+with `tfds.data_source` / `psm_jax.data.pipeline.open_split`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+DEFAULT_DATA_DIR = "data/tfds"
+
+
+def _dataset_names() -> tuple[str, ...]:
+    import tfds_builders
+
+    return tfds_builders.DATASETS
+
+
+def build_dataset(
+    name: str,
+    *,
+    data_dir: str = DEFAULT_DATA_DIR,
+    manual_dir: str | None = None,
+    file_format: str = "array_record",
+    overwrite: bool = False,
+) -> tfds.core.DatasetBuilder:
+    """Prepares dataset `name` ("osie_personal", "synthetic_personal_saliency/tiny", ...).
+
+    Args:
+      name: a psm-jax dataset, optionally with "/config".
+      data_dir: where the records go.
+      manual_dir: the downloaded release, for the datasets that need one.
+      file_format: "array_record" (no TensorFlow) or "tfrecord" (needs TensorFlow).
+      overwrite: rebuild even if already prepared.
+
+    Returns:
+      The prepared builder (its `info.metadata` holds splits and data-quality counts).
+    """
+    base = name.split("/")[0]
+    if base not in _dataset_names():
+        raise ValueError(f"Unknown dataset {name!r}; expected one of {_dataset_names()}.")
+    builder = tfds.builder(name, data_dir=data_dir, file_format=file_format)
+    mode = (
+        tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS
+        if not overwrite
+        else tfds.download.GenerateMode.FORCE_REDOWNLOAD
+    )
+    builder.download_and_prepare(
+        download_config=tfds.download.DownloadConfig(manual_dir=manual_dir, download_mode=mode)
+    )
+    return builder
+
+
+def summarise(builder: tfds.core.DatasetBuilder) -> str:
+    """A readable summary of a prepared dataset: splits, observers, fixations, data quality."""
+    md = builder.info.metadata
+    quality = md["quality"]
+    lines = [
+        f"{builder.info.full_name} in {builder.data_dir}",
+        f"  images: {md['num_images']} ("
+        + ", ".join(f"{s} {len(ids)}" for s, ids in md["image_split"].items())
+        + ")",
+        f"  observers: {md['num_observers']} ("
+        + ", ".join(f"{s} {len(ids)}" for s, ids in md["observer_split"].items())
+        + ")",
+        f"  fixations: {quality['fixations']} "
+        f"({quality['fixations'] / max(md['num_images'] * md['num_observers'], 1):.1f} per "
+        "image and observer)",
+        f"  PSMs: {md['psm']['working_size'][0]}x{md['psm']['working_size'][1]}, discrepancy "
+        f"targets {md['psm']['output_size'][0]}x{md['psm']['output_size'][1]}, sigma "
+        f"{md['psm']['sigma_native_px_range'][0]:.1f}-{md['psm']['sigma_native_px_range'][1]:.1f}"
+        " native px",
+        f"  data quality: {quality['nan_fixations_dropped']} NaN fixations dropped, "
+        f"{quality['outside_fixations_clipped']} outside fixations clipped, "
+        f"{quality['invalid_durations_zeroed']} invalid durations zeroed, "
+        f"{quality['empty_pairs']} (image, observer) pairs without fixations (masked)",
+    ]
+    release = md.get("release", {})
+    if "observer_preferences" in release:
+        preferences = np.array(release["observer_preferences"])
+        favourite = np.bincount(preferences.argmax(axis=1), minlength=preferences.shape[1])
+        lines.append(
+            "  simulated observers' favourite category: "
+            + ", ".join(f"{c} {n}" for c, n in zip(release["categories"], favourite, strict=True))
+        )
+    return "\n".join(lines)

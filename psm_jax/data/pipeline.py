@@ -1,0 +1,351 @@
+"""grain input pipelines over the TFDS data sources (no TensorFlow).
+
+Two streams, both deterministic given a seed, with checkpointable iterator state
+(`iterator.get_state()` / `iterator.set_state(state)`, or grain's Orbax checkpoint handler), and
+sharded per process for multi-host runs:
+
+- `psm_regression_dataset`: batches of (image, USM, PSM, target discrepancy, observer) for the PSM
+  networks. Records (images) are shuffled globally every epoch; each image is decoded once and
+  expanded into one example per observer of the requested group whose PSM and USM are valid
+  (pairs without fixations are masked out, never emitted as all-zero targets); a window shuffle
+  then mixes the examples of neighbouring images before batching.
+- `embedding_dataset`: batches of sets of m (image, PSM) pairs of one observer each, for the
+  user-embedding encoder. Records are read in windows of images; in each window every observer of
+  the group draws `sets_per_observer` sets of m of the window's images that they viewed, so the
+  sets of different observers share images and differ by who looked.
+
+Per-observer fields use `observer` = the index of the observer in the requested group, in the
+order of the dataset metadata's `observer_split[group]` (`DatasetMetadata.observers(group)`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+from collections.abc import Sequence
+
+import grain
+import grain.experimental as grain_experimental
+import numpy as np
+import tensorflow_datasets as tfds
+from PIL import Image
+
+from psm_jax.data import saliency_maps
+
+OBSERVER_GROUPS = ("train", "validation", "test", "all")
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetMetadata:
+    """What the pipelines read from a built dataset's metadata.
+
+    Attributes:
+      name: the TFDS name (with config).
+      observer_ids: every observer, in the index order of the records.
+      observer_split: group name -> observer indices (train / validation / test / all).
+      working_size: (H, W) of the stored PSMs.
+      raw: the whole metadata dict (splits, quality counts, release facts).
+    """
+
+    name: str
+    observer_ids: tuple[str, ...]
+    observer_split: dict[str, np.ndarray]
+    working_size: tuple[int, int]
+    raw: dict
+
+    @classmethod
+    def from_info(cls, name: str, metadata) -> DatasetMetadata:
+        observer_ids = tuple(metadata["observer_ids"])
+        index = {o: i for i, o in enumerate(observer_ids)}
+        groups = {
+            g: np.array([index[o] for o in ids], np.int64)
+            for g, ids in metadata["observer_split"].items()
+        }
+        groups["all"] = np.arange(len(observer_ids))
+        return cls(
+            name=name,
+            observer_ids=observer_ids,
+            observer_split=groups,
+            working_size=tuple(metadata["psm"]["working_size"]),
+            raw=dict(metadata),
+        )
+
+    def observers(self, group: str) -> np.ndarray:
+        """Indices (into observer_ids) of the observers of `group`."""
+        if group not in self.observer_split:
+            raise ValueError(
+                f"Unknown observer group {group!r}; expected one of {OBSERVER_GROUPS}."
+            )
+        return self.observer_split[group]
+
+    @property
+    def train_mask(self) -> np.ndarray:
+        mask = np.zeros(len(self.observer_ids), bool)
+        mask[self.observers("train")] = True
+        return mask
+
+
+def open_split(name: str, split: str, data_dir: str | None = None):
+    """The TFDS data source of a built psm-jax dataset split (images left encoded) and its metadata.
+
+    Args:
+      name: e.g. "osie_personal" or "synthetic_personal_saliency/tiny".
+      split: "train", "validation" or "test".
+      data_dir: where the dataset was prepared (TFDS's default if None).
+
+    Returns:
+      (random-access source of records, DatasetMetadata).
+    """
+    import tfds_builders  # noqa: F401  (registers the builders, so their metadata is restored)
+
+    builder = tfds.builder(name, data_dir=data_dir)
+    if not builder.is_prepared():
+        raise FileNotFoundError(
+            f"Dataset {name} is not prepared in {builder.data_dir}. Build it first: python "
+            f"launch/build_dataset.py --dataset={name} --data_dir={data_dir or '<data_dir>'}"
+        )
+    source = builder.as_data_source(split=split, decoders={"image": tfds.decode.SkipDecoding()})
+    return source, DatasetMetadata.from_info(name, builder.info.metadata)
+
+
+def decode_image(encoded: bytes, size: tuple[int, int]) -> np.ndarray:
+    """Decodes JPEG/PNG bytes to (H, W, 3) uint8 at `size` = (H, W), area (box) resampled.
+
+    JPEGs are decoded at a reduced DCT scale when that is still at least `size` (PIL's draft mode),
+    which is several times faster than a full decode followed by a resize.
+    """
+    height, width = size
+    with Image.open(io.BytesIO(encoded)) as image:
+        if image.format == "JPEG":
+            image.draft("RGB", (width, height))
+        image = image.convert("RGB")
+        if image.size != (width, height):
+            image = image.resize((width, height), Image.Resampling.BOX)
+        return np.asarray(image)
+
+
+@dataclasses.dataclass(frozen=True)
+class _ImageRecord:
+    """A decoded record: working-resolution image, PSMs and their masks."""
+
+    image_index: int
+    image: np.ndarray
+    psm: np.ndarray
+    psm_valid: np.ndarray
+
+
+class _RecordDecoder:
+    """Decodes a raw record (with its position in the split) into an `_ImageRecord`."""
+
+    def __init__(self, working_size: tuple[int, int]):
+        self.working_size = working_size
+
+    def __call__(self, indexed_record) -> _ImageRecord:
+        image_index, record = indexed_record
+        return _ImageRecord(
+            image_index=int(image_index),
+            image=decode_image(record["image"], self.working_size),
+            psm=np.asarray(record["psm"], np.float32),
+            psm_valid=np.asarray(record["psm_valid"], bool),
+        )
+
+
+class _PairsOfImage(grain_experimental.FlatMapTransform):
+    """One PSM-regression example per valid (image, observer) pair of the group."""
+
+    def __init__(self, metadata: DatasetMetadata, group: str, usm_mode, output_size):
+        self.observers = metadata.observers(group)
+        self.train_mask = metadata.train_mask
+        self.usm_mode = usm_mode
+        self.output_size = output_size
+        self.max_fan_out = len(self.observers)
+
+    def flat_map(self, record: _ImageRecord):
+        usm, usm_valid = saliency_maps.universal_saliency_maps(
+            record.psm, record.psm_valid, mode=self.usm_mode, train_observers=self.train_mask
+        )
+        usable = record.psm_valid & usm_valid
+        chosen = [(k, o) for k, o in enumerate(self.observers) if usable[o]]
+        if not chosen:
+            return []
+        rows = np.array([o for _, o in chosen])
+        discrepancy = saliency_maps.discrepancy_maps(record.psm[rows], usm[rows], self.output_size)
+        return [
+            {
+                "image": record.image,
+                "usm": usm[o],
+                "psm": record.psm[o],
+                "discrepancy": discrepancy[j],
+                "observer": np.int32(k),
+                "image_index": np.int32(record.image_index),
+            }
+            for j, (k, o) in enumerate(chosen)
+        ]
+
+
+def _process_shard(shard_index: int | None, shard_count: int | None) -> tuple[int, int]:
+    if shard_index is None or shard_count is None:
+        import jax
+
+        return jax.process_index(), jax.process_count()
+    if not 0 <= shard_index < shard_count:
+        raise ValueError(f"shard_index {shard_index} is not in [0, shard_count={shard_count}).")
+    return shard_index, shard_count
+
+
+def _records(source, seed: int, shuffle: bool, num_epochs: int | None, shard) -> grain.MapDataset:
+    """(index, record) pairs of this process's shard, reshuffled every epoch."""
+    shard_index, shard_count = shard
+    indexed = grain.MapDataset.range(len(source)).map(lambda i: (i, source[i]))
+    dataset = indexed[shard_index::shard_count]
+    if len(dataset) == 0:
+        raise ValueError(f"Shard {shard_index} of {shard_count} holds no record of {len(source)}.")
+    if shuffle:
+        dataset = dataset.shuffle(seed=seed)
+    return dataset.repeat(num_epochs)
+
+
+def _finish(dataset: grain.IterDataset, batch_size: int, drop_remainder: bool, num_workers: int):
+    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+    if num_workers > 0:
+        dataset = dataset.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers))
+    return dataset
+
+
+def psm_regression_dataset(
+    source: Sequence,
+    metadata: DatasetMetadata,
+    *,
+    batch_size: int,
+    seed: int = 0,
+    observers: str = "train",
+    usm_mode: saliency_maps.UsmMode = "train",
+    shuffle: bool = True,
+    num_epochs: int | None = None,
+    window_size: int = 512,
+    drop_remainder: bool = True,
+    output_size: tuple[int, int] = saliency_maps.OUTPUT_SIZE,
+    shard_index: int | None = None,
+    shard_count: int | None = None,
+    num_workers: int = 0,
+) -> grain.IterDataset:
+    """Batches of PSM-regression examples.
+
+    Args:
+      source: a split's data source (`open_split`).
+      metadata: its DatasetMetadata.
+      batch_size: examples per batch (per process).
+      seed: seed of the record shuffle and of the example window shuffle.
+      observers: whose examples to emit: "train", "validation", "test" or "all".
+      usm_mode: which observers' PSMs make the USM (`saliency_maps.universal_saliency_maps`).
+      shuffle: shuffle records each epoch and examples within a window; off for evaluation.
+      num_epochs: passes over the records; None repeats forever.
+      window_size: examples mixed by the window shuffle.
+      drop_remainder: drop a last incomplete batch.
+      output_size: (H, W) of the target discrepancy.
+      shard_index, shard_count: this process's shard of the records (default: JAX's process
+        index and count).
+      num_workers: grain worker processes (0: decode in this process). Needs absl flags parsed.
+
+    Returns:
+      An IterDataset of dicts: image (B, H, W, 3) uint8, usm and psm (B, H, W) float32,
+      discrepancy (B, h, w) float32 in [-1, 1], observer (B,) int32 (index in the group),
+      image_index (B,) int32 (record index in the split).
+    """
+    records = _records(source, seed, shuffle, num_epochs, _process_shard(shard_index, shard_count))
+    decoded = records.map(_RecordDecoder(metadata.working_size)).to_iter_dataset()
+    pairs = grain_experimental.FlatMapIterDataset(
+        decoded, _PairsOfImage(metadata, observers, usm_mode, output_size)
+    )
+    if shuffle:
+        pairs = grain_experimental.WindowShuffleIterDataset(
+            pairs, window_size=window_size, seed=seed + 1
+        )
+    return _finish(pairs, batch_size, drop_remainder, num_workers)
+
+
+class _SetsOfWindow(grain.transforms.RandomMap):
+    """Sets of m (image, PSM) pairs per observer from a window of decoded records."""
+
+    def __init__(self, metadata: DatasetMetadata, group: str, m: int, sets_per_observer: int):
+        self.observers = metadata.observers(group)
+        self.m = m
+        self.sets_per_observer = sets_per_observer
+
+    def random_map(self, window: list[_ImageRecord], rng: np.random.Generator):
+        # A window that spans an epoch boundary can hold an image twice: keep it once.
+        unique = {r.image_index: r for r in reversed(window)}
+        window = [unique[i] for i in dict.fromkeys(r.image_index for r in window)]
+        images = np.stack([r.image for r in window])
+        psms = np.stack([r.psm for r in window])
+        valid = np.stack([r.psm_valid for r in window])
+        sets = []
+        for k, o in enumerate(self.observers):
+            viewed = np.flatnonzero(valid[:, o])
+            if len(viewed) < self.m:
+                continue
+            for _ in range(self.sets_per_observer):
+                chosen = rng.choice(viewed, size=self.m, replace=False)
+                sets.append(
+                    {"images": images[chosen], "psms": psms[chosen, o], "observer": np.int32(k)}
+                )
+        order = rng.permutation(len(sets))
+        return [sets[i] for i in order]
+
+
+class _Flatten(grain_experimental.FlatMapTransform):
+    def __init__(self, max_fan_out: int):
+        self.max_fan_out = max_fan_out
+
+    def flat_map(self, elements):
+        return elements
+
+
+def embedding_dataset(
+    source: Sequence,
+    metadata: DatasetMetadata,
+    *,
+    batch_size: int,
+    m: int,
+    seed: int = 0,
+    observers: str = "train",
+    sets_per_observer: int = 1,
+    window_images: int | None = None,
+    num_epochs: int | None = None,
+    drop_remainder: bool = True,
+    shard_index: int | None = None,
+    shard_count: int | None = None,
+    num_workers: int = 0,
+) -> grain.IterDataset:
+    """Batches of sets of m (image, PSM) pairs, each set from one observer (a triplet-loss label).
+
+    Args:
+      source, metadata: from `open_split`.
+      batch_size: sets per batch (per process).
+      m: pairs per set.
+      seed: seed of the record shuffle and of the set sampling.
+      observers: whose sets: "train", "validation", "test" or "all".
+      sets_per_observer: sets each observer draws from each window.
+      window_images: records per window (default 2 m); an observer who viewed fewer than m of
+        them draws no set from that window.
+      num_epochs, drop_remainder, shard_index, shard_count, num_workers: as in
+        `psm_regression_dataset`.
+
+    Returns:
+      An IterDataset of dicts: images (B, m, H, W, 3) uint8, psms (B, m, H, W) float32,
+      observer (B,) int32 (index in the group).
+    """
+    window_images = window_images or 2 * m
+    if window_images < m:
+        raise ValueError(f"window_images={window_images} must be at least m={m}.")
+    shard = _process_shard(shard_index, shard_count)
+    records = _records(source, seed, True, num_epochs, shard).map(
+        _RecordDecoder(metadata.working_size)
+    )
+    windows = records.batch(window_images, drop_remainder=True, batch_fn=list)
+    sets = windows.random_map(
+        _SetsOfWindow(metadata, observers, m, sets_per_observer), seed=seed + 1
+    ).to_iter_dataset()
+    fan_out = len(metadata.observers(observers)) * sets_per_observer
+    flat = grain_experimental.FlatMapIterDataset(sets, _Flatten(max(fan_out, 1)))
+    return _finish(flat, batch_size, drop_remainder, num_workers)

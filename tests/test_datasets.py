@@ -1,0 +1,152 @@
+"""Building the TFDS datasets: without TensorFlow, from the real OSIE release, with tfrecord."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from conftest import DUMMY, OSIE_DIR, ROOT, needs_osie
+
+from psm_jax import main_job
+from psm_jax.data import datasets, pipeline
+
+NO_TF_SCRIPT = textwrap.dedent(
+    """
+    import importlib.machinery, json, sys
+
+    # As if TensorFlow were not installed: no finder finds it, so find_spec says None and
+    # `import tensorflow` fails.
+    class PathFinderWithoutTensorFlow(importlib.machinery.PathFinder):
+        @classmethod
+        def find_spec(cls, name, path=None, target=None):
+            if name == "tensorflow" or name.startswith("tensorflow."):
+                return None
+            return importlib.machinery.PathFinder.find_spec(name, path, target)
+
+    sys.meta_path = [PathFinderWithoutTensorFlow if f is importlib.machinery.PathFinder else f
+                     for f in sys.meta_path]
+    try:
+        import tensorflow  # noqa: F401
+        raise SystemExit("TensorFlow is still importable")
+    except ModuleNotFoundError:
+        pass
+    from psm_jax.data import datasets, pipeline
+
+    data_dir, id_dir = sys.argv[1], sys.argv[2]
+    out = {}
+    for name, manual in (("synthetic_personal_saliency/tiny", None),
+                         ("individual_differences", id_dir)):
+        builder = datasets.build_dataset(name, data_dir=data_dir, manual_dir=manual)
+        source, metadata = pipeline.open_split(name, "train", data_dir)
+        empty = 0
+        for split in ("train", "validation", "test"):
+            split_source, _ = pipeline.open_split(name, split, data_dir)
+            empty += sum(int((~r["psm_valid"]).sum()) for r in split_source)
+        record = source[0]
+        out[name] = {
+            "quality": builder.info.metadata["quality"],
+            "observer_split": builder.info.metadata["observer_split"],
+            "num_train": len(source),
+            "empty_in_records": empty,
+            "psm_shape": list(record["psm"].shape),
+            "psm_range": [float(record["psm"].min()), float(record["psm"].max())],
+            "files": sorted(p.name for p in builder.data_path.iterdir()),
+        }
+    out["tensorflow_imported"] = any(
+        m.startswith("tensorflow.") for m in sys.modules if sys.modules[m] is not None
+    )
+    print("RESULT" + json.dumps(out))
+    """
+)
+
+
+def test_build_and_load_without_tensorflow(tmp_path):
+    completed = subprocess.run(
+        [sys.executable, "-c", NO_TF_SCRIPT, str(tmp_path), str(DUMMY["individual_differences"])],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    result = json.loads(completed.stdout.split("RESULT")[-1])
+    assert result["tensorflow_imported"] is False
+
+    tiny = result["synthetic_personal_saliency/tiny"]
+    assert tiny["num_train"] == 24 and tiny["psm_shape"] == [8, 120, 160]
+    assert tiny["psm_range"] == [0.0, 1.0]
+    assert [len(tiny["observer_split"][s]) for s in ("train", "validation", "test")] == [4, 2, 2]
+    assert any(f.endswith(".array_record-00000-of-00001") for f in tiny["files"])
+    assert "metadata.json" in tiny["files"]
+
+    # The ID dummy table has one NaN coordinate, one fixation outside the image and one
+    # (image, subject) pair without fixations: each counted in the metadata, the empty pair
+    # masked in the records.
+    id_result = result["individual_differences"]
+    quality = id_result["quality"]
+    assert quality["nan_fixations_dropped"] == 1
+    assert quality["outside_fixations_clipped"] == 1
+    assert quality["empty_pairs"] == 1 == id_result["empty_in_records"]
+
+
+def test_unknown_dataset_is_named():
+    with pytest.raises(ValueError, match="Unknown dataset 'osie'"):
+        datasets.build_dataset("osie")
+
+
+def test_open_split_of_unbuilt_dataset_says_how_to_build(tmp_path):
+    with pytest.raises(FileNotFoundError, match="launch/build_dataset.py --dataset=osie_personal"):
+        pipeline.open_split("osie_personal", "train", str(tmp_path))
+
+
+def test_main_job_on_tiny(tmp_path, capsys):
+    rates = main_job.run(
+        "synthetic_personal_saliency/tiny", data_dir=str(tmp_path), batches=2, batch_size=8
+    )
+    assert rates["regression_examples_per_s"] > 0 and rates["embedding_sets_per_s"] > 0
+    printed = capsys.readouterr().out
+    assert "images: 30 (train 24, validation 3, test 3)" in printed
+    assert "discrepancy  (8, 15, 20)" in printed
+
+
+@needs_osie
+def test_osie_personal_builds_from_the_real_release(tmp_path):
+    builder = datasets.build_dataset(
+        "osie_personal", data_dir=str(tmp_path), manual_dir=str(OSIE_DIR)
+    )
+    md = builder.info.metadata
+    assert (md["num_images"], md["num_observers"]) == (700, 15)
+    assert [len(md["image_split"][s]) for s in ("train", "validation", "test")] == [560, 70, 70]
+    assert [len(md["observer_split"][s]) for s in ("train", "validation", "test")] == [9, 3, 3]
+    assert md["quality"]["fixations"] == 98321 and md["quality"]["empty_pairs"] == 0
+    source, metadata = pipeline.open_split("osie_personal", "test", str(tmp_path))
+    assert len(source) == 70
+    psm = np.stack([np.asarray(source[i]["psm"], np.float32) for i in range(70)])
+    assert psm.shape == (70, 15, 120, 160)
+    assert np.all(psm.max(axis=(2, 3)) == 1.0) and np.all(psm.min(axis=(2, 3)) == 0.0)
+    # Sane statistics: maps are peaked (small mean), and people look at the centre more than
+    # at the border (centre bias of free viewing).
+    assert 0.01 < psm.mean() < 0.3
+    usm = psm.mean(axis=(0, 1))
+    assert (
+        usm[40:80, 53:107].mean() > 2 * np.concatenate([usm[:10].ravel(), usm[-10:].ravel()]).mean()
+    )
+    # Observers differ: the mean CC between different observers' maps is well below 1.
+    flat = psm.reshape(70, 15, -1)
+    cc = [np.corrcoef(flat[i])[np.triu_indices(15, 1)].mean() for i in range(70)]
+    assert 0.2 < np.mean(cc) < 0.9
+
+
+def test_tfrecord_and_tfds_load_with_tensorflow(tmp_path):
+    pytest.importorskip("tensorflow")
+    import tensorflow_datasets as tfds
+
+    datasets.build_dataset(
+        "synthetic_personal_saliency/tiny", data_dir=str(tmp_path), file_format="tfrecord"
+    )
+    dataset = tfds.load("synthetic_personal_saliency/tiny", split="test", data_dir=str(tmp_path))
+    example = next(iter(tfds.as_numpy(dataset)))
+    assert example["image"].shape == (120, 160, 3)
+    assert example["psm"].shape == (8, 120, 160)

@@ -1,0 +1,1 @@
+"""The individual_differences dataset (see README.md)."""

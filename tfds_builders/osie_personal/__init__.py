@@ -1,0 +1,1 @@
+"""The osie_personal dataset (see README.md)."""

@@ -1,0 +1,1 @@
+"""The personalized_saliency dataset (see README.md)."""

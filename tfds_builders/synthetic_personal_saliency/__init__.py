@@ -1,0 +1,1 @@
+"""The synthetic_personal_saliency dataset (see README.md)."""
