@@ -1,0 +1,23 @@
+"""The main job (README quick start).
+
+python launch/main.py
+python launch/main.py --dataset=osie_personal --manual_dir=../shared/datasets/osie
+"""
+
+from absl import app, flags
+
+from psm_jax import main_job
+from psm_jax.data import datasets
+
+_DATASET = flags.DEFINE_string("dataset", main_job.DEFAULT_DATASET, "Dataset[/config] to run on.")
+_MANUAL_DIR = flags.DEFINE_string("manual_dir", None, "Release folder (OSIE, PS, ID).")
+_DATA_DIR = flags.DEFINE_string("data_dir", datasets.DEFAULT_DATA_DIR, "Where records go.")
+
+
+def main(argv):
+    del argv
+    main_job.run(_DATASET.value, data_dir=_DATA_DIR.value, manual_dir=_MANUAL_DIR.value)
+
+
+if __name__ == "__main__":
+    app.run(main)

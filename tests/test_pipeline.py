@@ -1,0 +1,190 @@
+"""grain pipelines: shapes, targets, masking, determinism, resume, per-process sharding."""
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from psm_jax.data import pipeline, saliency_maps
+
+NUM_IMAGES, NUM_OBSERVERS = 12, 5
+GROUPS = {"train": [0, 1, 2], "validation": [3], "test": [4]}
+
+
+def _jpeg(seed):
+    pixels = np.random.default_rng(seed).integers(0, 256, (60, 80, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def fake_split():
+    """An in-memory split laid out like the TFDS records: 12 images x 5 observers, 2 empty pairs."""
+    rng = np.random.default_rng(0)
+    records = []
+    for i in range(NUM_IMAGES):
+        valid = np.ones(NUM_OBSERVERS, bool)
+        if i == 2:
+            valid[[1, 4]] = False
+        psm = rng.random((NUM_OBSERVERS, 120, 160)).astype(np.float16) * valid[:, None, None]
+        records.append({"image": _jpeg(i), "psm": psm, "psm_valid": valid})
+    ids = [f"o{k}" for k in range(NUM_OBSERVERS)]
+    metadata = pipeline.DatasetMetadata.from_info(
+        "fake",
+        {
+            "observer_ids": ids,
+            "observer_split": {g: [ids[k] for k in v] for g, v in GROUPS.items()},
+            "psm": {"working_size": [120, 160]},
+        },
+    )
+    return records, metadata
+
+
+def _take(dataset, n):
+    iterator = iter(dataset)
+    return [next(iterator) for _ in range(n)]
+
+
+def test_regression_batches_shapes_and_targets(fake_split):
+    records, metadata = fake_split
+    (batch,) = _take(
+        pipeline.psm_regression_dataset(
+            records, metadata, batch_size=8, shard_index=0, shard_count=1
+        ),
+        1,
+    )
+    assert batch["image"].shape == (8, 120, 160, 3) and batch["image"].dtype == np.uint8
+    assert batch["usm"].shape == batch["psm"].shape == (8, 120, 160)
+    assert batch["discrepancy"].shape == (8, 15, 20)
+    assert set(batch["observer"]) <= {0, 1, 2}
+    for j in range(8):
+        record = records[batch["image_index"][j]]
+        observer = GROUPS["train"][batch["observer"][j]]
+        psm = record["psm"].astype(np.float32)
+        usm, _ = saliency_maps.universal_saliency_maps(
+            psm, record["psm_valid"], mode="train", train_observers=metadata.train_mask
+        )
+        np.testing.assert_allclose(batch["psm"][j], psm[observer])
+        np.testing.assert_allclose(batch["usm"][j], usm[observer], atol=1e-6)
+        expected = saliency_maps.area_resize(psm[observer] - usm[observer], (15, 20))
+        np.testing.assert_allclose(batch["discrepancy"][j], expected, atol=1e-5)
+
+
+def test_one_epoch_emits_every_valid_pair_once(fake_split):
+    records, metadata = fake_split
+    dataset = pipeline.psm_regression_dataset(
+        records,
+        metadata,
+        batch_size=1,
+        shuffle=False,
+        num_epochs=1,
+        drop_remainder=False,
+        observers="all",
+        usm_mode="leave_one_out",
+        shard_index=0,
+        shard_count=1,
+    )
+    pairs = [(int(b["image_index"][0]), int(b["observer"][0])) for b in dataset]
+    assert len(pairs) == len(set(pairs)) == NUM_IMAGES * NUM_OBSERVERS - 2
+    assert (2, 1) not in pairs and (2, 4) not in pairs  # no fixations: masked, never emitted
+
+
+def test_deterministic_and_seed_dependent(fake_split):
+    records, metadata = fake_split
+    make = lambda seed: pipeline.psm_regression_dataset(  # noqa: E731
+        records, metadata, batch_size=4, seed=seed, window_size=16, shard_index=0, shard_count=1
+    )
+    first, again, other = _take(make(0), 5), _take(make(0), 5), _take(make(1), 5)
+    for a, b in zip(first, again, strict=True):
+        np.testing.assert_array_equal(a["image_index"], b["image_index"])
+        np.testing.assert_array_equal(a["observer"], b["observer"])
+    assert any(
+        not np.array_equal(a["image_index"], c["image_index"])
+        for a, c in zip(first, other, strict=True)
+    )
+
+
+@pytest.mark.parametrize("stream", ["regression", "embedding"])
+def test_iterator_state_restores_exactly(fake_split, stream):
+    records, metadata = fake_split
+    if stream == "regression":
+        make = lambda: pipeline.psm_regression_dataset(  # noqa: E731
+            records, metadata, batch_size=4, seed=3, window_size=16, shard_index=0, shard_count=1
+        )
+    else:
+        make = lambda: pipeline.embedding_dataset(  # noqa: E731
+            records, metadata, batch_size=2, m=3, seed=3, shard_index=0, shard_count=1
+        )
+    iterator = iter(make())
+    for _ in range(7):  # crosses an epoch boundary of the 12 records
+        next(iterator)
+    state = iterator.get_state()
+    expected = [next(iterator) for _ in range(4)]
+    restored = iter(make())
+    restored.set_state(state)
+    for want in expected:
+        got = next(restored)
+        for key in want:
+            np.testing.assert_array_equal(got[key], want[key])
+
+
+def test_process_shards_are_disjoint_and_cover(fake_split):
+    records, metadata = fake_split
+    seen = []
+    for shard in range(3):
+        dataset = pipeline.psm_regression_dataset(
+            records,
+            metadata,
+            batch_size=1,
+            seed=0,
+            num_epochs=1,
+            drop_remainder=False,
+            shard_index=shard,
+            shard_count=3,
+        )
+        seen.append({int(b["image_index"][0]) for b in dataset})
+    assert sum(len(s) for s in seen) == NUM_IMAGES
+    assert set.union(*seen) == set(range(NUM_IMAGES))
+    with pytest.raises(ValueError, match="shard_index 3"):
+        pipeline.psm_regression_dataset(
+            records, metadata, batch_size=1, shard_index=3, shard_count=3
+        )
+
+
+def test_embedding_sets_belong_to_their_observer(fake_split):
+    records, metadata = fake_split
+    (batch,) = _take(
+        pipeline.embedding_dataset(
+            records, metadata, batch_size=6, m=4, seed=0, shard_index=0, shard_count=1
+        ),
+        1,
+    )
+    assert batch["images"].shape == (6, 4, 120, 160, 3)
+    assert batch["psms"].shape == (6, 4, 120, 160)
+    for psms, k in zip(batch["psms"], batch["observer"], strict=True):
+        observer = GROUPS["train"][k]
+        for psm in psms:  # every map of the set is one of this observer's stored maps
+            assert any(np.array_equal(psm, r["psm"][observer].astype(np.float32)) for r in records)
+        assert len({psm.tobytes() for psm in psms}) == 4  # m distinct images
+
+
+def test_decode_image_resizes_jpeg_and_png():
+    rows, cols = np.mgrid[0:240, 0:320]
+    pixels = np.stack([rows, cols * 0.7, (rows + cols) * 0.4], axis=-1).astype(np.uint8)
+    for fmt in ("JPEG", "PNG"):
+        buffer = io.BytesIO()
+        Image.fromarray(pixels).save(buffer, format=fmt)
+        decoded = pipeline.decode_image(buffer.getvalue(), (120, 160))
+        assert decoded.shape == (120, 160, 3) and decoded.dtype == np.uint8
+        reference = pixels.reshape(120, 2, 160, 2, 3).mean(axis=(1, 3))
+        assert np.abs(decoded.astype(float) - reference).mean() < (3 if fmt == "JPEG" else 1)
+
+
+def test_unknown_group_is_an_error(fake_split):
+    records, metadata = fake_split
+    with pytest.raises(ValueError, match="Unknown observer group 'testing'"):
+        pipeline.psm_regression_dataset(
+            records, metadata, batch_size=1, observers="testing", shard_index=0, shard_count=1
+        )
