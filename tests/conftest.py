@@ -17,3 +17,15 @@ needs_osie = pytest.mark.skipif(
     not (OSIE_DIR / "data" / "eye" / "fixations.mat").exists(), reason=f"{OSIE_DIR} absent"
 )
 needs_ps_fixations = pytest.mark.skipif(not PS_FIX_DIR.exists(), reason=f"{PS_FIX_DIR} absent")
+
+
+@pytest.fixture(scope="session")
+def osie_data_dir(tmp_path_factory):
+    """A data_dir holding osie_personal built once from the real release (skips when absent)."""
+    if not (OSIE_DIR / "data" / "eye" / "fixations.mat").exists():
+        pytest.skip(f"{OSIE_DIR} absent")
+    from psm_jax.data import datasets
+
+    data_dir = tmp_path_factory.mktemp("osie_tfds")
+    datasets.build_dataset("osie_personal", data_dir=str(data_dir), manual_dir=str(OSIE_DIR))
+    return str(data_dir)

@@ -7,7 +7,7 @@ import textwrap
 
 import numpy as np
 import pytest
-from conftest import DUMMY, OSIE_DIR, ROOT, needs_osie
+from conftest import DUMMY, OSIE_DIR, ROOT
 
 from psm_jax import main_job
 from psm_jax.data import datasets, pipeline
@@ -111,17 +111,16 @@ def test_main_job_on_tiny(tmp_path, capsys):
     assert "discrepancy  (8, 15, 20)" in printed
 
 
-@needs_osie
-def test_osie_personal_builds_from_the_real_release(tmp_path):
+def test_osie_personal_builds_from_the_real_release(osie_data_dir):
     builder = datasets.build_dataset(
-        "osie_personal", data_dir=str(tmp_path), manual_dir=str(OSIE_DIR)
-    )
+        "osie_personal", data_dir=osie_data_dir, manual_dir=str(OSIE_DIR)
+    )  # built by the fixture: this reuses it
     md = builder.info.metadata
     assert (md["num_images"], md["num_observers"]) == (700, 15)
     assert [len(md["image_split"][s]) for s in ("train", "validation", "test")] == [560, 70, 70]
     assert [len(md["observer_split"][s]) for s in ("train", "validation", "test")] == [9, 3, 3]
     assert md["quality"]["fixations"] == 98321 and md["quality"]["empty_pairs"] == 0
-    source, metadata = pipeline.open_split("osie_personal", "test", str(tmp_path))
+    source, metadata = pipeline.open_split("osie_personal", "test", osie_data_dir)
     assert len(source) == 70
     psm = np.stack([np.asarray(source[i]["psm"], np.float32) for i in range(70)])
     assert psm.shape == (70, 15, 120, 160)
