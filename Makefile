@@ -27,6 +27,7 @@ lint: $(VENV)/.test
 
 bench: $(VENV)/.core
 	$(PY) benchmarks/bench_data.py
+	$(PY) benchmarks/bench_metrics.py
 
 clean:
 	rm -rf $(VENV) data
