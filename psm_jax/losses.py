@@ -1,0 +1,159 @@
+"""Training losses: deep-supervised MSE on discrepancy maps, cosine triplet loss with online mining.
+
+Both are pure functions of arrays, jit-able, with a validity mask so padded or invalid examples
+(an observer with no fixation on an image, see the data pipeline) contribute nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import jax
+import jax.numpy as jnp
+
+Reduction = Literal["mean", "caffe_euclidean"]
+Mining = Literal["semi_hard", "hard"]
+
+
+def _masked_mean(values: jax.Array, valid: jax.Array | None) -> jax.Array:
+    if valid is None:
+        return jnp.mean(values)
+    weights = valid.astype(values.dtype)
+    return jnp.sum(values * weights) / jnp.maximum(jnp.sum(weights), 1.0)
+
+
+def resize_target(target: jax.Array, size: tuple[int, int]) -> jax.Array:
+    """(B, H, W) target -> (B, *size): same size as is; an integer factor smaller: area (box)
+    averaging, as the data pipeline makes its 15x20 discrepancy; otherwise antialiased bilinear."""
+    batch, height, width = target.shape
+    out_h, out_w = size
+    if (height, width) == (out_h, out_w):
+        return target
+    if height % out_h == 0 and width % out_w == 0:
+        blocks = target.reshape(batch, out_h, height // out_h, out_w, width // out_w)
+        return jnp.mean(blocks, axis=(2, 4))
+    return jax.image.resize(target, (batch, out_h, out_w), "linear", antialias=True)
+
+
+def deep_supervised_mse(
+    outputs: Sequence[jax.Array],
+    target: jax.Array,
+    valid: jax.Array | None = None,
+    reduction: Reduction = "mean",
+) -> jax.Array:
+    """Sum over the deep-supervision outputs of the squared error to the target discrepancy.
+
+    Strohm et al. Eq. 3 and Xu et al. Eq. 2: L = sum_k ||S_k - Delta_k||^2, where S_k is the k-th
+    output (at its own resolution) and Delta_k the target discrepancy resized to it.
+
+    Args:
+      outputs: the predicted discrepancy maps, each (B, h_k, w_k).
+      target: (B, H, W) target discrepancy (PSM - USM).
+      valid: (B,) bool, examples that count; None: all.
+      reduction: per example and output, "mean" takes the mean squared error over pixels (MSE,
+        Strohm et al.); "caffe_euclidean" takes half the sum of squared errors (Caffe's
+        EuclideanLoss, which Xu et al.'s learning rate 3e-4 was tuned with).
+
+    Returns:
+      The scalar loss: the per-example sum over outputs, averaged over valid examples.
+    """
+    per_example = 0.0
+    for output in outputs:
+        squared = jnp.square(output - resize_target(target, output.shape[1:]))
+        if reduction == "mean":
+            per_example = per_example + jnp.mean(squared, axis=(1, 2))
+        elif reduction == "caffe_euclidean":
+            per_example = per_example + 0.5 * jnp.sum(squared, axis=(1, 2))
+        else:
+            raise ValueError(f"reduction must be 'mean' or 'caffe_euclidean', got {reduction!r}")
+    return _masked_mean(per_example, valid)
+
+
+def cosine_similarity_matrix(embeddings: jax.Array, epsilon: float = 1e-12) -> jax.Array:
+    """(B, d) -> (B, B) cosine similarities."""
+    norms = jnp.sqrt(jnp.sum(jnp.square(embeddings), axis=-1, keepdims=True))
+    unit = embeddings / jnp.maximum(norms, epsilon)
+    return unit @ unit.T
+
+
+def mined_triplet_losses(
+    embeddings: jax.Array,
+    labels: jax.Array,
+    margin: float = 0.05,
+    mining: Mining = "semi_hard",
+    valid: jax.Array | None = None,
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Per anchor-positive pair: the mined negative and the triplet loss (Strohm et al. Eq. 1).
+
+    For anchor a and positive p (same label, a != p), with cosine similarity s:
+      loss(a, p) = max(s(a, n) - s(a, p) + margin, 0)
+    where the negative n (a different label) is chosen online from the batch:
+      - "semi_hard": the hardest semi-hard negative, i.e. among negatives farther from the anchor
+        than the positive but within the margin (s(a, p) - margin < s(a, n) < s(a, p)) the one most
+        similar to the anchor; when there is none, the hardest negative;
+      - "hard": always the hardest negative (the one most similar to the anchor).
+    Ties between equally similar negatives go to the lowest index (the loss is the same).
+
+    Args:
+      embeddings: (B, d); they need not be normalised.
+      labels: (B,) int user labels.
+      margin: the triplet margin (0.05 in the paper).
+      mining: "semi_hard" or "hard".
+      valid: (B,) bool, examples that take part; None: all.
+
+    Returns:
+      (losses, pair_mask, negative): (B, B) loss per (anchor, positive), (B, B) bool mask of the
+      valid anchor-positive pairs, (B, B) int index of the chosen negative (meaningful where the
+      pair is valid and the anchor has a negative).
+    """
+    batch = embeddings.shape[0]
+    valid = jnp.ones((batch,), bool) if valid is None else valid.astype(bool)
+    similarity = cosine_similarity_matrix(embeddings)
+    same = labels[:, None] == labels[None, :]
+    both_valid = valid[:, None] & valid[None, :]
+    pair_mask = same & both_valid & ~jnp.eye(batch, dtype=bool)
+    negative_mask = ~same & both_valid  # (anchor, negative)
+
+    positive_similarity = similarity[:, :, None]  # (anchor, positive, 1)
+    negative_similarity = similarity[:, None, :]  # (anchor, 1, negative)
+    lowest = jnp.finfo(similarity.dtype).min
+    hardest_candidates = jnp.where(negative_mask[:, None, :], negative_similarity, lowest)
+    hardest_candidates = jnp.broadcast_to(hardest_candidates, (batch, batch, batch))
+    if mining == "hard":
+        candidates = hardest_candidates
+    elif mining == "semi_hard":
+        semi_hard = (
+            negative_mask[:, None, :]
+            & (negative_similarity < positive_similarity)
+            & (negative_similarity > positive_similarity - margin)
+        )
+        candidates = jnp.where(
+            jnp.any(semi_hard, axis=-1, keepdims=True),
+            jnp.where(semi_hard, negative_similarity, lowest),
+            hardest_candidates,
+        )
+    else:
+        raise ValueError(f"mining must be 'semi_hard' or 'hard', got {mining!r}")
+    negative = jnp.argmax(candidates, axis=-1)
+    has_negative = jnp.any(negative_mask, axis=-1)[:, None]
+    chosen = jnp.take_along_axis(similarity[:, None, :], negative[..., None], axis=-1)[..., 0]
+    losses = jnp.maximum(chosen - similarity + margin, 0.0)
+    pair_mask = pair_mask & has_negative
+    return jnp.where(pair_mask, losses, 0.0), pair_mask, negative
+
+
+def triplet_loss(
+    embeddings: jax.Array,
+    labels: jax.Array,
+    margin: float = 0.05,
+    mining: Mining = "semi_hard",
+    valid: jax.Array | None = None,
+) -> jax.Array:
+    """Cosine triplet margin loss with online mining, averaged over all valid anchor-positive pairs.
+
+    See `mined_triplet_losses` for the definition. A batch with no valid pair (every label
+    different, or no negative) gives 0.
+    """
+    losses, pair_mask, _ = mined_triplet_losses(embeddings, labels, margin, mining, valid)
+    return jnp.sum(losses) / jnp.maximum(jnp.sum(pair_mask), 1)

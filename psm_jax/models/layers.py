@@ -1,0 +1,213 @@
+"""Building blocks shared by every model: input assembly, per-example convolution, stacked layers.
+
+Two kinds of convolution appear in the papers' models:
+
+- an ordinary convolution, one kernel for the whole batch (`Conv` with `num_observers=None`);
+- a convolution whose kernel differs per example: kernels predicted from a user embedding by a
+  hypernetwork (Strohm et al.), or the kernel of each example's own observer, taken from parameters
+  stacked over observers (Xu et al.'s per-observer heads, the per-observer baselines).
+
+The second kind is `per_example_conv`. It is written as shifted slices plus batched matrix
+products, not as `jax.vmap` over `lax.conv_general_dilated`: on XLA:CPU the vmapped form lowers to
+a grouped convolution whose kernel gradient measured 40-110x slower (benchmarks/RESULTS.md), and
+the cost of one example must not depend on the batch or on how many observers a model knows.
+
+Per-observer parameters are `ObserverParam` variables (a subtype of `nnx.Param`) with a leading
+observer axis, so a train step can select them by type and update only the rows of the observers in
+its batch (`psm_jax.train.sparse`).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from jax import lax
+
+
+def he_normal(batch_axis: tuple[int, ...] = ()):
+    """He (Kaiming) normal initialiser, for layers followed by ReLU; batch axes are not fan."""
+    return jax.nn.initializers.variance_scaling(
+        2.0, "fan_in", "truncated_normal", batch_axis=batch_axis
+    )
+
+
+def xavier_uniform(batch_axis: tuple[int, ...] = ()):
+    """Xavier (Glorot) uniform initialiser, Caffe's 'xavier'; batch axes are not fan."""
+    return jax.nn.initializers.variance_scaling(1.0, "fan_avg", "uniform", batch_axis=batch_axis)
+
+
+class ObserverParam(nnx.Param):
+    """A parameter stacked over observers: axis 0 indexes the observer."""
+
+
+def model_input(image: jax.Array, saliency: jax.Array | None) -> jax.Array:
+    """Network input: RGB (and optionally a saliency map as a fourth channel), centred floats.
+
+    Args:
+      image: (..., H, W, 3) uint8 in [0, 255] or float in [0, 1].
+      saliency: (..., H, W) map in [0, 1] (a USM or a PSM), or None for RGB-only input.
+
+    Returns:
+      (..., H, W, 3 or 4) float32: each channel in [0, 1] minus 0.5, so inputs are centred.
+    """
+    if jnp.issubdtype(image.dtype, jnp.integer):
+        rgb = image.astype(jnp.float32) / 255.0
+    else:
+        rgb = image.astype(jnp.float32)
+    channels = [rgb - 0.5]
+    if saliency is not None:
+        channels.append(saliency.astype(jnp.float32)[..., None] - 0.5)
+    return jnp.concatenate(channels, axis=-1)
+
+
+def _same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """TensorFlow/Flax 'SAME' padding: output ceil(size / stride)."""
+    output = -(-size // stride)
+    total = max((output - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+def _shifted_views(features: jax.Array, kernel: int, stride: int) -> list[jax.Array]:
+    """The kernel * kernel strided views of padded features, in (row, column) kernel order."""
+    _, height, width, _ = features.shape
+    pad_h, pad_w = _same_padding(height, kernel, stride), _same_padding(width, kernel, stride)
+    padded = jnp.pad(features, ((0, 0), pad_h, pad_w, (0, 0)))
+    out_h, out_w = -(-height // stride), -(-width // stride)
+    return [
+        padded[
+            :,
+            dy : dy + stride * (out_h - 1) + 1 : stride,
+            dx : dx + stride * (out_w - 1) + 1 : stride,
+        ]
+        for dy in range(kernel)
+        for dx in range(kernel)
+    ]
+
+
+def per_example_conv(
+    features: jax.Array, kernels: jax.Array, biases: jax.Array | None = None, stride: int = 1
+) -> jax.Array:
+    """Convolves each example with its own kernel ('SAME' padding, cross-correlation like lax).
+
+    Args:
+      features: (B, H, W, C).
+      kernels: (B, k, k, C, O), example b's kernel in HWIO layout.
+      biases: (B, O) or None.
+      stride: the same in both directions.
+
+    Returns:
+      (B, ceil(H / stride), ceil(W / stride), O), equal to running `lax.conv_general_dilated` on
+      each example with its kernel.
+    """
+    batch, kernel, _, channels, outputs = kernels.shape
+    if batch == 1:  # one example: an ordinary convolution is faster than the batched matmuls
+        result = lax.conv_general_dilated(
+            features,
+            kernels[0],
+            (stride, stride),
+            "SAME",
+            dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        )
+        return result if biases is None else result + biases[:, None, None, :]
+    views = _shifted_views(features, kernel, stride)
+    if channels * kernel * kernel <= 256:
+        # Few input channels (the first layer): one batched matmul over gathered patches.
+        patches = jnp.concatenate(views, axis=-1)
+        result = jnp.einsum(
+            "bhwp,bpo->bhwo", patches, kernels.reshape(batch, kernel * kernel * channels, outputs)
+        )
+    else:
+        # Many channels: a sum of kernel * kernel batched matmuls, no patch tensor in memory.
+        taps = kernels.reshape(batch, kernel * kernel, channels, outputs)
+        result = sum(jnp.einsum("bhwc,bco->bhwo", view, taps[:, i]) for i, view in enumerate(views))
+    if biases is not None:
+        result = result + biases[:, None, None, :]
+    return result
+
+
+class Conv(nnx.Module):
+    """A 2-D convolution, 'SAME' padding, optionally stacked over observers.
+
+    With `num_observers=None` it is an ordinary convolution. With an integer it holds one kernel per
+    observer (`ObserverParam`, shape (N, k, k, C, O)) and `__call__(x, observer)` convolves each
+    example with its observer's kernel: the cost per example is independent of N (a gather of B
+    kernels, then `per_example_conv`).
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        kernel_size: int,
+        *,
+        stride: int = 1,
+        num_observers: int | None = None,
+        kernel_init=he_normal,
+        rngs: nnx.Rngs,
+    ):
+        """`kernel_init(batch_axis)` returns the initialiser (`he_normal`, `xavier_uniform`, ...);
+        stacked kernels are drawn in one call with the observer axis as a batch axis, so each
+        observer's kernel has the same distribution as an unstacked one."""
+        self.kernel_size = kernel_size
+        self.stride = stride
+        self.num_observers = num_observers
+        shape = (kernel_size, kernel_size, in_features, out_features)
+        if num_observers is None:
+            self.kernel = nnx.Param(kernel_init()(rngs.params(), shape, jnp.float32))
+            self.bias = nnx.Param(jnp.zeros((out_features,), jnp.float32))
+        else:
+            kernels = kernel_init((0,))(rngs.params(), (num_observers,) + shape, jnp.float32)
+            self.kernel = ObserverParam(kernels)
+            self.bias = ObserverParam(jnp.zeros((num_observers, out_features), jnp.float32))
+
+    def __call__(self, features: jax.Array, observer: jax.Array | None = None) -> jax.Array:
+        if self.num_observers is None:
+            return (
+                lax.conv_general_dilated(
+                    features,
+                    self.kernel.value,
+                    (self.stride, self.stride),
+                    "SAME",
+                    dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                )
+                + self.bias.value
+            )
+        if observer is None:
+            raise ValueError("A per-observer Conv needs the observer index of every example.")
+        return per_example_conv(
+            features, self.kernel.value[observer], self.bias.value[observer], self.stride
+        )
+
+
+def max_pool(features: jax.Array, window: int = 3, stride: int = 2) -> jax.Array:
+    """Max pooling with 'SAME' padding (output ceil(size / stride)), as in DeepNet/Caffe."""
+    return nnx.max_pool(features, (window, window), (stride, stride), padding="SAME")
+
+
+def mixed_input_init(saliency_init=xavier_uniform, rgb_init=he_normal):
+    """An initialiser factory: He for the RGB input channels, another (Xavier) for the saliency one.
+
+    Xu et al. (Sec. 5.1) initialise the parameters of the USM input channel with 'xavier' while the
+    RGB channels come from a pretrained network; here the RGB channels get He initialisation
+    (nothing pretrained is downloadable) and the last input channel Xavier.
+    """
+
+    def factory(batch_axis: tuple[int, ...] = ()):
+        def init(key, shape, dtype=jnp.float32):
+            rgb_key, saliency_key = jax.random.split(key)
+            kernel = rgb_init(batch_axis)(rgb_key, shape, dtype)
+            saliency_shape = shape[:-2] + (1, shape[-1])
+            saliency = saliency_init(batch_axis)(saliency_key, saliency_shape, dtype)
+            return kernel.at[..., -1:, :].set(saliency)
+
+        return init
+
+    return factory
+
+
+def count_parameters(module: nnx.Module) -> int:
+    """Number of scalar parameters (nnx.Param, including stacked ObserverParam) of a module."""
+    state = nnx.state(module, nnx.Param)
+    return int(sum(np.prod(leaf.shape) for leaf in jax.tree.leaves(state)))

@@ -1,0 +1,165 @@
+"""Strohm et al. 2024's personalised saliency network (Fig. 3, Sec. 3.2) and MultiCNN baseline.
+
+PSM(I, U) = USM(I) + discrepancy(I, U). The network sees the image with the USM as a fourth channel
+(120x160) and a conditioning vector, the user embedding e_U (`psm_jax.models.embedding`):
+
+1. image-USM features: 3x3 convolutions with stride 2 and ReLU, down to 15x20 (`trunk_widths`);
+2. in parallel, a hypernetwork (an MLP) predicts a 3x3 kernel and bias from the embedding; they are
+   convolved over the features of that example (`layers.per_example_conv`: batched, no Python loop
+   over examples), then ReLU;
+3. final convolutions give the discrepancy at 15x20 through tanh, in [-1, 1]. A projection (1x1
+   convolution + tanh) before each of the last two convolutions gives an intermediate discrepancy
+   map, so the network has three outputs for deep supervision (Eq. 3), coarse to final.
+
+Choices where the paper is silent (configurable): trunk widths (16, 32, 64), dynamic layer 64 -> 32
+channels, a final 3x3 convolution of 32 channels and then the 3x3 output convolution; no
+normalisation layers (the paper names none for this network, and without them the per-observer
+baseline below has no per-observer statistics to keep); He-normal initialisation for ReLU layers,
+Xavier for the tanh projections. The hypernetwork predicts kernel = base + MLP(e): its last layer's
+bias is the He-initialised base kernel and its weights start small (std 0.1 / sqrt(hidden)), so an
+untrained network behaves like a well-initialised static one and the embedding's influence is
+learned.
+
+`PerObserverSaliencyNetworks` is the MultiCNN baseline of Strohm et al.: the same architecture with
+no sharing and no embedding, one full network per observer, every layer's parameters stacked over
+observers (the dynamic layer becomes each observer's own static 3x3 convolution).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from psm_jax.models import layers
+
+
+@dataclasses.dataclass(frozen=True)
+class SaliencyNetworkConfig:
+    """Architecture of the personalised saliency network (and of its per-observer baseline)."""
+
+    in_channels: int = 4
+    trunk_widths: tuple[int, ...] = (16, 32, 64)
+    dynamic_width: int = 32
+    dynamic_kernel_size: int = 3
+    head_width: int = 32
+    embedding_size: int = 32
+    hypernetwork_hidden: int = 128
+
+
+class _Decoder(nnx.Module):
+    """The last layers: two projections (intermediate outputs) and two convolutions."""
+
+    def __init__(self, config: SaliencyNetworkConfig, num_observers: int | None, rngs: nnx.Rngs):
+        width = config.dynamic_width
+
+        def conv(i, o, k, init=layers.he_normal):
+            return layers.Conv(i, o, k, num_observers=num_observers, kernel_init=init, rngs=rngs)
+
+        self.projection_1 = conv(width, 1, 1, layers.xavier_uniform)
+        self.conv_1 = conv(width, config.head_width, 3)
+        self.projection_2 = conv(config.head_width, 1, 1, layers.xavier_uniform)
+        self.conv_out = conv(config.head_width, 1, 3, layers.xavier_uniform)
+
+    def __call__(self, features, observer=None) -> tuple[jax.Array, jax.Array, jax.Array]:
+        first = jnp.tanh(self.projection_1(features, observer))
+        hidden = jax.nn.relu(self.conv_1(features, observer))
+        second = jnp.tanh(self.projection_2(hidden, observer))
+        final = jnp.tanh(self.conv_out(hidden, observer))
+        return first[..., 0], second[..., 0], final[..., 0]
+
+
+class _Trunk(nnx.Module):
+    """Image-USM features: 3x3 stride-2 convolutions with ReLU, 120x160 -> 15x20."""
+
+    def __init__(self, config: SaliencyNetworkConfig, num_observers: int | None, rngs: nnx.Rngs):
+        self.convs = nnx.List()
+        in_features = config.in_channels
+        for width in config.trunk_widths:
+            self.convs.append(
+                layers.Conv(in_features, width, 3, stride=2, num_observers=num_observers, rngs=rngs)
+            )
+            in_features = width
+
+    def __call__(self, features, observer=None):
+        for conv in self.convs:
+            features = jax.nn.relu(conv(features, observer))
+        return features
+
+
+class PersonalisedSaliencyNetwork(nnx.Module):
+    """N(USM(I), I, e_U) -> three discrepancy maps at 15x20 in [-1, 1], coarse to final.
+
+    Call with `inputs` (B, 120, 160, 4) from `layers.model_input(image, usm)` and `embedding`
+    (B, embedding_size). The cost of a batch is the batch size times the cost of one example: the
+    dynamic kernels are computed for the whole batch in one matmul and applied by one batched
+    per-example convolution.
+    """
+
+    def __init__(self, config: SaliencyNetworkConfig = SaliencyNetworkConfig(), *, rngs: nnx.Rngs):
+        self.config = config
+        self.trunk = _Trunk(config, None, rngs)
+        in_features = config.trunk_widths[-1]
+        k = config.dynamic_kernel_size
+        self.kernel_shape = (k, k, in_features, config.dynamic_width)
+        kernel_size = k * k * in_features * config.dynamic_width
+        self.hidden = nnx.Linear(config.embedding_size, config.hypernetwork_hidden, rngs=rngs)
+        base_kernel = layers.he_normal()(rngs.params(), self.kernel_shape, jnp.float32).reshape(-1)
+        self.kernel_generator = nnx.Linear(
+            config.hypernetwork_hidden,
+            kernel_size + config.dynamic_width,
+            kernel_init=jax.nn.initializers.normal(0.1 / config.hypernetwork_hidden**0.5),
+            rngs=rngs,
+        )
+        self.kernel_generator.bias.value = jnp.concatenate(
+            [base_kernel, jnp.zeros((config.dynamic_width,), jnp.float32)]
+        )
+        self.decoder = _Decoder(config, None, rngs)
+
+    def dynamic_kernels(self, embedding: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """The hypernetwork: (B, d) embeddings -> (B, k, k, C, O) kernels and (B, O) biases."""
+        generated = self.kernel_generator(jax.nn.relu(self.hidden(embedding)))
+        kernel_size = generated.shape[-1] - self.config.dynamic_width
+        kernels = generated[:, :kernel_size].reshape((-1,) + self.kernel_shape)
+        return kernels, generated[:, kernel_size:]
+
+    def __call__(self, inputs: jax.Array, embedding: jax.Array):
+        features = self.trunk(inputs)
+        kernels, biases = self.dynamic_kernels(embedding)
+        features = jax.nn.relu(layers.per_example_conv(features, kernels, biases))
+        return self.decoder(features)
+
+
+class PerObserverSaliencyNetworks(nnx.Module):
+    """MultiCNN (Strohm et al.'s baseline): one full network per observer, stacked, no sharing.
+
+    Call with `inputs` (B, 120, 160, 4) and `observer` (B,) int indices in [0, num_observers);
+    each example runs only its own observer's network, so the cost per example does not grow with
+    the number of observers.
+    """
+
+    def __init__(
+        self,
+        num_observers: int,
+        config: SaliencyNetworkConfig = SaliencyNetworkConfig(),
+        *,
+        rngs: nnx.Rngs,
+    ):
+        self.config = config
+        self.num_observers = num_observers
+        self.trunk = _Trunk(config, num_observers, rngs)
+        self.observer_conv = layers.Conv(
+            config.trunk_widths[-1],
+            config.dynamic_width,
+            config.dynamic_kernel_size,
+            num_observers=num_observers,
+            rngs=rngs,
+        )
+        self.decoder = _Decoder(config, num_observers, rngs)
+
+    def __call__(self, inputs: jax.Array, observer: jax.Array):
+        features = self.trunk(inputs, observer)
+        features = jax.nn.relu(self.observer_conv(features, observer))
+        return self.decoder(features, observer)

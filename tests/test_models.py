@@ -1,0 +1,241 @@
+"""Models: shapes and ranges, per-example convolution and head selection against references."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+from jax import lax
+
+from psm_jax.models import (
+    embedding,
+    layers,
+    multi_task,
+    per_observer_networks,
+    personalised,
+    universal,
+)
+
+TINY_MULTI_TASK = multi_task.MultiTaskConfig(trunk_widths=(6, 8, 8, 8), head_widths=(8, 6, 4))
+TINY_SALIENCY = personalised.SaliencyNetworkConfig(
+    trunk_widths=(6, 8, 8), dynamic_width=8, head_width=6, embedding_size=5, hypernetwork_hidden=7
+)
+
+
+def _inputs(batch, channels=4, seed=0, size=(120, 160)):
+    return jax.random.normal(jax.random.key(seed), (batch,) + size + (channels,))
+
+
+@nnx.jit
+def _run(model, inputs, condition):
+    """A jitted forward pass (eager dispatch of the per-example convolutions is slow in tests)."""
+    return model(inputs, condition)
+
+
+def _conv_reference(features, kernel, bias, stride):
+    return (
+        lax.conv_general_dilated(
+            features[None],
+            kernel,
+            (stride, stride),
+            "SAME",
+            dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        )[0]
+        + bias
+    )
+
+
+@pytest.mark.parametrize(
+    "shape, kernel, stride",
+    [
+        ((15, 20, 3), 3, 1),  # patch path
+        ((15, 20, 40), 3, 1),  # shift-and-sum path
+        ((15, 20, 40), 5, 1),
+        ((15, 20, 3), 3, 2),  # odd size, stride 2
+        ((60, 80, 4), 7, 2),
+        ((15, 20, 12), 1, 1),
+    ],
+)
+def test_per_example_conv_equals_a_loop_over_examples(shape, kernel, stride):
+    keys = jax.random.split(jax.random.key(0), 3)
+    features = jax.random.normal(keys[0], (3,) + shape)
+    kernels = jax.random.normal(keys[1], (3, kernel, kernel, shape[-1], 5))
+    biases = jax.random.normal(keys[2], (3, 5))
+    result = layers.per_example_conv(features, kernels, biases, stride)
+    reference = jnp.stack(
+        [_conv_reference(features[b], kernels[b], biases[b], stride) for b in range(3)]
+    )
+    assert result.shape == reference.shape
+    np.testing.assert_allclose(result, reference, rtol=1e-4, atol=1e-4)
+
+
+def test_model_input_channels_and_centring():
+    image = jnp.full((2, 4, 5, 3), 255, jnp.uint8)
+    usm = jnp.zeros((2, 4, 5))
+    inputs = layers.model_input(image, usm)
+    assert inputs.shape == (2, 4, 5, 4)
+    np.testing.assert_allclose(inputs[..., :3], 0.5)
+    np.testing.assert_allclose(inputs[..., 3], -0.5)
+    assert layers.model_input(image, None).shape == (2, 4, 5, 3)
+
+
+def _single_observer_copy(model, observer, make):
+    """A model built by `make()` for one observer whose parameters are row `observer` of `model`."""
+    single = make()
+    observer_state = jax.tree.map(
+        lambda rows: rows[observer : observer + 1], nnx.state(model, layers.ObserverParam)
+    )
+    nnx.update(single, observer_state, nnx.state(model, nnx.Not(layers.ObserverParam)))
+    return single
+
+
+@pytest.mark.parametrize("share_trunk", [True, False])
+def test_multi_task_heads_select_each_examples_observer(share_trunk):
+    config = dataclasses.replace(TINY_MULTI_TASK, share_trunk=share_trunk)
+    model = multi_task.MultiTaskCNN(5, config, rngs=nnx.Rngs(0))
+    inputs = _inputs(4, size=(32, 48))
+    observer = jnp.array([3, 0, 3, 4])
+    outputs = _run(model, inputs, observer)
+    assert len(outputs) == 3 and all(o.shape == (4, 4, 6) for o in outputs)
+    for b in range(4):
+        alone = _single_observer_copy(
+            model, int(observer[b]), lambda: multi_task.MultiTaskCNN(1, config, rngs=nnx.Rngs(9))
+        )
+        expected = _run(alone, inputs[b : b + 1], jnp.zeros((1,), jnp.int32))
+        for output, single in zip(outputs, expected, strict=True):
+            np.testing.assert_allclose(output[b], single[0], rtol=1e-4, atol=1e-5)
+    # Different observers really have different heads.
+    assert not np.allclose(outputs[2][0], _run(model, inputs[:1], jnp.array([0]))[2][0])
+
+
+def test_multi_task_rgb_only_and_side_outputs_differ():
+    config = dataclasses.replace(TINY_MULTI_TASK, in_channels=3)
+    model = multi_task.MultiTaskCNN(2, config, rngs=nnx.Rngs(0))
+    s5, s6, s7 = _run(model, _inputs(2, channels=3), jnp.array([0, 1]))
+    assert s5.shape == s6.shape == s7.shape == (2, 15, 20)
+    assert not np.allclose(s5, s7)
+
+
+def test_usm_channel_has_xavier_initialisation():
+    model = multi_task.MultiTaskCNN(1, rngs=nnx.Rngs(0))
+    kernel = np.asarray(model.trunk[0].kernel.value)  # (7, 7, 4, 32)
+    fan_in, fan_out = 7 * 7 * 1, 7 * 7 * 32
+    xavier_bound = np.sqrt(6.0 / (fan_in + fan_out))
+    assert np.abs(kernel[:, :, 3]).max() <= xavier_bound  # uniform within the Xavier bound
+    assert np.abs(kernel[:, :, :3]).max() > xavier_bound  # He normal for RGB is wider
+
+
+def test_personalised_network_outputs_and_dynamic_convolution():
+    model = personalised.PersonalisedSaliencyNetwork(TINY_SALIENCY, rngs=nnx.Rngs(0))
+    inputs = _inputs(4)
+    user_embedding = embedding.normalise(jax.random.normal(jax.random.key(1), (4, 5)))
+    outputs = _run(model, inputs, user_embedding)
+    assert len(outputs) == 3
+    for output in outputs:
+        assert output.shape == (4, 15, 20)
+        assert float(jnp.min(output)) >= -1.0 and float(jnp.max(output)) <= 1.0
+    # Batched = each example alone (a batch costs nothing across examples, and mixes nothing).
+    for b in range(4):
+        alone = _run(model, inputs[b : b + 1], user_embedding[b : b + 1])
+        for output, single in zip(outputs, alone, strict=True):
+            np.testing.assert_allclose(output[b], single[0], rtol=1e-4, atol=1e-5)
+    # The dynamic layer equals a per-example reference loop over the predicted kernels.
+    features = model.trunk(inputs)
+    kernels, biases = model.dynamic_kernels(user_embedding)
+    batched = layers.per_example_conv(features, kernels, biases)
+    for b in range(4):
+        np.testing.assert_allclose(
+            batched[b], _conv_reference(features[b], kernels[b], biases[b], 1), rtol=1e-4, atol=1e-4
+        )
+    # The embedding conditions the output.
+    other = _run(model, inputs, user_embedding[::-1])
+    assert not np.allclose(outputs[2], other[2])
+
+
+@pytest.mark.parametrize("architecture", ["xu", "strohm"])
+def test_per_observer_networks_run_each_examples_own_network(architecture):
+    config = TINY_MULTI_TASK if architecture == "xu" else TINY_SALIENCY
+    fields = {
+        f.name: getattr(config, f.name)
+        for f in dataclasses.fields(config)
+        if f.name != "share_trunk" and f.name not in ("embedding_size", "hypernetwork_hidden")
+    }
+    model = per_observer_networks(architecture, 4, rngs=nnx.Rngs(0), **fields)
+    # Nothing is shared: every parameter is stacked per observer.
+    assert not jax.tree.leaves(nnx.state(model, nnx.All(nnx.Param, nnx.Not(layers.ObserverParam))))
+    assert [o.shape for o in _run(model, _inputs(1), jnp.array([3]))] == [(1, 15, 20)] * 3
+    inputs = _inputs(3, size=(32, 48))
+    observer = jnp.array([2, 2, 0])
+    outputs = _run(model, inputs, observer)
+    for b in range(3):
+        alone = _single_observer_copy(
+            model,
+            int(observer[b]),
+            lambda: per_observer_networks(architecture, 1, rngs=nnx.Rngs(5), **fields),
+        )
+        expected = _run(alone, inputs[b : b + 1], jnp.zeros((1,), jnp.int32))
+        np.testing.assert_allclose(outputs[2][b], expected[2][0], rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="architecture"):
+        per_observer_networks("deepgaze", 2, rngs=nnx.Rngs(0))
+
+
+def _pairs(batch, m, seed):
+    keys = jax.random.split(jax.random.key(seed))
+    images = jax.random.randint(keys[0], (batch, m, 120, 160, 3), 0, 256).astype(jnp.uint8)
+    psms = jax.random.uniform(keys[1], (batch, m, 120, 160))
+    return images, psms
+
+
+def test_embedding_is_unit_norm_and_invariant_to_pair_order():
+    config = embedding.EncoderConfig(widths=(4, 8, 8, 8), embedding_size=6)
+    encoder = embedding.UserEmbeddingEncoder(config, rngs=nnx.Rngs(0))
+    encoder.eval()
+    images, psms = _pairs(3, 4, seed=0)
+    user_embedding = encoder(images, psms)
+    assert user_embedding.shape == (3, 6)
+    np.testing.assert_allclose(jnp.linalg.norm(user_embedding, axis=-1), 1.0, rtol=1e-5)
+    order = jnp.array([2, 0, 3, 1])
+    np.testing.assert_allclose(
+        encoder(images[:, order], psms[:, order]), user_embedding, rtol=1e-4, atol=1e-6
+    )
+    # The PSMs matter (the user is in the saliency channel, not only in the images).
+    other = encoder(images, psms[::-1])
+    assert not np.allclose(other[0], user_embedding[0])
+
+
+def test_embedding_training_mode_uses_dropout_and_batch_statistics():
+    encoder = embedding.UserEmbeddingEncoder(
+        embedding.EncoderConfig(widths=(4, 4, 4, 4), embedding_size=6), rngs=nnx.Rngs(0)
+    )
+    images, psms = _pairs(2, 3, seed=1)
+    encoder.train()
+    first, second = encoder(images, psms), encoder(images, psms)
+    assert not np.allclose(first, second)  # a fresh dropout mask each call
+    stats = nnx.state(encoder, nnx.BatchStat)
+    assert any(float(jnp.abs(leaf).max()) > 0 for leaf in jax.tree.leaves(stats))
+
+
+def test_universal_network_predicts_a_normalised_usm():
+    model = universal.UniversalSaliencyNetwork(rngs=nnx.Rngs(0))
+    inputs = layers.model_input(
+        jax.random.randint(jax.random.key(0), (2, 120, 160, 3), 0, 256).astype(jnp.uint8), None
+    )
+    assert model(inputs).shape == (2, 15, 20)
+    usm = model.usm(inputs)
+    assert usm.shape == (2, 120, 160)
+    np.testing.assert_allclose(usm.min(axis=(1, 2)), 0.0, atol=1e-6)
+    np.testing.assert_allclose(usm.max(axis=(1, 2)), 1.0, atol=1e-6)
+
+
+def test_count_parameters_counts_stacked_rows():
+    one = layers.count_parameters(multi_task.MultiTaskCNN(1, TINY_MULTI_TASK, rngs=nnx.Rngs(0)))
+    ten = layers.count_parameters(multi_task.MultiTaskCNN(10, TINY_MULTI_TASK, rngs=nnx.Rngs(0)))
+    head = sum(
+        k * k * i * o + o
+        for k, i, o in zip(
+            TINY_MULTI_TASK.head_kernels, (8, 8, 6), TINY_MULTI_TASK.head_widths, strict=True
+        )
+    ) + sum(w + 1 for w in TINY_MULTI_TASK.head_widths)
+    assert ten - one == 9 * head
