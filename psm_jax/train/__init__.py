@@ -1,0 +1,1 @@
+"""Training: train states and pure train steps (more with issue 5)."""
