@@ -29,7 +29,9 @@ def fake_split():
         if i == 2:
             valid[[1, 4]] = False
         psm = rng.random((NUM_OBSERVERS, 120, 160)).astype(np.float16) * valid[:, None, None]
-        records.append({"image": _jpeg(i), "psm": psm, "psm_valid": valid})
+        records.append(
+            {"image": _jpeg(i), "image_id": f"img{i}.jpg", "psm": psm, "psm_valid": valid}
+        )
     ids = [f"o{k}" for k in range(NUM_OBSERVERS)]
     metadata = pipeline.DatasetMetadata.from_info(
         "fake",
@@ -188,3 +190,56 @@ def test_unknown_group_is_an_error(fake_split):
         pipeline.psm_regression_dataset(
             records, metadata, batch_size=1, observers="testing", shard_index=0, shard_count=1
         )
+
+
+def test_external_usm_folder_replaces_the_ground_truth_usm(fake_split, tmp_path):
+    records, metadata = fake_split
+    rng = np.random.default_rng(3)
+    external = {}
+    for i in range(NUM_IMAGES):
+        if i % 2:  # .npy at another size and range
+            values = 5.0 + 3.0 * rng.random((30, 40))
+            np.save(tmp_path / f"img{i}.npy", values)
+            external[i] = (values - values.min()) / (values.max() - values.min())
+        else:  # an 8-bit grayscale PNG at the working size
+            values = rng.integers(0, 256, (120, 160), dtype=np.uint8)
+            Image.fromarray(values).save(tmp_path / f"img{i}.png")
+            external[i] = (values - values.min()) / (values.max() - values.min())
+    dataset = pipeline.psm_regression_dataset(
+        records,
+        metadata,
+        batch_size=6,
+        shard_index=0,
+        shard_count=1,
+        external_usm_dir=str(tmp_path),
+    )
+    (batch,) = _take(dataset, 1)
+    for j in range(6):
+        i = int(batch["image_index"][j])
+        usm = batch["usm"][j]
+        assert usm.min() == 0.0 and usm.max() == pytest.approx(1.0)
+        if i % 2 == 0:
+            np.testing.assert_allclose(usm, external[i], atol=1e-6)
+        else:  # enlarged 4x from 30x40: the same map, smoothly interpolated
+            coarse = saliency_maps.area_resize(usm, (30, 40))
+            assert np.corrcoef(coarse.ravel(), external[i].ravel())[0, 1] > 0.9
+        observer = GROUPS["train"][batch["observer"][j]]
+        psm = records[i]["psm"].astype(np.float32)[observer]
+        expected = saliency_maps.area_resize(psm - usm, (15, 20))
+        np.testing.assert_allclose(batch["discrepancy"][j], expected, atol=1e-5)
+
+
+def test_external_usm_errors_name_the_file(tmp_path):
+    from psm_jax.data import external_usm
+
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        external_usm.ExternalUsms(tmp_path / "missing", (120, 160))
+    usms = external_usm.ExternalUsms(tmp_path, (120, 160))
+    with pytest.raises(FileNotFoundError, match="img7"):
+        usms("img7.jpg")
+    np.save(tmp_path / "bad.npy", np.zeros((2, 3, 4)))
+    with pytest.raises(ValueError, match="bad.npy"):
+        usms("bad.jpg")
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    with pytest.raises(ValueError, match="broken.png"):
+        usms("broken.jpg")

@@ -30,7 +30,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from psm_jax.data import saliency_maps
+from psm_jax.data import external_usm, saliency_maps
 
 OBSERVER_GROUPS = ("train", "validation", "test", "all")
 
@@ -129,9 +129,14 @@ class _ImageRecord:
     """A decoded record: working-resolution image, PSMs and their masks."""
 
     image_index: int
+    image_id: str
     image: np.ndarray
     psm: np.ndarray
     psm_valid: np.ndarray
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class _RecordDecoder:
@@ -144,6 +149,7 @@ class _RecordDecoder:
         image_index, record = indexed_record
         return _ImageRecord(
             image_index=int(image_index),
+            image_id=_text(record["image_id"]),
             image=decode_image(record["image"], self.working_size),
             psm=np.asarray(record["psm"], np.float32),
             psm_valid=np.asarray(record["psm_valid"], bool),
@@ -153,17 +159,25 @@ class _RecordDecoder:
 class _PairsOfImage(grain_experimental.FlatMapTransform):
     """One PSM-regression example per valid (image, observer) pair of the group."""
 
-    def __init__(self, metadata: DatasetMetadata, group: str, usm_mode, output_size):
+    def __init__(
+        self, metadata: DatasetMetadata, group: str, usm_mode, output_size, external_usms=None
+    ):
         self.observers = metadata.observers(group)
         self.train_mask = metadata.train_mask
         self.usm_mode = usm_mode
         self.output_size = output_size
+        self.external_usms = external_usms
         self.max_fan_out = len(self.observers)
 
     def flat_map(self, record: _ImageRecord):
-        usm, usm_valid = saliency_maps.universal_saliency_maps(
-            record.psm, record.psm_valid, mode=self.usm_mode, train_observers=self.train_mask
-        )
+        if self.external_usms is not None:
+            external = self.external_usms(record.image_id)
+            usm = np.broadcast_to(external, record.psm.shape)
+            usm_valid = np.ones(record.psm.shape[:1], bool)
+        else:
+            usm, usm_valid = saliency_maps.universal_saliency_maps(
+                record.psm, record.psm_valid, mode=self.usm_mode, train_observers=self.train_mask
+            )
         usable = record.psm_valid & usm_valid
         chosen = [(k, o) for k, o in enumerate(self.observers) if usable[o]]
         if not chosen:
@@ -228,6 +242,7 @@ def psm_regression_dataset(
     shard_index: int | None = None,
     shard_count: int | None = None,
     num_workers: int = 0,
+    external_usm_dir: str | None = None,
 ) -> grain.IterDataset:
     """Batches of PSM-regression examples.
 
@@ -246,6 +261,9 @@ def psm_regression_dataset(
       shard_index, shard_count: this process's shard of the records (default: JAX's process
         index and count).
       num_workers: grain worker processes (0: decode in this process). Needs absl flags parsed.
+      external_usm_dir: a folder of USMs precomputed by an external model, one map file per image
+        (`psm_jax.data.external_usm`); when given, it replaces the ground-truth USM (`usm_mode`
+        is then unused) in the usm field and in the discrepancy target.
 
     Returns:
       An IterDataset of dicts: image (B, H, W, 3) uint8, usm and psm (B, H, W) float32,
@@ -254,8 +272,13 @@ def psm_regression_dataset(
     """
     records = _records(source, seed, shuffle, num_epochs, _process_shard(shard_index, shard_count))
     decoded = records.map(_RecordDecoder(metadata.working_size)).to_iter_dataset()
+    external_usms = (
+        None
+        if external_usm_dir is None
+        else external_usm.ExternalUsms(external_usm_dir, metadata.working_size)
+    )
     pairs = grain_experimental.FlatMapIterDataset(
-        decoded, _PairsOfImage(metadata, observers, usm_mode, output_size)
+        decoded, _PairsOfImage(metadata, observers, usm_mode, output_size, external_usms)
     )
     if shuffle:
         pairs = grain_experimental.WindowShuffleIterDataset(
