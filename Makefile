@@ -28,6 +28,7 @@ lint: $(VENV)/.test
 bench: $(VENV)/.core
 	$(PY) benchmarks/bench_data.py
 	$(PY) benchmarks/bench_metrics.py
+	$(PY) benchmarks/bench_models.py
 
 clean:
 	rm -rf $(VENV) data
