@@ -10,7 +10,7 @@ Prints, for the default configurations:
      from XLA's cost analysis of the compiled forward pass;
   3. the multi-task CNN's (Xu et al.) train step at the paper's batch 40 (SGD 3e-4, momentum 0.9,
      weight decay 5e-4, deep-supervised Euclidean loss) with 10, 100 and 1,000 observers, using the
-     observer-sparse step (`psm_jax.train.sparse`); with `--dense`, also an ordinary dense step
+     observer-sparse step (`psm_jax.train.step`); with `--dense`, also an ordinary dense step
      for comparison;
 and a JSON line with all figures.
 """
@@ -35,7 +35,7 @@ from psm_jax.models import (
     personalised,
     universal,
 )
-from psm_jax.train import sparse
+from psm_jax.train import step as train_step
 
 _REPEATS = flags.DEFINE_integer("repeats", 20, "Timed calls per measurement.")
 _OBSERVERS = flags.DEFINE_list("observers", ["10", "100", "1000"], "Multi-task observer counts.")
@@ -125,8 +125,8 @@ def _multi_task_step(num_observers: int, dense: bool) -> float:
 
         carry = (params, opt_state)
     else:
-        graphdef, carry = sparse.init_state(model, tx)
-        sparse_step = sparse.make_step(graphdef, tx, loss_fn, num_observers)
+        graphdef, carry = train_step.init_state(model, tx)
+        sparse_step = train_step.make_step(graphdef, tx, loss_fn, num_observers)
 
         def step(state, batch):
             return sparse_step(state, batch)[0]

@@ -14,7 +14,7 @@ the cost of one example must not depend on the batch or on how many observers a 
 
 Per-observer parameters are `ObserverParam` variables (a subtype of `nnx.Param`) with a leading
 observer axis, so a train step can select them by type and update only the rows of the observers in
-its batch (`psm_jax.train.sparse`).
+its batch (`psm_jax.train.step`).
 """
 
 from __future__ import annotations

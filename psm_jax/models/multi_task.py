@@ -9,7 +9,7 @@ S_l (l = 5, 6, 7): the three outputs of the intermediate supervision of Eq. 2.
 Head parameters are stored stacked over observers (`layers.ObserverParam`, axis 0 = observer), and
 each example runs only its own observer's head (`layers.Conv` with `num_observers`): the cost of one
 example does not grow with the number of observers, and a train step can update only the heads of
-the observers in its batch (`psm_jax.train.sparse`).
+the observers in its batch (`psm_jax.train.step`).
 
 `share_trunk=False` gives Xu's MultiConvNets baseline (and "RGB based MultiConvNets" with
 `in_channels=3`): the same seven layers, every one stacked per observer, nothing shared.
