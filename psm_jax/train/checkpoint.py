@@ -1,0 +1,83 @@
+"""Orbax checkpoints of a run: the train state, the grain iterator state, and the resolved config.
+
+Layout of a workdir:
+    config.json            the resolved config (written once, read by evaluation)
+    checkpoints/<step>/    state (TrainState: parameters, optimiser state, step, BatchNorm and
+                           dropout RNG state) + data (the grain iterator state, JSON) + metrics
+    tensorboard/           event files
+
+Which checkpoints stay: the latest one and the `keep_best` best by validation loss, preserved
+explicitly together (`best_fn` with `max_to_keep` alone can delete the latest one). Saves are
+atomic: a run killed mid-save leaves the previous checkpoints intact, and restore takes the latest
+complete one.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jax
+import ml_collections
+import orbax.checkpoint as ocp
+from orbax.checkpoint import checkpoint_managers
+
+VALIDATION_LOSS = "validation_loss"
+
+
+def manager(workdir: str | Path, keep_best: int = 1) -> ocp.CheckpointManager:
+    """The run's CheckpointManager: keeps the latest and the best `keep_best` by validation loss."""
+    policy = checkpoint_managers.AnyPreservationPolicy(
+        [
+            checkpoint_managers.LatestN(1),
+            checkpoint_managers.BestN(
+                get_metric_fn=lambda metrics: metrics[VALIDATION_LOSS],
+                reverse=True,  # lower is better
+                n=keep_best,
+                keep_checkpoints_without_metrics=False,
+            ),
+        ]
+    )
+    options = ocp.CheckpointManagerOptions(
+        preservation_policy=policy,
+        best_fn=lambda metrics: metrics[VALIDATION_LOSS],
+        best_mode="min",
+        create=True,
+    )
+    return ocp.CheckpointManager(Path(workdir).absolute() / "checkpoints", options=options)
+
+
+def save(mgr: ocp.CheckpointManager, step: int, state, iterator_state, validation_loss: float):
+    mgr.save(
+        step,
+        args=ocp.args.Composite(
+            state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(iterator_state)
+        ),
+        metrics={VALIDATION_LOSS: float(validation_loss)},
+    )
+
+
+def restore(mgr: ocp.CheckpointManager, state_like, step: int | None = None):
+    """(state, iterator_state) at `step` (default: the latest), shaped like `state_like`."""
+    step = mgr.latest_step() if step is None else step
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state_like)
+    restored = mgr.restore(
+        step,
+        args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(abstract), data=ocp.args.JsonRestore()
+        ),
+    )
+    return restored.state, restored.data
+
+
+def save_config(workdir: str | Path, config: ml_collections.ConfigDict) -> None:
+    path = Path(workdir) / "config.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(config.to_json_best_effort(indent=2, sort_keys=True))
+
+
+def load_config(workdir: str | Path) -> ml_collections.ConfigDict:
+    path = Path(workdir) / "config.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: is {workdir} a psm-jax training workdir?")
+    return ml_collections.ConfigDict(json.loads(path.read_text()))

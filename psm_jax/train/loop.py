@@ -1,0 +1,232 @@
+"""`train_and_evaluate(config, workdir)`: the one training entry point, for every model.
+
+The loop: open the dataset, build the task's model and optimiser, restore the latest checkpoint of
+`workdir` if there is one (parameters, optimiser state, step, RNG state and the grain iterator
+state, so a restarted run continues exactly where the killed one stopped), then step the
+data-parallel train step (`psm_jax.train.step`) with a progress bar, log to the console and to
+TensorBoard every `log_every` steps, and every `checkpoint_every` steps (and at the end) measure
+the validation loss and save. A non-finite loss or gradient stops the run with the step named;
+the checkpoints saved before it stay.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import jax
+import ml_collections
+import numpy as np
+from flax import nnx
+from tqdm import tqdm
+
+from psm_jax.data import pipeline
+from psm_jax.models import embedding as embedding_lib
+from psm_jax.train import checkpoint, tasks
+from psm_jax.train import step as train_step
+
+
+class NonFiniteError(FloatingPointError):
+    """Raised when a train step produced a NaN or infinite loss or gradient."""
+
+
+def _rngs(config) -> nnx.Rngs:
+    return nnx.Rngs(jax.random.key(config.seed, impl=config.prng_impl or None))
+
+
+def _build(config: ml_collections.ConfigDict, metadata, embedding_pool=None):
+    task = tasks.make_task(config, metadata, embedding_pool)
+    model = task.build_model(_rngs(config))
+    return task, model
+
+
+def restore_model(workdir: str | Path, which: str = "best"):
+    """A trained model from its workdir: (model in eval mode, config, metadata).
+
+    Args:
+      workdir: a training workdir (config.json + checkpoints/).
+      which: "best" (lowest validation loss) or "latest".
+    """
+    config = checkpoint.load_config(workdir)
+    _, metadata = pipeline.open_split(config.dataset, "train", config.data_dir)
+    pool = None
+    if config.model == "psm_network":
+        pool_size, size = config.embedding_pool_size, _encoder_embedding_size(config)
+        pool = np.zeros((len(metadata.observers("train")), pool_size, size), np.float32)
+    task, model = _build(config, metadata, pool)
+    tx = tasks.optimizer(config, 1)
+    graphdef, state = train_step.init_state(model, tx)
+    mgr = checkpoint.manager(workdir, config.keep_best)
+    step = mgr.best_step() if which == "best" else mgr.latest_step()
+    if step is None:
+        raise FileNotFoundError(f"No checkpoint in {workdir}/checkpoints.")
+    state, _ = checkpoint.restore(mgr, state, step)
+    model = train_step.merge(graphdef, state)
+    model.eval()
+    return model, config, metadata
+
+
+def _encoder_embedding_size(config) -> int:
+    encoder_config = checkpoint.load_config(config.encoder_workdir)
+    return dict(encoder_config.network).get(
+        "embedding_size", embedding_lib.EncoderConfig().embedding_size
+    )
+
+
+def embedding_pool(config: ml_collections.ConfigDict, metadata) -> np.ndarray:
+    """(training observers, pool size, d): embeddings of random m-pair sets of each training
+    observer on training images, by the trained encoder of `config.encoder_workdir` (Strohm et al.:
+    100 per observer)."""
+    if not config.encoder_workdir:
+        raise ValueError("config.encoder_workdir is empty: train the embedding encoder first.")
+    encoder, encoder_config, _ = restore_model(config.encoder_workdir)
+    source, _ = pipeline.open_split(config.dataset, "train", config.data_dir)
+    observers = len(metadata.observers("train"))
+    pool_size = config.embedding_pool_size
+    stream = pipeline.embedding_dataset(
+        source,
+        metadata,
+        batch_size=16,
+        m=encoder_config.m,
+        seed=config.seed + 7,
+        sets_per_observer=1,
+        drop_remainder=False,
+    )
+    encode = nnx.jit(lambda model, images, psms: model(images, psms))
+    pool = [[] for _ in range(observers)]
+    with tqdm(total=observers * pool_size, desc="embedding pool", unit="set") as progress:
+        for batch in stream:
+            vectors = np.asarray(encode(encoder, batch["images"], batch["psms"]))
+            for vector, observer in zip(vectors, batch["observer"], strict=True):
+                if len(pool[observer]) < pool_size:
+                    pool[observer].append(vector)
+                    progress.update(1)
+            if all(len(p) == pool_size for p in pool):
+                break
+    return np.stack([np.stack(p) for p in pool]).astype(np.float32)
+
+
+def _steps_per_epoch(config, metadata, num_records: int) -> int:
+    pairs = num_records * len(metadata.observers("train"))
+    return max(1, pairs // config.batch_size)
+
+
+def _validation_batches(task: tasks.Task, config, mesh):
+    source, _ = pipeline.open_split(config.dataset, "validation", config.data_dir)
+    stream = task.stream(
+        source, seed=config.seed + 1000, shuffle=False, num_epochs=None, split="validation"
+    )
+    iterator = iter(stream)
+    return [
+        train_step.global_batch(task.prepare(next(iterator), index, train=False), mesh)
+        for index in range(config.eval_batches)
+    ]
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
+    """Trains `config.model` as configured, checkpointing into `workdir`; returns the last
+    measurements (including the last validation loss)."""
+    workdir = Path(workdir)
+    is_main = jax.process_index() == 0
+    if is_main:
+        checkpoint.save_config(workdir, config)
+    source, metadata = pipeline.open_split(config.dataset, "train", config.data_dir)
+    pool = embedding_pool(config, metadata) if config.model == "psm_network" else None
+    task, model = _build(config, metadata, pool)
+    tx = tasks.optimizer(config, _steps_per_epoch(config, metadata, len(source)))
+    graphdef, state = train_step.init_state(model, tx)
+    del model
+    mesh = train_step.data_mesh()
+    state = train_step.replicate(state, mesh)
+
+    stream = task.stream(source, seed=config.seed, shuffle=True, num_epochs=None)
+    iterator = iter(stream)
+    mgr = checkpoint.manager(workdir, config.keep_best)
+    if mgr.latest_step() is not None:
+        state, iterator_state = checkpoint.restore(mgr, state, mgr.latest_step())
+        state = train_step.replicate(state, mesh)
+        iterator.set_state(iterator_state)
+        if is_main:
+            print(f"Resumed {workdir} from step {int(state.step)}.", flush=True)
+    start = int(state.step)
+
+    step_fn = train_step.compile_step(
+        train_step.make_step(graphdef, tx, task.loss_fn, task.num_observers), mesh
+    )
+    validation = _validation_batches(task, config, mesh)
+    validation_loss_fn = jax.jit(_validation_loss(graphdef, task))
+    writer = _summary_writer(workdir) if is_main else None
+    measurements: dict = {}
+    progress = tqdm(
+        total=config.num_steps, initial=start, desc=f"train {config.model}", disable=not is_main
+    )
+    window_start, window_steps = time.perf_counter(), 0
+    try:
+        for step in range(start, config.num_steps):
+            batch = train_step.global_batch(task.prepare(next(iterator), step), mesh)
+            state, step_measurements = step_fn(state, batch)
+            window_steps += 1
+            done = step + 1
+            last = done == config.num_steps
+            if done % config.log_every == 0 or last:
+                measurements = {k: float(v) for k, v in jax.device_get(step_measurements).items()}
+                _check_finite(state, mgr, workdir)
+                elapsed = time.perf_counter() - window_start
+                measurements["examples_per_s"] = window_steps * config.batch_size / elapsed
+                window_start, window_steps = time.perf_counter(), 0
+                progress.set_postfix(loss=f"{measurements['loss']:.4g}")
+                _write(writer, done, measurements)
+            if done % config.checkpoint_every == 0 or last:
+                _check_finite(state, mgr, workdir)
+                validation_loss = float(
+                    np.mean([float(validation_loss_fn(state, batch)) for batch in validation])
+                )
+                measurements["validation_loss"] = validation_loss
+                _write(writer, done, {"validation_loss": validation_loss})
+                checkpoint.save(mgr, done, state, iterator.get_state(), validation_loss)
+                if is_main:
+                    tqdm.write(
+                        f"step {done}: validation loss {validation_loss:.5g}, checkpoint saved"
+                    )
+            progress.update(1)
+    finally:
+        # Whatever stops the run (the end, a non-finite step, an exception), saves in flight
+        # complete before it exits, so the last checkpoint is usable.
+        progress.close()
+        mgr.wait_until_finished()
+        if writer is not None:
+            writer.close()
+    return measurements
+
+
+def _validation_loss(graphdef, task: tasks.Task):
+    def loss(state, batch):
+        model = train_step.merge(graphdef, state)
+        model.eval()
+        value, _ = task.loss_fn(model, batch, batch.get("observer"))
+        return value
+
+    return loss
+
+
+def _check_finite(state, mgr, workdir) -> None:
+    bad = int(jax.device_get(state.nonfinite_step))
+    if bad >= 0:
+        raise NonFiniteError(
+            f"Non-finite loss or gradient at step {bad} (counting from 0); stopping. The last good "
+            f"checkpoint is step {mgr.latest_step()} in {Path(workdir) / 'checkpoints'}."
+        )
+
+
+def _summary_writer(workdir: Path):
+    from tensorboardX import SummaryWriter
+
+    return SummaryWriter(str(workdir / "tensorboard"))
+
+
+def _write(writer, step: int, values: dict) -> None:
+    if writer is None:
+        return
+    for name, value in values.items():
+        writer.add_scalar(name, value, step)
+    writer.flush()

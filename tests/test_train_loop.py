@@ -1,0 +1,137 @@
+"""The training loop: every model trains, resumes exactly, and stops on non-finite losses."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from psm_jax.configs import synthetic
+from psm_jax.data import datasets
+from psm_jax.train import checkpoint, loop
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = "synthetic_personal_saliency/tiny"
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("tfds")
+    datasets.build_dataset(TINY, data_dir=str(directory))
+    return str(directory)
+
+
+def _config(model, data_dir, **overrides):
+    config = synthetic.get_config(f"{model},tiny")
+    config.data_dir = data_dir
+    for key, value in overrides.items():
+        setattr(config, key, value)
+    return config
+
+
+def _params(workdir, which="latest"):
+    model, _, _ = loop.restore_model(workdir, which)
+    from flax import nnx
+
+    return [np.asarray(leaf) for leaf in jax.tree.leaves(nnx.state(model, nnx.Param))]
+
+
+@pytest.fixture(scope="module")
+def encoder_workdir(data_dir, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("embedding")
+    loop.train_and_evaluate(_config("embedding", data_dir), workdir)
+    return str(workdir)
+
+
+@pytest.mark.parametrize("model", ["psm_network", "multi_task", "per_observer", "universal"])
+def test_every_model_trains_checkpoints_and_logs(model, data_dir, encoder_workdir, tmp_path):
+    config = _config(model, data_dir, encoder_workdir=encoder_workdir)
+    if model == "per_observer":
+        config.architecture = "strohm"
+        config.network = {"trunk_widths": (4, 8, 8), "dynamic_width": 8, "head_width": 8}
+    measurements = loop.train_and_evaluate(config, tmp_path)
+    assert np.isfinite(measurements["loss"]) and np.isfinite(measurements["validation_loss"])
+    assert checkpoint.load_config(tmp_path).model == model
+    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+    steps = sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit())
+    assert steps[-1] == config.num_steps  # the latest is always kept, beside the best
+    assert len(steps) <= 2
+
+
+def test_encoder_embeddings_feed_the_pool(encoder_workdir, data_dir):
+    config = _config("psm_network", data_dir, encoder_workdir=encoder_workdir)
+    _, metadata = loop.pipeline.open_split(TINY, "train", data_dir)
+    pool = loop.embedding_pool(config, metadata)
+    assert pool.shape == (len(metadata.observers("train")), config.embedding_pool_size, 8)
+    np.testing.assert_allclose(np.linalg.norm(pool, axis=-1), 1.0, rtol=1e-5)
+
+
+def test_continuing_a_finished_run_equals_one_long_run(data_dir, tmp_path):
+    long_run = _config("embedding", data_dir, num_steps=6, checkpoint_every=3)
+    loop.train_and_evaluate(long_run, tmp_path / "long")
+    short = _config("embedding", data_dir, num_steps=3, checkpoint_every=3)
+    loop.train_and_evaluate(short, tmp_path / "split")
+    loop.train_and_evaluate(long_run, tmp_path / "split")  # resumes at step 3
+    for a, b in zip(_params(tmp_path / "long"), _params(tmp_path / "split"), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def _launch(workdir, data_dir, num_steps, log):
+    command = [
+        sys.executable,
+        str(ROOT / "launch" / "train_embedding.py"),
+        "--config=psm_jax/configs/synthetic.py:embedding,tiny",
+        f"--workdir={workdir}",
+        f"--config.data_dir={data_dir}",
+        f"--config.num_steps={num_steps}",
+        "--config.checkpoint_every=4",
+        "--config.log_every=4",
+    ]
+    env = dict(os.environ, JAX_DEFAULT_PRNG_IMPL="rbg")
+    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def test_a_run_killed_with_sigkill_resumes_to_the_same_parameters(data_dir, tmp_path):
+    steps = 40
+    log_path = tmp_path / "log.txt"
+    log = log_path.open("wb")
+
+    def tail():
+        return log_path.read_text(errors="replace")[-3000:]
+
+    uninterrupted = _launch(tmp_path / "whole", data_dir, steps, log)
+    assert uninterrupted.wait(timeout=300) == 0, tail()
+
+    killed = _launch(tmp_path / "killed", data_dir, steps, log)
+    checkpoint_dir = tmp_path / "killed" / "checkpoints"
+    deadline = time.time() + 300
+    while not (checkpoint_dir / "8").is_dir() and killed.poll() is None:
+        assert time.time() < deadline
+        time.sleep(0.05)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    assert killed.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    resumed = _launch(tmp_path / "killed", data_dir, steps, log)
+    assert resumed.wait(timeout=300) == 0, tail()
+    resumed_at = re.findall(r"Resumed .* from step (\d+)\.", log_path.read_text(errors="replace"))
+    assert resumed_at and 8 <= int(resumed_at[-1]) < steps
+    for a, b in zip(_params(tmp_path / "whole"), _params(tmp_path / "killed"), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(data_dir, tmp_path):
+    config = _config(
+        "universal", data_dir, learning_rate=1e25, num_steps=20, checkpoint_every=1, log_every=1
+    )
+    with pytest.raises(loop.NonFiniteError, match=r"at step \d+") as error:
+        loop.train_and_evaluate(config, tmp_path)
+    bad_step = int(str(error.value).split("at step ")[1].split()[0])
+    mgr = checkpoint.manager(tmp_path)
+    assert mgr.latest_step() is not None and mgr.latest_step() <= bad_step
+    assert all(np.all(np.isfinite(leaf)) for leaf in _params(tmp_path))
