@@ -324,6 +324,36 @@ class _Flatten(grain_experimental.FlatMapTransform):
         return elements
 
 
+def embedding_sets(
+    source: Sequence,
+    metadata: DatasetMetadata,
+    *,
+    m: int,
+    seed: int = 0,
+    observers: str = "train",
+    sets_per_observer: int = 1,
+    window_images: int | None = None,
+    num_epochs: int | None = None,
+    shard_index: int | None = None,
+    shard_count: int | None = None,
+) -> grain.IterDataset:
+    """Unbatched sets of m (image, PSM) pairs, each from one observer; see `embedding_dataset`."""
+    window_images = window_images or 2 * m
+    if window_images < m:
+        raise ValueError(f"window_images={window_images} must be at least m={m}.")
+    shard = _process_shard(shard_index, shard_count)
+    records = _records(source, seed, True, num_epochs, shard).map(
+        _RecordDecoder(metadata.working_size)
+    )
+    windows = records.batch(window_images, drop_remainder=True, batch_fn=list)
+    sets = windows.random_map(
+        _SetsOfWindow(metadata, observers, m, sets_per_observer), seed=seed + 1
+    ).to_iter_dataset()
+    fan_out = len(metadata.observers(observers)) * sets_per_observer
+    flat = grain_experimental.FlatMapIterDataset(sets, _Flatten(max(fan_out, 1)))
+    return flat
+
+
 def embedding_dataset(
     source: Sequence,
     metadata: DatasetMetadata,
@@ -358,17 +388,71 @@ def embedding_dataset(
       An IterDataset of dicts: images (B, m, H, W, 3) uint8, psms (B, m, H, W) float32,
       observer (B,) int32 (index in the group).
     """
-    window_images = window_images or 2 * m
-    if window_images < m:
-        raise ValueError(f"window_images={window_images} must be at least m={m}.")
-    shard = _process_shard(shard_index, shard_count)
-    records = _records(source, seed, True, num_epochs, shard).map(
-        _RecordDecoder(metadata.working_size)
+    sets = embedding_sets(
+        source,
+        metadata,
+        m=m,
+        seed=seed,
+        observers=observers,
+        sets_per_observer=sets_per_observer,
+        window_images=window_images,
+        num_epochs=num_epochs,
+        shard_index=shard_index,
+        shard_count=shard_count,
     )
-    windows = records.batch(window_images, drop_remainder=True, batch_fn=list)
-    sets = windows.random_map(
-        _SetsOfWindow(metadata, observers, m, sets_per_observer), seed=seed + 1
-    ).to_iter_dataset()
-    fan_out = len(metadata.observers(observers)) * sets_per_observer
-    flat = grain_experimental.FlatMapIterDataset(sets, _Flatten(max(fan_out, 1)))
-    return _finish(flat, batch_size, drop_remainder, num_workers)
+    return _finish(sets, batch_size, drop_remainder, num_workers)
+
+
+class _OffsetObserver(grain.transforms.Map):
+    """Shifts the observer label, so that observers of several datasets stay distinct."""
+
+    def __init__(self, offset: int):
+        self.offset = offset
+
+    def map(self, element):
+        return dict(element, observer=np.int32(element["observer"] + self.offset))
+
+
+def combined_embedding_dataset(
+    parts: Sequence[tuple[Sequence, DatasetMetadata]],
+    *,
+    batch_size: int,
+    m: int,
+    seed: int = 0,
+    observers: str = "train",
+    sets_per_observer: int = 1,
+    num_epochs: int | None = None,
+    drop_remainder: bool = True,
+    num_workers: int = 0,
+) -> grain.IterDataset:
+    """Sets of several datasets mixed into one stream (Strohm et al.'s combined dataset, CD).
+
+    Each part's sets are drawn as by `embedding_dataset`; the observer labels of part k are offset
+    by the number of `observers` of parts 0..k-1, so labels are distinct across datasets; the sets
+    are mixed in proportion to each part's number of observers, then batched. All parts must share
+    the working resolution.
+
+    Args:
+      parts: (source, metadata) of each dataset's split.
+      batch_size, m, seed, observers, sets_per_observer, num_epochs, drop_remainder, num_workers:
+        as in `embedding_dataset`.
+    """
+    sizes = {tuple(metadata.working_size) for _, metadata in parts}
+    if len(sizes) > 1:
+        raise ValueError(f"Datasets to combine have different working sizes: {sorted(sizes)}")
+    streams, weights, offset = [], [], 0
+    for k, (source, metadata) in enumerate(parts):
+        sets = embedding_sets(
+            source,
+            metadata,
+            m=m,
+            seed=seed + 10 * k,
+            observers=observers,
+            sets_per_observer=sets_per_observer,
+            num_epochs=num_epochs,
+        )
+        streams.append(sets.map(_OffsetObserver(offset)))
+        count = len(metadata.observers(observers))
+        weights.append(float(count))
+        offset += count
+    return _finish(grain.IterDataset.mix(streams, weights), batch_size, drop_remainder, num_workers)

@@ -1,0 +1,57 @@
+"""Synthetic default dataset (no download): quick configs the main job and the tests use.
+
+    python launch/train_embedding.py --config=psm_jax/configs/synthetic.py:embedding \
+        --workdir=runs/synthetic/embedding
+    python launch/train_psm_network.py --config=psm_jax/configs/synthetic.py:psm_network \
+        --config.encoder_workdir=runs/synthetic/embedding --workdir=runs/synthetic/psm_network
+    python launch/train_multi_task.py --config=psm_jax/configs/synthetic.py:multi_task \
+        --workdir=runs/synthetic/multi_task
+    python launch/train_per_observer.py --config=psm_jax/configs/synthetic.py:per_observer \
+        --workdir=runs/synthetic/per_observer
+    python launch/train_universal.py --config=psm_jax/configs/synthetic.py:universal \
+        --workdir=runs/synthetic/universal
+
+Options after the model: "tiny" (the 30-image dataset and a few steps, for tests), "paper" (the
+papers' step counts and batch sizes instead of the quick ones), "predicted" and "open" as in
+psm_jax/configs/osie.py.
+"""
+
+from psm_jax.configs import base, experiments
+
+
+def get_config(argument: str = "psm_network"):
+    model, options = base.parse_options(argument)
+    config = base.get_config(model)
+    config.dataset = "synthetic_personal_saliency"
+    if "paper" not in options:
+        config.batch_size = {"embedding": 32}.get(model, 32)
+        config.m = 8
+        config.embedding_pool_size = 20
+        config.num_steps = {"embedding": 300, "psm_network": 600}.get(model, 600)
+        config.checkpoint_every = 200
+        config.log_every = 20
+        if model == "multi_task" or model == "per_observer":
+            config.learning_rate = 0.005  # ours: 3e-4 needs the paper's 40k steps
+    if "tiny" in options:
+        config.dataset = "synthetic_personal_saliency/tiny"
+        config.batch_size = 8
+        config.m = 3
+        config.embedding_pool_size = 4
+        config.num_steps = 6
+        config.checkpoint_every = 3
+        config.log_every = 2
+        config.eval_batches = 2
+        config.network = {
+            "embedding": {"widths": (4, 8, 8, 8), "embedding_size": 8},
+            "psm_network": {
+                "trunk_widths": (4, 8, 8),
+                "dynamic_width": 8,
+                "head_width": 8,
+                "embedding_size": 8,
+                "hypernetwork_hidden": 16,
+            },
+            "multi_task": {"trunk_widths": (4, 8, 8, 8), "head_widths": (8, 8, 4)},
+            "per_observer": {"trunk_widths": (4, 8, 8, 8), "head_widths": (8, 8, 4)},
+            "universal": {"widths": (4, 8, 8, 8)},
+        }[model]
+    return experiments.apply_options(config, options & {"predicted", "open", "closed"})

@@ -1,0 +1,82 @@
+"""Config files: every dataset x model x option parses; launchers refuse a mismatched model."""
+
+import itertools
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from psm_jax.configs import base, cd, experiments, osie, ps, synthetic
+from psm_jax.configs import id as id_config
+from psm_jax.data import datasets, pipeline
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("module", [synthetic, osie, ps, id_config])
+@pytest.mark.parametrize("model", base.MODELS)
+@pytest.mark.parametrize("options", ["", ",open", ",predicted"])
+def test_every_config_parses(module, model, options):
+    config = module.get_config(model + options)
+    assert config.model == model
+    assert config.dataset
+    if "predicted" in options:
+        assert config.usm == "external" and config.external_usm_dir
+    assert config.protocol == ("open" if "open" in options else "closed")
+
+
+def test_paper_settings_are_the_defaults():
+    embedding = ps.get_config("embedding")
+    assert (embedding.optimizer, embedding.learning_rate, embedding.batch_size) == (
+        "adam",
+        1e-3,
+        256,
+    )
+    assert embedding.margin == 0.05 and embedding.mining == "semi_hard"
+    network = ps.get_config("psm_network")
+    assert (network.learning_rate, network.momentum, network.weight_decay) == (0.02, 0.9, 5e-4)
+    assert network.batch_size == 32 and network.lr_halving_epochs == 25
+    assert network.embedding_pool_size == 100
+    xu = ps.get_config("multi_task")
+    assert (xu.learning_rate, xu.batch_size, xu.num_steps, xu.flip) == (3e-4, 40, 40_000, True)
+
+
+def test_unknown_options_and_models_are_errors():
+    with pytest.raises(ValueError, match="Unknown config options"):
+        experiments.apply_options(osie.get_config("embedding"), {"fast"})
+    with pytest.raises(ValueError, match="model must be one of"):
+        base.get_config("deepgaze")
+    with pytest.raises(ValueError, match="embedding encoder only"):
+        cd.get_config("multi_task")
+
+
+def test_combined_dataset_keeps_observers_of_each_dataset_distinct(tmp_path):
+    data_dir = str(tmp_path)
+    datasets.build_dataset("synthetic_personal_saliency/tiny", data_dir=data_dir)
+    part = pipeline.open_split("synthetic_personal_saliency/tiny", "train", data_dir)
+    stream = pipeline.combined_embedding_dataset(
+        [part, part], batch_size=8, m=3, sets_per_observer=1
+    )
+    labels = np.concatenate([batch["observer"] for batch in itertools.islice(stream, 6)])
+    observers = len(part[1].observers("train"))
+    assert labels.min() >= 0 and labels.max() < 2 * observers
+    assert (labels < observers).any() and (labels >= observers).any()
+
+
+def test_launcher_refuses_a_config_of_another_model(tmp_path):
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "launch" / "train_multi_task.py"),
+            "--config=psm_jax/configs/synthetic.py:embedding,tiny",
+            f"--workdir={tmp_path}",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert "this launcher trains 'multi_task'" in result.stderr
