@@ -29,6 +29,7 @@ bench: $(VENV)/.core
 	$(PY) benchmarks/bench_data.py
 	$(PY) benchmarks/bench_metrics.py
 	$(PY) benchmarks/bench_models.py
+	$(PY) benchmarks/bench_train.py --steps=3
 
 clean:
 	rm -rf $(VENV) data
