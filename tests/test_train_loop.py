@@ -135,3 +135,42 @@ def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(data
     mgr = checkpoint.manager(tmp_path)
     assert mgr.latest_step() is not None and mgr.latest_step() <= bad_step
     assert all(np.all(np.isfinite(leaf)) for leaf in _params(tmp_path))
+
+
+def test_evaluation_tables_from_trained_workdirs(data_dir, encoder_workdir, tmp_path):
+    from psm_jax import evaluate, metrics
+
+    workdirs = {"embedding": encoder_workdir}
+    for model in ("psm_network", "per_observer"):
+        workdirs[model] = str(tmp_path / model)
+        config = _config(model, data_dir, encoder_workdir=encoder_workdir)
+        loop.train_and_evaluate(config, workdirs[model])
+    for protocol in ("closed", "open"):
+        evaluation = evaluate.evaluation_set(TINY, data_dir, protocol)
+        pairs = len(evaluation.image)
+        assert evaluation.psm.shape == (pairs, 120, 160) and pairs > 0
+        scores = evaluate.evaluate(evaluation, data_dir, m=3, **workdirs)
+        assert set(scores) == {
+            "USM (ground truth)",
+            "Per-observer networks (xu) w/ GT USM" + (", oracle" if protocol == "open" else ""),
+            evaluate.OURS + " w/ GT USM",
+        }
+        usm_scores = scores["USM (ground truth)"]
+        assert all(values.shape == (pairs,) for values in usm_scores.values())
+        expected_cc = metrics.cc(evaluation.usm[evaluation.image], evaluation.psm)
+        np.testing.assert_allclose(usm_scores["cc"], expected_cc, rtol=1e-4, atol=1e-5)
+        path = evaluate.write(evaluate.table(scores), protocol, tmp_path / "report", protocol)
+        assert "| USM (ground truth) |" in path.read_text()
+
+
+def test_the_asterisk_marks_a_significant_win_over_the_strongest_row():
+    from psm_jax import evaluate
+
+    rng = np.random.default_rng(0)
+    base = {m: rng.normal(0.5, 0.05, 200) for m in evaluate.METRICS}
+    strong = {m: v + (0.2 if m != "kld" else -0.2) for m, v in base.items()}
+    rows = evaluate.table({"USM": base, "Other": dict(base), evaluate.OURS: strong})
+    assert all(rows[evaluate.OURS][m]["significant"] for m in evaluate.METRICS)
+    assert not any(rows["USM"][m]["significant"] for m in evaluate.METRICS)
+    tie = evaluate.table({"USM": base, evaluate.OURS: dict(base)})
+    assert not any(tie[evaluate.OURS][m]["significant"] for m in evaluate.METRICS)

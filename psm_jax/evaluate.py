@@ -1,0 +1,333 @@
+"""Checkpoint-based evaluation: the papers' closed-set and open-set tables from trained workdirs.
+
+For every (test image, observer) pair of the protocol's observers, each method predicts a PSM:
+  predicted PSM = clip(USM + discrepancy resized (bilinear) to the evaluation grid, 0, 1),
+and it is scored against the observer's ground-truth PSM and fixations with CC, SIM, AUC-Judd, NSS
+and KLD (`psm_jax.metrics.saliency_metrics`); a table row is the mean over pairs.
+
+Protocols (Strohm et al.):
+  closed  the training observers on the test images;
+  open    the test observers, never seen in training, on the test images. Their embeddings come
+          from m (image, PSM) pairs of their own on training images (not test images); the
+          per-observer networks are represented by the oracle of Strohm et al.: for each unseen
+          observer, the trained observer's network with the lowest loss on that observer's test
+          pairs. The multi-task CNN has no head for an unseen observer and is left out.
+
+Rows: the ground-truth USM alone; the predicted USM alone (universal network); the multi-task CNN
+(Xu); the per-observer networks; the embedding + hypernetwork network (Strohm), each personalised
+method with the USM it was trained on. An asterisk marks a metric where the embedding network beats
+the strongest other row with a Mann-Whitney p < 0.05.
+
+Not built yet (issue 6 continues): the fine-tuned universal network row, precision@1 versus m,
+t-SNE and example figures, enrolling new viewers, and the main job's report.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import jax
+import numpy as np
+from flax import nnx
+
+from psm_jax import metrics
+from psm_jax.data import pipeline, saliency_maps
+from psm_jax.models import layers
+from psm_jax.train import loop
+
+METRICS = ("cc", "sim", "auc_judd", "nss", "kld")
+OURS = "Embedding + hypernetwork (Strohm et al.)"
+
+
+@dataclasses.dataclass
+class EvaluationSet:
+    """The (test image, observer) pairs of a protocol, with everything the methods and metrics need.
+
+    Attributes:
+      images: (I, H, W, 3) uint8 test images at the working resolution; image_ids: their ids.
+      usm: (I, H, W) ground-truth USMs (the training observers' mean, `usm_mode="train"`).
+      image: (P,) image index of each pair; observer: (P,) observer index within the group;
+      psm: (P, H, W) ground-truth PSMs; fixation_x/y/mask: (P, F) native fixations;
+      image_size: (P, 2) native (H, W).
+    """
+
+    dataset: str
+    protocol: str
+    images: np.ndarray
+    image_ids: list[str]
+    usm: np.ndarray
+    image: np.ndarray
+    observer: np.ndarray
+    psm: np.ndarray
+    fixation_x: np.ndarray
+    fixation_y: np.ndarray
+    fixation_mask: np.ndarray
+    image_size: np.ndarray
+
+
+def _group(protocol: str) -> str:
+    if protocol not in ("closed", "open"):
+        raise ValueError(f"protocol must be 'closed' or 'open', got {protocol!r}")
+    return "train" if protocol == "closed" else "test"
+
+
+def evaluation_set(dataset: str, data_dir: str, protocol: str, split: str = "test"):
+    """Reads the pairs of `protocol` on the `split` images of a built dataset."""
+    source, metadata = pipeline.open_split(dataset, split, data_dir)
+    group = metadata.observers(_group(protocol))
+    images, image_ids, usms, rows = [], [], [], []
+    for index in range(len(source)):
+        record = source[index]
+        psm = np.asarray(record["psm"], np.float32)
+        valid = np.asarray(record["psm_valid"], bool)
+        usm, usm_valid = saliency_maps.universal_saliency_maps(
+            psm, valid, mode="train", train_observers=metadata.train_mask
+        )
+        if not usm_valid[0]:
+            continue
+        image_index = len(images)
+        images.append(pipeline.decode_image(record["image"], metadata.working_size))
+        image_id = record["image_id"]
+        image_ids.append(image_id.decode() if isinstance(image_id, bytes) else str(image_id))
+        usms.append(usm[0])
+        fixations = record["fixations"]
+        for k, o in enumerate(group):
+            own = np.asarray(fixations["observer"]) == o
+            if not valid[o] or not own.any():
+                continue
+            rows.append(
+                (
+                    image_index,
+                    k,
+                    psm[o],
+                    np.asarray(fixations["x"], np.float32)[own],
+                    np.asarray(fixations["y"], np.float32)[own],
+                    np.asarray(record["image_size"], np.int32),
+                )
+            )
+    if not rows:
+        raise ValueError(f"{dataset} {split}: no (image, observer) pair for protocol {protocol!r}.")
+    width = max(8, 1 << (max(len(r[3]) for r in rows) - 1).bit_length())
+    fixation_x = np.zeros((len(rows), width), np.float32)
+    fixation_y = np.zeros((len(rows), width), np.float32)
+    mask = np.zeros((len(rows), width), bool)
+    for p, row in enumerate(rows):
+        count = len(row[3])
+        fixation_x[p, :count], fixation_y[p, :count], mask[p, :count] = row[3], row[4], True
+    return EvaluationSet(
+        dataset=dataset,
+        protocol=protocol,
+        images=np.stack(images),
+        image_ids=image_ids,
+        usm=np.stack(usms),
+        image=np.array([r[0] for r in rows]),
+        observer=np.array([r[1] for r in rows]),
+        psm=np.stack([r[2] for r in rows]),
+        fixation_x=fixation_x,
+        fixation_y=fixation_y,
+        fixation_mask=mask,
+        image_size=np.stack([r[5] for r in rows]),
+    )
+
+
+def _in_batches(function, *arrays, batch_size: int = 64) -> np.ndarray:
+    outputs = [
+        np.asarray(function(*(a[i : i + batch_size] for a in arrays)))
+        for i in range(0, len(arrays[0]), batch_size)
+    ]
+    return np.concatenate(outputs)
+
+
+def personalised_psm(usm: np.ndarray, discrepancy: np.ndarray) -> np.ndarray:
+    """clip(USM + discrepancy resized bilinearly to the USM's grid, 0, 1)."""
+    size = usm.shape[-2:]
+    resized = jax.image.resize(discrepancy, discrepancy.shape[:-2] + size, "bilinear")
+    return np.clip(usm + np.asarray(resized), 0.0, 1.0)
+
+
+def predicted_usms(universal_workdir: str, images: np.ndarray) -> np.ndarray:
+    """The universal network's USMs of (I, H, W, 3) images."""
+    model, _, _ = loop.restore_model(universal_workdir)
+    predict = nnx.jit(lambda model, images: model.usm(layers.model_input(images, None)))
+    return _in_batches(lambda images: predict(model, images), images)
+
+
+def observer_embeddings(
+    encoder_workdir: str, dataset: str, data_dir: str, group: str, m: int, seed: int = 0
+) -> np.ndarray:
+    """(observers in `group`, d): each observer's embedding from m pairs of their own on the
+    training images (never the test images)."""
+    encoder, _, _ = loop.restore_model(encoder_workdir)
+    source, metadata = pipeline.open_split(dataset, "train", data_dir)
+    count = len(metadata.observers(group))
+    stream = pipeline.embedding_dataset(
+        source, metadata, batch_size=8, m=m, seed=seed, observers=group, drop_remainder=False
+    )
+    encode = nnx.jit(lambda model, images, psms: model(images, psms))
+    result: dict[int, np.ndarray] = {}
+    for batch in stream:
+        vectors = np.asarray(encode(encoder, batch["images"], batch["psms"]))
+        for vector, observer in zip(vectors, batch["observer"], strict=True):
+            result.setdefault(int(observer), vector)
+        if len(result) == count:
+            break
+    return np.stack([result[k] for k in range(count)])
+
+
+def _discrepancy_model(workdir: str):
+    model, config, _ = loop.restore_model(workdir)
+    channels = getattr(model.config, "in_channels", 4)
+
+    @nnx.jit
+    def predict(model, images, usm, observer):
+        inputs = layers.model_input(images, usm)[..., :channels]
+        return model(inputs, observer)[-1]
+
+    return model, config, predict
+
+
+def _per_observer_oracle(predict_for, evaluation: EvaluationSet, usm, num_trained: int):
+    """For each unseen observer, the trained observer whose network has the lowest discrepancy
+    MSE on that observer's test pairs; returns (P, 15, 20) discrepancies of the chosen networks."""
+    target = saliency_maps.discrepancy_maps(evaluation.psm, usm[evaluation.image], (15, 20))
+    losses, predictions = [], []
+    for k in range(num_trained):
+        prediction = predict_for(np.full(len(evaluation.image), k, np.int32))
+        predictions.append(prediction)
+        losses.append(np.mean((prediction - target) ** 2, axis=(1, 2)))
+    losses, predictions = np.stack(losses), np.stack(predictions)  # (K, P), (K, P, h, w)
+    chosen = np.zeros(len(evaluation.image), np.int64)
+    for observer in np.unique(evaluation.observer):
+        pairs = evaluation.observer == observer
+        chosen[pairs] = int(np.argmin(losses[:, pairs].mean(axis=1)))
+    return predictions[chosen, np.arange(len(chosen))]
+
+
+def evaluate(
+    evaluation: EvaluationSet,
+    data_dir: str,
+    *,
+    embedding: str | None = None,
+    psm_network: str | None = None,
+    multi_task: str | None = None,
+    per_observer: str | None = None,
+    universal: str | None = None,
+    m: int = 32,
+    grid: tuple[int, int] | None = None,
+) -> dict[str, dict[str, np.ndarray]]:
+    """Per-pair scores of every method whose workdir is given: row name -> metric -> (P,)."""
+    grid = grid or evaluation.usm.shape[-2:]
+    pairs_usm = evaluation.usm[evaluation.image]
+    images = evaluation.images[evaluation.image]
+    predictions: dict[str, np.ndarray] = {"USM (ground truth)": pairs_usm}
+    predicted_usm = None
+    if universal:
+        predicted_usm = predicted_usms(universal, evaluation.images)[evaluation.image]
+        predictions["USM (predicted by the universal network)"] = predicted_usm
+
+    def base_usm(config):
+        return (
+            predicted_usm if config.usm == "external" and predicted_usm is not None else pairs_usm
+        )
+
+    def suffix(config):
+        return " w/ predicted USM" if config.usm == "external" else " w/ GT USM"
+
+    if multi_task and evaluation.protocol == "closed":
+        model, config, predict = _discrepancy_model(multi_task)
+        usm = base_usm(config)
+        discrepancy = _in_batches(
+            lambda i, u, o: predict(model, i, u, o), images, usm, evaluation.observer
+        )
+        predictions["Multi-task CNN (Xu et al.)" + suffix(config)] = personalised_psm(
+            usm, discrepancy
+        )
+    if per_observer:
+        model, config, predict = _discrepancy_model(per_observer)
+        usm = base_usm(config)
+        name = f"Per-observer networks ({config.architecture})" + suffix(config)
+
+        def predict_for(observer):
+            return _in_batches(lambda i, u, o: predict(model, i, u, o), images, usm, observer)
+
+        if evaluation.protocol == "closed":
+            discrepancy = predict_for(evaluation.observer)
+        else:
+            discrepancy = _per_observer_oracle(predict_for, evaluation, usm, model.num_observers)
+            name += ", oracle"
+        predictions[name] = personalised_psm(usm, discrepancy)
+    if psm_network:
+        if not embedding:
+            raise ValueError("The embedding network's row needs the encoder workdir too.")
+        model, config, _ = loop.restore_model(psm_network)
+        usm = base_usm(config)
+        vectors = observer_embeddings(
+            embedding, evaluation.dataset, data_dir, _group(evaluation.protocol), m
+        )
+
+        @nnx.jit
+        def predict(model, images, usm, user_embedding):
+            return model(layers.model_input(images, usm), user_embedding)[-1]
+
+        discrepancy = _in_batches(
+            lambda i, u, e: predict(model, i, u, e), images, usm, vectors[evaluation.observer]
+        )
+        predictions[OURS + suffix(config)] = personalised_psm(usm, discrepancy)
+
+    scores = {}
+    for name, prediction in predictions.items():
+        values = metrics.saliency_metrics(
+            prediction,
+            evaluation.psm,
+            evaluation.fixation_x,
+            evaluation.fixation_y,
+            evaluation.fixation_mask,
+            evaluation.image_size,
+            grid=tuple(grid),
+        )
+        scores[name] = {k: np.asarray(v) for k, v in values.items()}
+    return scores
+
+
+def table(scores: dict[str, dict[str, np.ndarray]]) -> dict:
+    """Means per row and metric, and the asterisks: {row: {metric: {"mean", "significant"}}}."""
+    rows = {}
+    for name, values in scores.items():
+        rows[name] = {}
+        others = {other: s for other, s in scores.items() if other != name}
+        for metric in METRICS:
+            mean = float(np.nanmean(values[metric]))
+            significant = False
+            if name.startswith(OURS) and others:
+                sign = 1.0 if metrics.HIGHER_IS_BETTER[metric] else -1.0
+                strongest = max(others, key=lambda o: sign * np.nanmean(others[o][metric]))
+                comparison = metrics.compare(values, others[strongest], [metric])[metric]
+                significant = comparison["significant"]
+            rows[name][metric] = {"mean": mean, "significant": significant}
+    return rows
+
+
+def markdown(rows: dict, title: str) -> str:
+    """The table as markdown: one row per method, an asterisk where significant."""
+    header = "| Method | CC | SIM | AUC-Judd | NSS | KLD |\n|---|---|---|---|---|---|\n"
+    lines = [
+        f"| {name} | "
+        + " | ".join(
+            f"{cells[m]['mean']:.3f}{'*' if cells[m]['significant'] else ''}" for m in METRICS
+        )
+        + " |"
+        for name, cells in rows.items()
+    ]
+    return f"### {title}\n\n" + header + "\n".join(lines) + "\n"
+
+
+def write(rows: dict, title: str, output_dir: str | Path, stem: str) -> Path:
+    """Writes `<stem>.md` and `<stem>.json` into `output_dir`; returns the markdown path."""
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / f"{stem}.json").write_text(json.dumps({"title": title, "rows": rows}, indent=2))
+    path = output_dir / f"{stem}.md"
+    path.write_text(markdown(rows, title))
+    return path
