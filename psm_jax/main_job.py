@@ -1,18 +1,46 @@
-"""The main job the README's first command runs.
+"""The main job the README's first command runs: dataset -> trained models -> report.
 
-Today it prepares the dataset (the synthetic default unless told otherwise), prints its summary,
-and draws batches from both input streams to show they work and how fast they are. Training,
-evaluation and the report exist as launchers (launch/train_*.py, launch/evaluate.py) and join the
-main job with issue 6.
+Stages, each resumable (a finished stage's workdir is reused, an interrupted one resumes from its
+last checkpoint):
+  1. build the dataset (the synthetic default unless told otherwise);
+  2. train the user-embedding encoder (Strohm et al.);
+  3. train the personalised saliency network on the encoder's embedding pool;
+  4. train the baselines: the multi-task CNN (Xu et al.) and the per-observer networks;
+  5. train the universal saliency network (the predicted-USM row);
+  6. evaluate closed and open set and write `<workdir>/report.md` with both tables.
+
+Schedules are the quick ones of `psm_jax/configs/synthetic.py` (or the "quick" option of the other
+datasets' configs), sized for a 2-core CPU; the papers' schedules are the config defaults.
 """
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
-from psm_jax.data import datasets, pipeline
+from psm_jax import evaluate
+from psm_jax.configs import id as id_config
+from psm_jax.configs import osie, ps, synthetic
+from psm_jax.data import datasets
+from psm_jax.train import loop
 
 DEFAULT_DATASET = "synthetic_personal_saliency"
+MODELS = ("embedding", "psm_network", "multi_task", "per_observer", "universal")
+
+
+def config_for(dataset: str, model: str):
+    """The main job's config of `model` on `dataset` (quick schedules)."""
+    name = dataset.split("/")[0]
+    if name == "synthetic_personal_saliency":
+        return synthetic.get_config(model + (",tiny" if dataset.endswith("/tiny") else ""))
+    modules = {
+        "osie_personal": osie,
+        "personalized_saliency": ps,
+        "individual_differences": id_config,
+    }
+    if name not in modules:
+        raise ValueError(f"The main job does not know dataset {dataset!r}.")
+    return modules[name].get_config(model + ",quick")
 
 
 def run(
@@ -20,46 +48,55 @@ def run(
     *,
     data_dir: str = datasets.DEFAULT_DATA_DIR,
     manual_dir: str | None = None,
-    batches: int = 20,
-    batch_size: int = 64,
+    workdir: str | None = None,
+    m: int | None = None,
 ) -> dict:
-    """Builds `dataset`, prints its summary and samples the pipelines.
-
-    Returns:
-      {"regression_examples_per_s": float, "embedding_sets_per_s": float}
-    """
-    print(f"[1/3] Preparing {dataset} in {data_dir} (reused if already built)...", flush=True)
+    """Runs every stage; returns {"closed": rows, "open": rows, "report": path, "seconds": s}."""
+    start = time.perf_counter()
+    workdir = Path(workdir or Path("runs") / dataset.replace("/", "_"))
+    print(f"[1/6] Preparing {dataset} in {data_dir} (reused if already built)...", flush=True)
     builder = datasets.build_dataset(dataset, data_dir=data_dir, manual_dir=manual_dir)
     print(datasets.summarise(builder), flush=True)
 
-    source, metadata = pipeline.open_split(dataset, "train", data_dir)
-    print(f"[2/3] PSM-regression stream, {batches} batches of {batch_size}...", flush=True)
-    stream = iter(pipeline.psm_regression_dataset(source, metadata, batch_size=batch_size, seed=0))
-    batch = next(stream)
-    start = time.perf_counter()
-    for _ in range(batches):
-        batch = next(stream)
-    regression_rate = batches * batch_size / (time.perf_counter() - start)
-    for key, value in batch.items():
-        print(f"    {key:12s} {str(value.shape):22s} {value.dtype}")
-    print(
-        f"    discrepancy range [{batch['discrepancy'].min():.2f}, "
-        f"{batch['discrepancy'].max():.2f}]; {regression_rate:.0f} (image, observer) examples/s"
-    )
+    workdirs = {}
+    stages = {"embedding": 2, "psm_network": 3, "multi_task": 4, "per_observer": 4, "universal": 5}
+    for model in MODELS:
+        config = config_for(dataset, model)
+        config.data_dir = data_dir
+        if manual_dir:
+            config.manual_dir = manual_dir
+        if model == "psm_network":
+            config.encoder_workdir = str(workdirs["embedding"])
+        workdirs[model] = workdir / model
+        print(
+            f"[{stages[model]}/6] Training {model} ({config.num_steps} steps, batch "
+            f"{config.batch_size}) in {workdirs[model]} ...",
+            flush=True,
+        )
+        loop.train_and_evaluate(config, workdirs[model])
 
-    m, sets = 8, 16
-    print(f"[3/3] Embedding stream, {batches} batches of {sets} sets of m={m} pairs...", flush=True)
-    stream = iter(pipeline.embedding_dataset(source, metadata, batch_size=sets, m=m, seed=0))
-    batch = next(stream)
-    start = time.perf_counter()
-    for _ in range(batches):
-        batch = next(stream)
-    embedding_rate = batches * sets / (time.perf_counter() - start)
-    for key, value in batch.items():
-        print(f"    {key:12s} {str(value.shape):22s} {value.dtype}")
-    print(f"    {embedding_rate:.0f} sets/s")
-    print(
-        "Training and evaluation run from launch/train_*.py and launch/evaluate.py (README); the "
-        "main job does not run them yet (issue 6)."
+    print("[6/6] Evaluating closed and open set...", flush=True)
+    m = m or config_for(dataset, "embedding").m
+    sections, results = [], {}
+    for protocol in ("closed", "open"):
+        evaluation = evaluate.evaluation_set(dataset, data_dir, protocol)
+        scores = evaluate.evaluate(
+            evaluation, data_dir, m=m, **{k: str(v) for k, v in workdirs.items()}
+        )
+        rows = evaluate.table(scores)
+        title = f"{dataset}, {protocol} set ({len(evaluation.image)} (image, observer) pairs)"
+        evaluate.write(rows, title, workdir / "report", protocol)
+        sections.append(evaluate.markdown(rows, title))
+        results[protocol] = rows
+    seconds = time.perf_counter() - start
+    report = workdir / "report.md"
+    report.write_text(
+        f"# psm-jax report: {dataset}\n\n"
+        f"Predicted PSM = clip(USM + predicted discrepancy, 0, 1); means over (test image, "
+        f"observer) pairs; * = the embedding network beats the strongest other row (Mann-Whitney "
+        f"p < 0.05); embeddings of evaluated observers from m = {m} pairs of their own training "
+        f"images. Main job wall time: {seconds:.0f} s.\n\n" + "\n".join(sections)
     )
-    return {"regression_examples_per_s": regression_rate, "embedding_sets_per_s": embedding_rate}
+    print("\n".join(sections))
+    print(f"Report: {report} ({seconds:.0f} s)")
+    return {**results, "report": report, "seconds": seconds}

@@ -102,13 +102,22 @@ def test_open_split_of_unbuilt_dataset_says_how_to_build(tmp_path):
 
 
 def test_main_job_on_tiny(tmp_path, capsys):
-    rates = main_job.run(
-        "synthetic_personal_saliency/tiny", data_dir=str(tmp_path), batches=2, batch_size=8
+    result = main_job.run(
+        "synthetic_personal_saliency/tiny",
+        data_dir=str(tmp_path / "tfds"),
+        workdir=str(tmp_path / "runs"),
+        m=3,
     )
-    assert rates["regression_examples_per_s"] > 0 and rates["embedding_sets_per_s"] > 0
     printed = capsys.readouterr().out
     assert "images: 30 (train 24, validation 3, test 3)" in printed
-    assert "discrepancy  (8, 15, 20)" in printed
+    for stage in ("[2/6] Training embedding", "[3/6] Training psm_network", "[6/6] Evaluating"):
+        assert stage in printed
+    report = result["report"].read_text()
+    assert "closed set" in report and "open set" in report
+    for row in ("USM (ground truth)", "Multi-task CNN", "Per-observer networks", "Embedding +"):
+        assert row in report
+    assert "Multi-task CNN" not in report.split("open set")[1]  # no head for unseen observers
+    assert set(result["closed"]["USM (ground truth)"]) == {"cc", "sim", "auc_judd", "nss", "kld"}
 
 
 def test_osie_personal_builds_from_the_real_release(osie_data_dir):
