@@ -331,3 +331,53 @@ def write(rows: dict, title: str, output_dir: str | Path, stem: str) -> Path:
     path = output_dir / f"{stem}.md"
     path.write_text(markdown(rows, title))
     return path
+
+
+def precision_at_1_versus_m(
+    encoder_workdir: str,
+    dataset: str,
+    data_dir: str,
+    *,
+    group: str = "test",
+    ms: tuple[int, ...] = (4, 8, 16, 32, 48, 64),
+    sets_per_observer: int = 10,
+    seed: int = 0,
+) -> dict[int, float]:
+    """Precision@1 of embeddings of `group`'s observers versus m (Strohm et al., Fig. 5).
+
+    For each m, `sets_per_observer` random sets of m (image, PSM) pairs per observer are drawn from
+    the training images and embedded; an embedding counts as correct when its nearest neighbour by
+    cosine similarity (itself excluded) belongs to the same observer. An m that needs more
+    training images than the dataset has (a set is drawn from a window of 2m images) gives NaN.
+    """
+    encoder, _, _ = loop.restore_model(encoder_workdir)
+    source, metadata = pipeline.open_split(dataset, "train", data_dir)
+    count = len(metadata.observers(group))
+    encode = nnx.jit(lambda model, images, psms: model(images, psms))
+    result = {}
+    for m in ms:
+        if len(source) < 2 * m:
+            result[m] = float("nan")
+            continue
+        stream = pipeline.embedding_dataset(
+            source,
+            metadata,
+            batch_size=8,
+            m=m,
+            seed=seed + m,
+            observers=group,
+            sets_per_observer=2,
+            drop_remainder=False,
+        )
+        vectors: dict[int, list] = {k: [] for k in range(count)}
+        for batch in stream:
+            embedded = np.asarray(encode(encoder, batch["images"], batch["psms"]))
+            for vector, observer in zip(embedded, batch["observer"], strict=True):
+                if len(vectors[int(observer)]) < sets_per_observer:
+                    vectors[int(observer)].append(vector)
+            if all(len(v) == sets_per_observer for v in vectors.values()):
+                break
+        embeddings = np.concatenate([np.stack(v) for v in vectors.values()])
+        labels = np.repeat(np.arange(count), sets_per_observer)
+        result[m] = float(np.mean(metrics.precision_at_1(embeddings, labels)))
+    return result

@@ -174,3 +174,53 @@ def test_the_asterisk_marks_a_significant_win_over_the_strongest_row():
     assert not any(rows["USM"][m]["significant"] for m in evaluate.METRICS)
     tie = evaluate.table({"USM": base, evaluate.OURS: dict(base)})
     assert not any(tie[evaluate.OURS][m]["significant"] for m in evaluate.METRICS)
+
+
+def test_enroll_a_new_viewer_and_predict_their_map(data_dir, encoder_workdir, tmp_path):
+    import io
+
+    from PIL import Image
+
+    from psm_jax import personalise
+
+    workdirs = {}
+    for model in ("psm_network", "universal"):
+        workdirs[model] = tmp_path / model
+        config = _config(model, data_dir, encoder_workdir=encoder_workdir)
+        loop.train_and_evaluate(config, workdirs[model])
+    source, _ = loop.pipeline.open_split(TINY, "test", data_dir)
+    images_dir = tmp_path / "images"
+    images_dir.mkdir()
+    lines = ["image,x,y,duration_ms"]
+    for i in range(3):
+        record = source[i]
+        name = f"new_{i}.png"
+        Image.open(io.BytesIO(record["image"])).save(images_dir / name)
+        fixations = record["fixations"]
+        own = np.asarray(fixations["observer"]) == 0
+        for x, y in zip(
+            np.asarray(fixations["x"])[own], np.asarray(fixations["y"])[own], strict=True
+        ):
+            lines.append(f"{name},{x},{y},200")
+    (tmp_path / "viewer.csv").write_text("\n".join(lines) + "\n")
+
+    images, psms, names = personalise.read_viewer(images_dir, tmp_path / "viewer.csv")
+    assert images.shape == (3, 120, 160, 3) and psms.shape == (3, 120, 160) and len(names) == 3
+    np.testing.assert_allclose(psms.max(axis=(1, 2)), 1.0, rtol=1e-5)
+    embedding = personalise.enroll(encoder_workdir, images, psms)
+    np.testing.assert_allclose(np.linalg.norm(embedding), 1.0, rtol=1e-5)
+
+    image, usm, psm = personalise.predict(
+        workdirs["psm_network"], workdirs["universal"], embedding, images_dir / names[0]
+    )
+    assert image.shape == (120, 160, 3) and usm.shape == psm.shape == (120, 160)
+    assert 0.0 <= psm.min() and psm.max() <= 1.0
+    personalise.save_overlay(image, psm, tmp_path / "overlay.png")
+    assert Image.open(tmp_path / "overlay.png").size == (160, 120)
+
+    (tmp_path / "bad.csv").write_text("image,x\nnew_0.png,3\n")
+    with pytest.raises(ValueError, match="lacks the column"):
+        personalise.read_fixation_table(tmp_path / "bad.csv")
+    (tmp_path / "missing.csv").write_text("image,x,y\nnope.png,1,2\n")
+    with pytest.raises(FileNotFoundError, match="nope.png"):
+        personalise.read_viewer(images_dir, tmp_path / "missing.csv")

@@ -8,8 +8,11 @@ files (`psm_jax.data.external_usm`).
 
 Architecture (our choice; no paper specifies it): four 3x3 convolutions with ReLU, the first three
 with stride 2 (120x160 -> 15x20), widths (16, 32, 64, 64), then a 1x1 convolution to a logit map at
-15x20. `usm` turns the logits into a map at the input resolution: sigmoid, bilinear upsampling,
-min-max normalisation to [0, 1] (the convention of every saliency map in this project).
+15x20. The logits are a distribution over pixels (softmax), trained with the cross-entropy to the
+USM read as a distribution (`usm_loss`), as DeepGaze-style models are; a per-pixel sigmoid with MSE
+collapsed to all-zero maps on the mostly dark USMs. `usm` turns the logits into a map at the input
+resolution: softmax, bilinear upsampling, min-max normalisation to [0, 1] (the convention of every
+saliency map in this project).
 """
 
 from __future__ import annotations
@@ -54,9 +57,22 @@ class UniversalSaliencyNetwork(nnx.Module):
         return logits_to_usm(self(inputs), inputs.shape[1:3])
 
 
+def usm_loss(logits: jax.Array, usm: jax.Array) -> jax.Array:
+    """Per example: cross-entropy of the softmax over pixels to the USM (area-resized to the logits'
+    grid) normalised to sum 1; equals KL(USM || prediction) up to the USM's entropy."""
+    height, width = logits.shape[1:]
+    batch = usm.shape[0]
+    target = usm.reshape(batch, height, usm.shape[1] // height, width, usm.shape[2] // width)
+    target = jnp.mean(target, axis=(2, 4)).reshape(batch, -1)
+    target = target / jnp.maximum(jnp.sum(target, axis=-1, keepdims=True), 1e-12)
+    log_probability = jax.nn.log_softmax(logits.reshape(batch, -1), axis=-1)
+    return -jnp.sum(target * log_probability, axis=-1)
+
+
 def logits_to_usm(logits: jax.Array, size: tuple[int, int]) -> jax.Array:
-    """(B, h, w) logits -> (B, H, W) maps: sigmoid, bilinear resize, per-map min-max to [0, 1]."""
-    maps = jax.nn.sigmoid(logits)
+    """(B, h, w) logits -> (B, H, W) maps: softmax, bilinear resize, per-map min-max to [0, 1]."""
+    flat = jax.nn.softmax(logits.reshape(logits.shape[0], -1), axis=-1)
+    maps = flat.reshape(logits.shape)
     maps = jax.image.resize(maps, (maps.shape[0],) + tuple(size), "bilinear")
     low = jnp.min(maps, axis=(1, 2), keepdims=True)
     high = jnp.max(maps, axis=(1, 2), keepdims=True)

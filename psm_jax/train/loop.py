@@ -130,6 +130,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     is_main = jax.process_index() == 0
     if is_main:
         checkpoint.save_config(workdir, config)
+    mgr = checkpoint.manager(workdir, config.keep_best)
+    if (mgr.latest_step() or 0) >= config.num_steps:
+        if is_main:
+            print(f"{workdir} already holds step {mgr.latest_step()}: nothing to train.")
+        return {}
     source, metadata = pipeline.open_split(config.dataset, "train", config.data_dir)
     pool = embedding_pool(config, metadata) if config.model == "psm_network" else None
     task, model = _build(config, metadata, pool)
@@ -141,7 +146,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
 
     stream = task.stream(source, seed=config.seed, shuffle=True, num_epochs=None)
     iterator = iter(stream)
-    mgr = checkpoint.manager(workdir, config.keep_best)
     if mgr.latest_step() is not None:
         state, iterator_state = checkpoint.restore(mgr, state, mgr.latest_step())
         state = train_step.replicate(state, mesh)
@@ -212,9 +216,15 @@ def _validation_loss(graphdef, task: tasks.Task):
 def _check_finite(state, mgr, workdir) -> None:
     bad = int(jax.device_get(state.nonfinite_step))
     if bad >= 0:
+        last = mgr.latest_step()
+        kept = (
+            f"The last good checkpoint is step {last} in {Path(workdir) / 'checkpoints'}."
+            if last is not None
+            else "No checkpoint had been saved yet."
+        )
         raise NonFiniteError(
-            f"Non-finite loss or gradient at step {bad} (counting from 0); stopping. The last good "
-            f"checkpoint is step {mgr.latest_step()} in {Path(workdir) / 'checkpoints'}."
+            f"Non-finite loss or gradient at step {bad} (counting from 0); stopping. {kept} "
+            "Lower the learning rate (--config.learning_rate) or check the data."
         )
 
 

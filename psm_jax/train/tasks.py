@@ -230,8 +230,7 @@ def make_task(config, metadata: pipeline.DatasetMetadata, embedding_pool=None) -
 
         def loss_fn(model, batch, observer):
             logits = model(layers.model_input(batch["image"], None))
-            target = losses.resize_target(batch["usm"], logits.shape[1:])
-            return jnp.mean(jnp.square(jax.nn.sigmoid(logits) - target)), {}
+            return jnp.mean(universal.usm_loss(logits, batch["usm"])), {}
 
         return Task(
             config,

@@ -1,0 +1,131 @@
+"""New viewers without retraining: enrol a person from m (image, fixations) pairs, then predict
+their saliency map for any image (Strohm et al.'s use case).
+
+- `read_viewer`: a folder of images and a fixation table (CSV: image, x, y[, duration_ms], native
+  0-based pixel centres, one person) -> working-resolution images and that person's PSMs (the
+  same definition as the datasets', `psm_jax.data.saliency_maps`).
+- `enroll`: the trained encoder's embedding of those pairs (unit norm).
+- `predict`: that person's PSM for an image: clip(USM + discrepancy, 0, 1), the USM predicted by a
+  trained universal network (a new image has no ground-truth USM). A PSM network trained on
+  ground-truth USMs then sees predicted ones: train it with the "predicted" config option for the
+  best match.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from psm_jax.data import saliency_maps
+from psm_jax.evaluate import personalised_psm
+from psm_jax.models import layers
+from psm_jax.train import loop
+
+OSIE_SIGMA_PX, OSIE_WIDTH = 24.0, 800.0
+
+
+def _load_image(path: Path, working_size) -> tuple[np.ndarray, tuple[int, int]]:
+    try:
+        with Image.open(path) as image:
+            native = (image.height, image.width)
+            image = image.convert("RGB").resize(working_size[::-1], Image.Resampling.BOX)
+            return np.asarray(image), native
+    except Exception as error:  # noqa: BLE001 - name the file whatever PIL raised
+        raise ValueError(f"Cannot read the image {path}: {error}") from error
+
+
+def read_fixation_table(path: str | Path) -> dict[str, np.ndarray]:
+    """image -> (F, 3) array of x, y, duration_ms (1.0 when the column is absent)."""
+    path = Path(path)
+    by_image: dict[str, list] = {}
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        missing = {"image", "x", "y"} - set(reader.fieldnames or [])
+        if missing:
+            raise ValueError(f"{path} lacks the column(s) {sorted(missing)}; need image, x, y.")
+        for line, row in enumerate(reader, start=2):
+            try:
+                values = (float(row["x"]), float(row["y"]), float(row.get("duration_ms") or 1.0))
+            except ValueError as error:
+                raise ValueError(f"{path}, line {line}: {error}") from error
+            by_image.setdefault(row["image"], []).append(values)
+    return {image: np.asarray(rows, np.float64) for image, rows in by_image.items()}
+
+
+def read_viewer(
+    images_dir: str | Path,
+    fixations: str | Path,
+    *,
+    working_size: tuple[int, int] = saliency_maps.WORKING_SIZE,
+    sigma_px: float | None = None,
+    weight_by_duration: bool = False,
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """One person's (image, PSM) pairs: (N, H, W, 3) uint8, (N, H, W) float32, image names.
+
+    sigma_px: Gaussian sigma in native pixels; default OSIE's 24 px at 800 px width, scaled to
+    each image's width.
+    """
+    table = read_fixation_table(fixations)
+    images, psms, names = [], [], []
+    for name, rows in sorted(table.items()):
+        path = Path(images_dir) / name
+        if not path.exists():
+            raise FileNotFoundError(f"{fixations} names image {name!r}, not found in {images_dir}.")
+        image, native = _load_image(path, working_size)
+        sigma = sigma_px or OSIE_SIGMA_PX * native[1] / OSIE_WIDTH
+        x = np.clip(rows[:, 0], 0, native[1] - 1)
+        y = np.clip(rows[:, 1], 0, native[0] - 1)
+        psm, valid = saliency_maps.personal_saliency_maps(
+            x,
+            y,
+            np.zeros(len(rows), np.int64),
+            num_observers=1,
+            native_size=native,
+            sigma=sigma,
+            duration_ms=rows[:, 2],
+            weight_by_duration=weight_by_duration,
+            working_size=working_size,
+        )
+        if valid[0]:
+            images.append(image)
+            psms.append(psm[0])
+            names.append(name)
+    if not images:
+        raise ValueError(f"{fixations}: no image with a usable fixation.")
+    return np.stack(images), np.stack(psms).astype(np.float32), names
+
+
+def enroll(encoder_workdir: str | Path, images: np.ndarray, psms: np.ndarray) -> np.ndarray:
+    """The (d,) unit-norm user embedding of m (image, PSM) pairs; no training."""
+    encoder, _, _ = loop.restore_model(encoder_workdir)
+    return np.asarray(encoder(images[None], psms[None])[0])
+
+
+def predict(
+    psm_network_workdir: str | Path,
+    universal_workdir: str | Path,
+    user_embedding: np.ndarray,
+    image_path: str | Path,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(image (H, W, 3) uint8, predicted USM, predicted PSM), maps (H, W) in [0, 1] at the
+    networks' working resolution."""
+    network, config, metadata = loop.restore_model(psm_network_workdir)
+    universal, _, _ = loop.restore_model(universal_workdir)
+    image, _ = _load_image(Path(image_path), tuple(metadata.working_size))
+    usm = universal.usm(layers.model_input(image[None], None))
+    discrepancy = network(layers.model_input(image[None], usm), user_embedding[None])[-1]
+    psm = personalised_psm(np.asarray(usm), np.asarray(discrepancy))
+    return image, np.asarray(usm[0]), psm[0]
+
+
+def save_overlay(image: np.ndarray, saliency: np.ndarray, path: str | Path) -> None:
+    """A PNG of the image with the map overlaid in the jet colour map (opacity = 0.6 x map)."""
+    import matplotlib
+
+    colour = matplotlib.colormaps["jet"](saliency)[..., :3]
+    alpha = 0.6 * saliency[..., None]
+    blended = (1 - alpha) * (image / 255.0) + alpha * colour
+    Image.fromarray((255 * np.clip(blended, 0, 1)).astype(np.uint8)).save(path)
