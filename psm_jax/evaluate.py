@@ -216,8 +216,11 @@ def evaluate(
     universal: str | None = None,
     m: int = 32,
     grid: tuple[int, int] | None = None,
+    predictions_out: dict | None = None,
 ) -> dict[str, dict[str, np.ndarray]]:
-    """Per-pair scores of every method whose workdir is given: row name -> metric -> (P,)."""
+    """Per-pair scores of every method whose workdir is given: row name -> metric -> (P,).
+
+    `predictions_out`, if given, receives each row's predicted PSMs (P, H, W)."""
     grid = grid or evaluation.usm.shape[-2:]
     pairs_usm = evaluation.usm[evaluation.image]
     images = evaluation.images[evaluation.image]
@@ -276,6 +279,8 @@ def evaluate(
         )
         predictions[OURS + suffix(config)] = personalised_psm(usm, discrepancy)
 
+    if predictions_out is not None:
+        predictions_out.update(predictions)
     scores = {}
     for name, prediction in predictions.items():
         values = metrics.saliency_metrics(
@@ -333,6 +338,50 @@ def write(rows: dict, title: str, output_dir: str | Path, stem: str) -> Path:
     return path
 
 
+def _set_embeddings(encoder, source, metadata, group: str, m: int, count: int, seed: int):
+    """`count` embeddings of random m-pair sets per observer of `group`, from `source`'s images:
+    ((observers * count, d), labels)."""
+    observers = len(metadata.observers(group))
+    encode = nnx.jit(lambda model, images, psms: model(images, psms))
+    stream = pipeline.embedding_dataset(
+        source,
+        metadata,
+        batch_size=8,
+        m=m,
+        seed=seed,
+        observers=group,
+        sets_per_observer=2,
+        drop_remainder=False,
+    )
+    vectors: dict[int, list] = {k: [] for k in range(observers)}
+    for batch in stream:
+        embedded = np.asarray(encode(encoder, batch["images"], batch["psms"]))
+        for vector, observer in zip(embedded, batch["observer"], strict=True):
+            if len(vectors[int(observer)]) < count:
+                vectors[int(observer)].append(vector)
+        if all(len(v) == count for v in vectors.values()):
+            break
+    embeddings = np.concatenate([np.stack(v) for v in vectors.values()])
+    return embeddings, np.repeat(np.arange(observers), count)
+
+
+def set_embeddings(
+    encoder_workdir: str,
+    dataset: str,
+    data_dir: str,
+    *,
+    group: str = "test",
+    m: int = 32,
+    sets_per_observer: int = 10,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Embeddings of random m-pair sets of `group`'s observers on the training images, with their
+    observer labels (for precision@1 and the t-SNE figure)."""
+    encoder, _, _ = loop.restore_model(encoder_workdir)
+    source, metadata = pipeline.open_split(dataset, "train", data_dir)
+    return _set_embeddings(encoder, source, metadata, group, m, sets_per_observer, seed)
+
+
 def precision_at_1_versus_m(
     encoder_workdir: str,
     dataset: str,
@@ -352,32 +401,13 @@ def precision_at_1_versus_m(
     """
     encoder, _, _ = loop.restore_model(encoder_workdir)
     source, metadata = pipeline.open_split(dataset, "train", data_dir)
-    count = len(metadata.observers(group))
-    encode = nnx.jit(lambda model, images, psms: model(images, psms))
     result = {}
     for m in ms:
         if len(source) < 2 * m:
             result[m] = float("nan")
             continue
-        stream = pipeline.embedding_dataset(
-            source,
-            metadata,
-            batch_size=8,
-            m=m,
-            seed=seed + m,
-            observers=group,
-            sets_per_observer=2,
-            drop_remainder=False,
+        embeddings, labels = _set_embeddings(
+            encoder, source, metadata, group, m, sets_per_observer, seed + m
         )
-        vectors: dict[int, list] = {k: [] for k in range(count)}
-        for batch in stream:
-            embedded = np.asarray(encode(encoder, batch["images"], batch["psms"]))
-            for vector, observer in zip(embedded, batch["observer"], strict=True):
-                if len(vectors[int(observer)]) < sets_per_observer:
-                    vectors[int(observer)].append(vector)
-            if all(len(v) == sets_per_observer for v in vectors.values()):
-                break
-        embeddings = np.concatenate([np.stack(v) for v in vectors.values()])
-        labels = np.repeat(np.arange(count), sets_per_observer)
         result[m] = float(np.mean(metrics.precision_at_1(embeddings, labels)))
     return result

@@ -7,8 +7,8 @@ last checkpoint):
   3. train the personalised saliency network on the encoder's embedding pool;
   4. train the baselines: the multi-task CNN (Xu et al.) and the per-observer networks;
   5. train the universal saliency network (the predicted-USM row);
-  6. evaluate closed and open set and the unseen observers' embedding precision@1 versus m, and
-     write `<workdir>/report.md` with the tables.
+  6. evaluate closed and open set and the unseen observers' embedding precision@1 versus m, draw
+     example grids and a t-SNE of embeddings, and write `<workdir>/report.md`.
 
 Schedules are the quick ones of `psm_jax/configs/synthetic.py` (or the "quick" option of the other
 datasets' configs), sized for a 2-core CPU; the papers' schedules are the config defaults.
@@ -19,7 +19,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from psm_jax import evaluate
+import numpy as np
+
+from psm_jax import evaluate, figures
 from psm_jax.configs import id as id_config
 from psm_jax.configs import osie, ps, synthetic
 from psm_jax.data import datasets
@@ -83,14 +85,23 @@ def run(
     sections, results = [], {}
     for protocol in ("closed", "open"):
         evaluation = evaluate.evaluation_set(dataset, data_dir, protocol)
+        predictions: dict = {}
         scores = evaluate.evaluate(
-            evaluation, data_dir, m=m, **{k: str(v) for k, v in workdirs.items()}
+            evaluation,
+            data_dir,
+            m=m,
+            predictions_out=predictions,
+            **{k: str(v) for k, v in workdirs.items()},
         )
         rows = evaluate.table(scores)
         title = f"{dataset}, {protocol} set ({len(evaluation.image)} (image, observer) pairs)"
         evaluate.write(rows, title, workdir / "report", protocol)
         sections.append(evaluate.markdown(rows, title))
         results[protocol] = rows
+        ours = [name for name in predictions if name.startswith(evaluate.OURS)]
+        grid_path = workdir / "report" / f"examples_{protocol}.png"
+        if ours and _example_figure(evaluation, predictions[ours[0]], grid_path):
+            sections.append(f"![{protocol}-set examples](report/{grid_path.name})\n")
     precision = evaluate.precision_at_1_versus_m(
         str(workdirs["embedding"]), dataset, data_dir, group="test"
     )
@@ -101,6 +112,18 @@ def run(
         "| precision@1 | " + " | ".join(f"{p:.3f}" for p in precision.values()) + " |\n"
     )
     results["precision_at_1"] = precision
+    tsne_m = max((k for k, v in precision.items() if np.isfinite(v)), default=None)
+    if tsne_m is not None:
+        embeddings, labels = evaluate.set_embeddings(
+            str(workdirs["embedding"]), dataset, data_dir, group="test", m=tsne_m
+        )
+        figures.embedding_plot(
+            embeddings,
+            labels,
+            workdir / "report" / "embeddings_tsne.png",
+            f"t-SNE of unseen observers' embeddings (m = {tsne_m})",
+        )
+        sections.append("![t-SNE of unseen observers' embeddings](report/embeddings_tsne.png)\n")
     seconds = time.perf_counter() - start
     report = workdir / "report.md"
     report.write_text(
@@ -113,3 +136,31 @@ def run(
     print("\n".join(sections))
     print(f"Report: {report} ({seconds:.0f} s)")
     return {**results, "report": report, "seconds": seconds}
+
+
+def _example_figure(evaluation, predicted, path: Path, images: int = 3) -> bool:
+    """Image, USM, ground-truth and predicted PSM of the first two observers on up to `images`
+    test images that both viewed (Xu Fig. 7 / Strohm Fig. 4). False if no such image exists."""
+    observers = np.unique(evaluation.observer)[:2]
+    both = [
+        i
+        for i in np.unique(evaluation.image)
+        if all(((evaluation.image == i) & (evaluation.observer == o)).any() for o in observers)
+    ][:images]
+    if not both:
+        return False
+
+    def pair(i, o):
+        return int(np.flatnonzero((evaluation.image == i) & (evaluation.observer == o))[0])
+
+    ground_truth = np.stack([[evaluation.psm[pair(i, o)] for o in observers] for i in both])
+    prediction = np.stack([[predicted[pair(i, o)] for o in observers] for i in both])
+    figures.example_grid(
+        evaluation.images[both],
+        evaluation.usm[both],
+        ground_truth,
+        prediction,
+        [f"#{o}" for o in observers],
+        path,
+    )
+    return True

@@ -118,6 +118,9 @@ def test_main_job_on_tiny(tmp_path, capsys):
         assert row in report
     assert "Multi-task CNN" not in report.split("open set")[1]  # no head for unseen observers
     assert set(result["closed"]["USM (ground truth)"]) == {"cc", "sim", "auc_judd", "nss", "kld"}
+    for figure in ("examples_closed.png", "examples_open.png", "embeddings_tsne.png"):
+        assert (tmp_path / "runs" / "report" / figure).stat().st_size > 1000
+        assert f"report/{figure}" in report
     precision = result["precision_at_1"]  # tiny: 24 training images, so m <= 12 only
     assert 0.0 <= precision[4] <= 1.0 and 0.0 <= precision[8] <= 1.0 and np.isnan(precision[16])
 

@@ -1,0 +1,126 @@
+"""Figures of the report: example map grids (Xu Fig. 7 / Strohm Fig. 4) and a t-SNE of embeddings
+(Strohm Fig. 6), written as PNG with matplotlib (Agg backend, no display needed).
+
+`tsne` is a small exact t-SNE (van der Maaten & Hinton 2008) in NumPy: the report embeds a few
+hundred vectors at most, and this avoids a scikit-learn dependency.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def _conditional_probabilities(distances: np.ndarray, perplexity: float) -> np.ndarray:
+    """Row-wise Gaussian affinities whose entropy matches log(perplexity) (binary search)."""
+    n = len(distances)
+    target = np.log(perplexity)
+    probabilities = np.zeros((n, n))
+    for i in range(n):
+        row = np.delete(distances[i], i)
+        low, high, beta = 0.0, np.inf, 1.0
+        for _ in range(64):
+            weights = np.exp(-(row - row.min()) * beta)
+            total = weights.sum()
+            p = weights / total
+            entropy = -np.sum(p * np.log(np.maximum(p, 1e-300)))
+            if abs(entropy - target) < 1e-5:
+                break
+            if entropy > target:
+                low, beta = beta, beta * 2 if high == np.inf else (beta + high) / 2
+            else:
+                high, beta = beta, (beta + low) / 2
+        probabilities[i, np.arange(n) != i] = p
+    return probabilities
+
+
+def tsne(
+    vectors: np.ndarray, perplexity: float = 10.0, steps: int = 750, seed: int = 0
+) -> np.ndarray:
+    """(N, D) -> (N, 2) exact t-SNE: perplexity-calibrated affinities, Student-t similarities,
+    gradient descent with momentum and early exaggeration (x4 for the first 100 steps)."""
+    vectors = np.asarray(vectors, np.float64)
+    n = len(vectors)
+    perplexity = min(perplexity, max(1.0, (n - 1) / 3))
+    squared = np.sum(vectors**2, axis=1)
+    distances = np.maximum(squared[:, None] + squared[None] - 2 * vectors @ vectors.T, 0.0)
+    p = _conditional_probabilities(distances, perplexity)
+    p = np.maximum((p + p.T) / (2 * n), 1e-12)
+    rng = np.random.default_rng(seed)
+    points = 1e-4 * rng.normal(size=(n, 2))
+    velocity = np.zeros_like(points)
+    learning_rate = max(n / 12.0, 50.0)
+    for step in range(steps):
+        exaggeration = 4.0 if step < 100 else 1.0
+        difference = points[:, None] - points[None]
+        kernel = 1.0 / (1.0 + np.sum(difference**2, axis=-1))
+        np.fill_diagonal(kernel, 0.0)
+        q = np.maximum(kernel / kernel.sum(), 1e-12)
+        gradient = 4.0 * np.sum(((exaggeration * p - q) * kernel)[..., None] * difference, axis=1)
+        momentum = 0.5 if step < 250 else 0.8
+        velocity = momentum * velocity - learning_rate * gradient
+        points = points + velocity
+    return points - points.mean(axis=0)
+
+
+def embedding_plot(embeddings: np.ndarray, labels: np.ndarray, path: str | Path, title: str):
+    """A t-SNE scatter of embeddings coloured by observer."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points = tsne(embeddings)
+    figure, axis = plt.subplots(figsize=(5, 5))
+    for label in np.unique(labels):
+        own = labels == label
+        axis.scatter(points[own, 0], points[own, 1], s=18, label=f"observer {label}")
+    axis.set_title(title, fontsize=9)
+    axis.set_xticks([])
+    axis.set_yticks([])
+    axis.legend(fontsize=6, loc="best")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def example_grid(
+    images: np.ndarray,
+    usm: np.ndarray,
+    ground_truth: np.ndarray,
+    predicted: np.ndarray,
+    observer_names: list[str],
+    path: str | Path,
+):
+    """Rows = images; columns = image, USM, then ground-truth and predicted PSM per observer.
+
+    Args:
+      images: (R, H, W, 3) uint8; usm: (R, H, W); ground_truth, predicted: (R, K, H, W).
+      observer_names: K names for the column titles.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows, observers = ground_truth.shape[:2]
+    columns = 2 + 2 * observers
+    figure, axes = plt.subplots(rows, columns, figsize=(1.6 * columns, 1.3 * rows), squeeze=False)
+    for r in range(rows):
+        panels = [(images[r], "image"), (usm[r], "USM")]
+        for k in range(observers):
+            panels += [
+                (ground_truth[r, k], f"GT {observer_names[k]}"),
+                (predicted[r, k], f"ours {observer_names[k]}"),
+            ]
+        for c, (panel, title) in enumerate(panels):
+            axis = axes[r, c]
+            axis.imshow(panel, cmap=None if panel.ndim == 3 else "jet", vmin=0, vmax=1)
+            axis.set_xticks([])
+            axis.set_yticks([])
+            if r == 0:
+                axis.set_title(title, fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
