@@ -9,6 +9,8 @@ their saliency map for any image (Strohm et al.'s use case).
   trained universal network (a new image has no ground-truth USM). A PSM network trained on
   ground-truth USMs then sees predicted ones: train it with the "predicted" config option for the
   best match.
+- `adapt_multi_task_head`: Xu et al.'s alternative, which does need training: a new head of the
+  multi-task CNN fitted to the person's pairs, shared layers frozen.
 """
 
 from __future__ import annotations
@@ -16,12 +18,17 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
+from flax import nnx
 from PIL import Image
 
+from psm_jax import losses as losses_lib
 from psm_jax.data import saliency_maps
 from psm_jax.evaluate import personalised_psm
-from psm_jax.models import layers
+from psm_jax.models import layers, multi_task
 from psm_jax.train import loop
 
 OSIE_SIGMA_PX, OSIE_WIDTH = 24.0, 800.0
@@ -129,3 +136,65 @@ def save_overlay(image: np.ndarray, saliency: np.ndarray, path: str | Path) -> N
     alpha = 0.6 * saliency[..., None]
     blended = (1 - alpha) * (image / 255.0) + alpha * colour
     Image.fromarray((255 * np.clip(blended, 0, 1)).astype(np.uint8)).save(path)
+
+
+def adapt_multi_task_head(
+    multi_task_workdir: str | Path,
+    images: np.ndarray,
+    psms: np.ndarray,
+    usms: np.ndarray,
+    *,
+    steps: int = 200,
+    batch_size: int = 16,
+    learning_rate: float = 0.02,
+    seed: int = 0,
+):
+    """Xu et al.'s adaptation path: a new observer's own head for the trained multi-task CNN.
+
+    The shared layers (conv1-conv4) stay as trained; only a new head (conv5-conv7 and the 1x1 side
+    convolutions) is trained, with the deep-supervised MSE on the person's (image, USM, PSM) pairs.
+    The head starts from the mean of the trained observers' heads (our choice; the paper does not
+    say), SGD with momentum 0.9.
+
+    Args:
+      multi_task_workdir: the trained multi-task CNN.
+      images: (N, H, W, 3) uint8; psms, usms: (N, H, W) in [0, 1] (the USMs the model expects:
+        ground-truth or predicted, as it was trained).
+
+    Returns:
+      (model, losses): a one-observer MultiTaskCNN (call it with observer 0) and the training loss
+      of every step.
+    """
+    trained, config, _ = loop.restore_model(multi_task_workdir)
+    if config.model != "multi_task":
+        raise ValueError(f"{multi_task_workdir} holds a {config.model!r} model, not multi_task.")
+    model = multi_task.MultiTaskCNN(1, trained.config, rngs=nnx.Rngs(seed))
+    heads = jax.tree.map(
+        lambda rows: jnp.mean(rows, axis=0, keepdims=True), nnx.state(trained, layers.ObserverParam)
+    )
+    nnx.update(model, nnx.state(trained, nnx.Not(layers.ObserverParam)), heads)
+    optimizer = nnx.Optimizer(
+        model, optax.sgd(learning_rate, momentum=0.9), wrt=layers.ObserverParam
+    )
+    target = saliency_maps.discrepancy_maps(psms, usms, saliency_maps.OUTPUT_SIZE)
+    inputs = layers.model_input(images, usms)[..., : trained.config.in_channels]
+
+    @nnx.jit
+    def train_step(model, optimizer, inputs, target):
+        def loss_fn(model):
+            outputs = model(inputs, jnp.zeros(inputs.shape[0], jnp.int32))
+            return losses_lib.deep_supervised_mse(outputs, target)
+
+        loss, grads = nnx.value_and_grad(loss_fn, argnums=nnx.DiffState(0, layers.ObserverParam))(
+            model
+        )
+        optimizer.update(model, grads)
+        return loss
+
+    rng = np.random.default_rng(seed)
+    history = []
+    for _ in range(steps):
+        chosen = rng.choice(len(images), size=min(batch_size, len(images)), replace=False)
+        history.append(float(train_step(model, optimizer, inputs[chosen], target[chosen])))
+    model.eval()
+    return model, np.asarray(history)

@@ -224,3 +224,40 @@ def test_enroll_a_new_viewer_and_predict_their_map(data_dir, encoder_workdir, tm
     (tmp_path / "missing.csv").write_text("image,x,y\nnope.png,1,2\n")
     with pytest.raises(FileNotFoundError, match="nope.png"):
         personalise.read_viewer(images_dir, tmp_path / "missing.csv")
+
+
+def test_adapting_a_new_multi_task_head_leaves_the_shared_layers(data_dir, tmp_path):
+    from flax import nnx
+
+    from psm_jax import personalise
+    from psm_jax.data import saliency_maps
+    from psm_jax.models import layers
+
+    loop.train_and_evaluate(_config("multi_task", data_dir), tmp_path / "multi_task")
+    source, metadata = loop.pipeline.open_split(TINY, "train", data_dir)
+    observer = metadata.observers("test")[0]  # a person the model never saw
+    images, psms, usms = [], [], []
+    for i in range(8):
+        record = source[i]
+        psm = np.asarray(record["psm"], np.float32)
+        usm, _ = saliency_maps.universal_saliency_maps(
+            psm, record["psm_valid"], mode="train", train_observers=metadata.train_mask
+        )
+        images.append(loop.pipeline.decode_image(record["image"], metadata.working_size))
+        psms.append(psm[observer])
+        usms.append(usm[observer])
+    model, history = personalise.adapt_multi_task_head(
+        tmp_path / "multi_task",
+        np.stack(images),
+        np.stack(psms),
+        np.stack(usms),
+        steps=30,
+        batch_size=8,
+    )
+    assert history[-5:].mean() < history[:5].mean()  # the new head fits the person's maps
+    trained, _, _ = loop.restore_model(tmp_path / "multi_task")
+    shared = nnx.state(trained, nnx.All(nnx.Param, nnx.Not(layers.ObserverParam)))
+    adapted = nnx.state(model, nnx.All(nnx.Param, nnx.Not(layers.ObserverParam)))
+    for a, b in zip(jax.tree.leaves(shared), jax.tree.leaves(adapted), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert jax.tree.leaves(nnx.state(model, layers.ObserverParam))[0].shape[0] == 1
