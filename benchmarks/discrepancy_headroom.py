@@ -12,7 +12,7 @@ the USM row and these rows is what the personalised networks can win.
 import numpy as np
 from absl import app, flags
 
-from psm_jax import evaluate, metrics
+from psm_jax import evaluate
 from psm_jax.data import saliency_maps
 
 _DATASET = flags.DEFINE_string("dataset", "synthetic_personal_saliency", "A built dataset.")
@@ -33,14 +33,7 @@ def main(argv):
     print(f"{_DATASET.value}, {_PROTOCOL.value} set, {len(usm)} pairs")
     print("| Prediction | CC | SIM | AUC-Judd | NSS | KLD |\n|---|---|---|---|---|---|")
     for name, prediction in rows.items():
-        scores = metrics.saliency_metrics(
-            prediction,
-            evaluation.psm,
-            evaluation.fixation_x,
-            evaluation.fixation_y,
-            evaluation.fixation_mask,
-            evaluation.image_size,
-        )
+        scores = evaluate.score(evaluation, prediction)
         cells = " | ".join(f"{np.nanmean(scores[m]):.3f}" for m in evaluate.METRICS)
         print(f"| {name} | {cells} |")
 

@@ -18,8 +18,8 @@ Rows: the ground-truth USM alone; the predicted USM alone (universal network); t
 method with the USM it was trained on. An asterisk marks a metric where the embedding network beats
 the strongest other row with a Mann-Whitney p < 0.05.
 
-Not built yet (issue 6 continues): the fine-tuned universal network row, precision@1 versus m,
-t-SNE and example figures, enrolling new viewers, and the main job's report.
+Also here: precision@1 of embeddings versus m (Strohm et al., Fig. 5). Not built yet (issue 6
+continues): the fine-tuned universal network row and a row for Xu et al.'s new-head adaptation.
 """
 
 from __future__ import annotations
@@ -281,19 +281,23 @@ def evaluate(
 
     if predictions_out is not None:
         predictions_out.update(predictions)
-    scores = {}
-    for name, prediction in predictions.items():
-        values = metrics.saliency_metrics(
-            prediction,
-            evaluation.psm,
-            evaluation.fixation_x,
-            evaluation.fixation_y,
-            evaluation.fixation_mask,
-            evaluation.image_size,
-            grid=tuple(grid),
-        )
-        scores[name] = {k: np.asarray(v) for k, v in values.items()}
-    return scores
+    return {name: score(evaluation, p, grid) for name, p in predictions.items()}
+
+
+def score(
+    evaluation: EvaluationSet, prediction: np.ndarray, grid: tuple[int, int] | None = None
+) -> dict[str, np.ndarray]:
+    """The five metrics of (P, H, W) predicted PSMs against the pairs' ground truth, per pair."""
+    values = metrics.saliency_metrics(
+        prediction,
+        evaluation.psm,
+        evaluation.fixation_x,
+        evaluation.fixation_y,
+        evaluation.fixation_mask,
+        evaluation.image_size,
+        grid=tuple(grid or evaluation.usm.shape[-2:]),
+    )
+    return {k: np.asarray(v) for k, v in values.items()}
 
 
 def table(scores: dict[str, dict[str, np.ndarray]]) -> dict:

@@ -1,1 +1,1 @@
-"""Training: train states and pure train steps (more with issue 5)."""
+"""Training: the train state and step, per-model tasks, the loop, checkpoints, the CLI."""

@@ -51,7 +51,8 @@ def restore_model(workdir: str | Path, which: str = "best"):
     _, metadata = pipeline.open_split(config.dataset, "train", config.data_dir)
     pool = None
     if config.model == "psm_network":
-        pool_size, size = config.embedding_pool_size, _encoder_embedding_size(config)
+        size = dict(config.network).get("embedding_size") or _encoder_embedding_size(config)
+        pool_size = config.embedding_pool_size
         pool = np.zeros((len(metadata.observers("train")), pool_size, size), np.float32)
     task, model = _build(config, metadata, pool)
     tx = tasks.optimizer(config, 1)
@@ -128,6 +129,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     measurements (including the last validation loss)."""
     workdir = Path(workdir)
     is_main = jax.process_index() == 0
+    if config.model == "psm_network" and "embedding_size" not in config.network:
+        # Recorded so that the trained network can be restored without the encoder's workdir.
+        with config.unlocked():
+            config.network.embedding_size = _encoder_embedding_size(config)
     if is_main:
         checkpoint.save_config(workdir, config)
     mgr = checkpoint.manager(workdir, config.keep_best)
