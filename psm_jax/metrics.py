@@ -152,7 +152,7 @@ def _count_at_or_above(flat: jax.Array, thresholds: jax.Array) -> jax.Array:
     flat arrays: batched gathers would make XLA constant-fold a (B, P, 2) index array.
     """
     batch, num_thresholds = thresholds.shape
-    width = 1 << max(num_thresholds - 1, 1).bit_length()  # > num_thresholds: a +inf pad exists
+    width = 1 << num_thresholds.bit_length()  # > num_thresholds: a +inf pad always exists
     order = jnp.argsort(thresholds, axis=-1)
     ascending = jnp.take_along_axis(thresholds, order, axis=-1)
     ascending = jnp.pad(ascending, ((0, 0), (0, width - num_thresholds)), constant_values=jnp.inf)

@@ -181,6 +181,22 @@ def test_jax_metrics_agree_with_the_numpy_reference(ties):
         )
 
 
+@pytest.mark.parametrize("fixations", [7, 8, 16])
+def test_auc_judd_with_every_slot_a_fixation_agrees_with_the_reference(fixations):
+    # A power-of-two number of slots, all valid, once gave AUC-Judd in the thousands on OSIE: the
+    # threshold array had no +inf pad, so pixels above every fixation fell out of the counts.
+    prediction, _, rows, cols, _ = _random_batch(9, batch=6, max_fixations=fixations)
+    mask = np.ones(rows.shape, bool)
+    expected = _per_map(
+        lambda p, r, c, mask: reference.auc_judd(p, r[mask], c[mask]),
+        prediction,
+        rows,
+        cols,
+        mask=mask,
+    )
+    np.testing.assert_allclose(metrics.auc_judd(prediction, rows, cols, mask), expected, atol=2e-5)
+
+
 def test_shuffled_auc_agrees_with_the_reference_and_uses_other_images():
     prediction, _, rows, cols, mask = _random_batch(7, ties=True)
     batch = len(prediction)
