@@ -27,9 +27,17 @@ PSM definition (what `personal_saliency_maps` computes, exactly)
     O(F (H_native + W_native) + F h w) per image instead of a blur of the native image per observer.
 
 USM and discrepancy
-    USM = min-max normalised mean of the PSMs of a set of observers (see `universal_saliency_maps`
-    for the modes: the split's training observers by default, leave-one-out, or all observers as in
-    the papers). Discrepancy = PSM - USM, in [-1, 1], area-resampled to the output grid (15x20).
+    USM = the mean of the PSMs of a set of observers, *not* renormalised (see
+    `universal_saliency_maps` for the modes: the split's training observers by default,
+    leave-one-out, or all observers as in the papers), so it lies in [0, 1] with a maximum below 1
+    where the observers' peaks differ. Discrepancy = PSM - USM, in [-1, 1], area-resampled to the
+    output grid (15x20). Ours, where the papers say only "the average": with the plain mean, the
+    discrepancies of the observers that make the USM average to exactly zero, so the target is the
+    personal component alone. Renormalising the mean to a maximum of 1 (psm-jax before
+    2026-11-25) adds to every discrepancy the same image-wide rescaling of the USM, about a third
+    of the target's energy on the synthetic default; every saliency metric is blind to that
+    rescaling, and the networks learned it instead of the personal component
+    (benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -210,7 +218,7 @@ def universal_saliency_maps(
       train_observers: (O,) bool mask of the split's training observers, needed for "train".
 
     Returns:
-      usm: (O, H, W) float32 in [0, 1], min-max normalised mean of the contributing PSMs (for
+      usm: (O, H, W) float32 in [0, 1], the mean of the contributing PSMs, not renormalised (for
         "train" and "all" a read-only broadcast of one map).
       usm_valid: (O,) bool, False where no valid PSM contributed (or the mean is constant).
     """
@@ -226,17 +234,17 @@ def universal_saliency_maps(
     weights = contributors.astype(np.float32)
     total = np.tensordot(weights, psm, axes=(0, 0))  # (H, W)
     if mode != "leave_one_out":
-        # One map shared by every observer: normalise it once, broadcast (no copy).
-        usm, usm_valid = min_max_normalise(total / max(weights.sum(), 1.0))
-        usm_valid = usm_valid & (weights.sum() > 0)
+        # One map shared by every observer: computed once, broadcast (no copy).
+        usm = (total / max(weights.sum(), 1.0)).astype(np.float32)
+        usm_valid = (weights.sum() > 0) & (usm.max() > usm.min())
         return (
             np.broadcast_to(usm, psm.shape),
             np.broadcast_to(usm_valid, psm.shape[:1]),
         )
     count = weights.sum() - weights
     mean = (total[None] - weights[:, None, None] * psm) / np.maximum(count, 1.0)[:, None, None]
-    usm, usm_valid = min_max_normalise(mean)
-    return usm, usm_valid & (count > 0)
+    usm_valid = (count > 0) & (mean.max(axis=(1, 2)) > mean.min(axis=(1, 2)))
+    return np.where(usm_valid[:, None, None], mean, 0.0).astype(np.float32), usm_valid
 
 
 def discrepancy_maps(
