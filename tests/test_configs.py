@@ -27,6 +27,22 @@ def test_every_config_parses(module, model, options):
     assert config.protocol == ("open" if "open" in options else "closed")
 
 
+@pytest.mark.parametrize(
+    "config_for", [synthetic.get_config, lambda model: osie.get_config(model + ",quick")]
+)
+def test_quick_schedules_train_discrepancy_models_with_adam_and_embed_with_m_32(config_for):
+    for model in ("psm_network", "multi_task", "per_observer"):
+        config = config_for(model)
+        assert (config.optimizer, config.learning_rate, config.loss_reduction) == (
+            "adam",
+            1e-3,
+            "mean",
+        )
+    # The PSM network's embedding pool is drawn at the evaluation's m, not the encoder's.
+    assert config_for("psm_network").m == 32 and config_for("embedding").m == 8
+    assert synthetic.get_config("psm_network,paper").optimizer == "sgd"
+
+
 def test_paper_settings_are_the_defaults():
     embedding = ps.get_config("embedding")
     assert (embedding.optimizer, embedding.learning_rate, embedding.batch_size) == (

@@ -56,6 +56,7 @@ def get_config(model: str = "psm_network") -> ml_collections.ConfigDict:
     config.batch_size = 32
     config.flip = False  # left-right flip augmentation
     config.loss_reduction = "mean"  # or "caffe_euclidean" (Xu et al.)
+    config.composed_kld_weight = 0.0  # psm_network, ours: + w * KLD of the composed PSM
     # Models.
     config.network = ml_collections.ConfigDict()  # fields of the model's architecture config
     config.architecture = "xu"  # per_observer: "xu" or "strohm"

@@ -77,7 +77,8 @@ def _encoder_embedding_size(config) -> int:
 def embedding_pool(config: ml_collections.ConfigDict, metadata) -> np.ndarray:
     """(training observers, pool size, d): embeddings of random m-pair sets of each training
     observer on training images, by the trained encoder of `config.encoder_workdir` (Strohm et al.:
-    100 per observer)."""
+    100 per observer). m is this config's `m` (the m observers are embedded with when evaluated),
+    which need not be the m the encoder was trained with."""
     if not config.encoder_workdir:
         raise ValueError("config.encoder_workdir is empty: train the embedding encoder first.")
     encoder, encoder_config, _ = restore_model(config.encoder_workdir)
@@ -88,7 +89,7 @@ def embedding_pool(config: ml_collections.ConfigDict, metadata) -> np.ndarray:
         source,
         metadata,
         batch_size=16,
-        m=encoder_config.m,
+        m=config.m,
         seed=config.seed + 7,
         sets_per_observer=1,
         drop_remainder=False,
