@@ -70,6 +70,42 @@ def deep_supervised_mse(
     return _masked_mean(per_example, valid)
 
 
+def composed_kld(
+    discrepancy: jax.Array,
+    usm: jax.Array,
+    psm: jax.Array,
+    valid: jax.Array | None = None,
+    sharpness: float = 100.0,
+    epsilon: float = 1e-7,
+) -> jax.Array:
+    """KL(PSM || composed map) of the PSM the evaluation builds from a predicted discrepancy (ours).
+
+    The evaluation scores clip(USM + bilinear-upsampled discrepancy, 0, 1); KLD punishes every
+    pixel that map sets to zero where the observer did look, which the discrepancy MSE does not
+    see. Here the clip at 0 is the smooth softplus(sharpness * x) / sharpness, so a pixel pushed
+    below zero still has a gradient; both maps become distributions, and the regulariser
+    `epsilon` is larger than the metric's (2.2e-16) to keep gradients bounded.
+
+    Args:
+      discrepancy: (B, h, w) predicted discrepancy (the network's final output).
+      usm, psm: (B, H, W) the USM it is added to and the ground-truth PSM.
+      valid: (B,) bool, examples that count; None: all.
+
+    Returns:
+      The scalar mean KLD over valid examples.
+    """
+    batch, height, width = usm.shape
+    upsampled = jax.image.resize(discrepancy, (batch, height, width), "bilinear")
+    composed = jnp.clip(usm + upsampled, 0.0, 1.0)
+    smooth = jax.nn.softplus(sharpness * (usm + upsampled)) / sharpness
+    # The value of the hard clip (what the evaluation scores), the gradient of the smooth one.
+    composed = composed + (smooth - jax.lax.stop_gradient(smooth))
+    prediction = composed / jnp.sum(composed, axis=(1, 2), keepdims=True)
+    target = psm / jnp.maximum(jnp.sum(psm, axis=(1, 2), keepdims=True), 1e-12)
+    per_example = jnp.sum(target * jnp.log(epsilon + target / (prediction + epsilon)), axis=(1, 2))
+    return _masked_mean(per_example, valid)
+
+
 def cosine_similarity_matrix(embeddings: jax.Array, epsilon: float = 1e-12) -> jax.Array:
     """(B, d) -> (B, B) cosine similarities."""
     norms = jnp.sqrt(jnp.sum(jnp.square(embeddings), axis=-1, keepdims=True))

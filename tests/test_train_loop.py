@@ -55,8 +55,12 @@ def test_every_model_trains_checkpoints_and_logs(model, data_dir, encoder_workdi
     if model == "per_observer":  # the quick configs use "strohm"; this checks the other one
         config.architecture = "xu"
         config.network = {"trunk_widths": (4, 8, 8, 8), "head_widths": (8, 8, 4)}
+    if model == "psm_network":  # with the optional loss on the composed map (reads the PSMs)
+        config.composed_kld_weight = 0.03
     measurements = loop.train_and_evaluate(config, tmp_path)
     assert np.isfinite(measurements["loss"]) and np.isfinite(measurements["validation_loss"])
+    if model == "psm_network":
+        assert np.isfinite(measurements["composed_kld"]) and measurements["composed_kld"] > 0
     assert checkpoint.load_config(tmp_path).model == model
     assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
     steps = sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit())

@@ -189,14 +189,19 @@ def make_task(config, metadata: pipeline.DatasetMetadata, embedding_pool=None) -
 
         def loss_fn(model, batch, observer):
             outputs = model(_regression_inputs(batch), batch["embedding"])
-            return discrepancy_loss(outputs, batch), {}
+            loss = discrepancy_loss(outputs, batch)
+            if not config.composed_kld_weight:
+                return loss, {}
+            kld = losses.composed_kld(outputs[-1], batch["usm"], batch["psm"])
+            return loss + config.composed_kld_weight * kld, {"composed_kld": kld}
 
         return Task(
             config,
             metadata,
             lambda rngs: personalised.PersonalisedSaliencyNetwork(network_config, rngs=rngs),
             loss_fn,
-            keys=("image", "usm", "discrepancy", "observer", "embedding"),
+            keys=("image", "usm", "discrepancy", "observer", "embedding")
+            + (("psm",) if config.composed_kld_weight else ()),
             embedding_pool=embedding_pool,
         )
     if model in ("multi_task", "per_observer"):
