@@ -24,7 +24,7 @@ import numpy as np
 from psm_jax import evaluate, figures
 from psm_jax.configs import id as id_config
 from psm_jax.configs import osie, ps, synthetic
-from psm_jax.data import datasets
+from psm_jax.data import datasets, pipeline
 from psm_jax.train import loop
 
 DEFAULT_DATASET = "synthetic_personal_saliency"
@@ -124,6 +124,17 @@ def run(
             f"t-SNE of unseen observers' embeddings (m = {tsne_m})",
         )
         sections.append("![t-SNE of unseen observers' embeddings](report/embeddings_tsne.png)\n")
+    alignment = _preference_alignment(str(workdirs["embedding"]), dataset, data_dir, m)
+    if alignment:
+        results["preference_alignment"] = alignment
+        sections.append(
+            "### Embedding distances versus the simulated observers' preference distances\n\n"
+            "| Observers | pairs | Spearman r | Mantel p |\n|---|---|---|---|\n"
+            + "".join(
+                f"| {group} | {a['pairs']:.0f} | {a['spearman']:.3f} | {a['p_value']:.3f} |\n"
+                for group, a in alignment.items()
+            )
+        )
     seconds = time.perf_counter() - start
     report = workdir / "report.md"
     report.write_text(
@@ -136,6 +147,27 @@ def run(
     print("\n".join(sections))
     print(f"Report: {report} ({seconds:.0f} s)")
     return {**results, "report": report, "seconds": seconds}
+
+
+def _preference_alignment(encoder_workdir: str, dataset: str, data_dir: str, m: int) -> dict:
+    """Synthetic datasets only (their generator records each observer's preferences): how well
+    embedding distances track preference distances, for the training and the unseen observers."""
+    _, metadata = pipeline.open_split(dataset, "train", data_dir)
+    preferences = metadata.raw.get("release", {}).get("observer_preferences")
+    if preferences is None:
+        return {}
+    preferences = np.asarray(preferences)
+    alignment = {}
+    for group in ("train", "test"):
+        if len(metadata.observers(group)) < 3:  # fewer than 3 pairs: no rank correlation
+            continue
+        embeddings, labels = evaluate.set_embeddings(
+            encoder_workdir, dataset, data_dir, group=group, m=m, sets_per_observer=5
+        )
+        alignment[group] = evaluate.preference_alignment(
+            embeddings, labels, preferences[metadata.observers(group)]
+        )
+    return alignment
 
 
 def _example_figure(evaluation, predicted, path: Path, images: int = 3) -> bool:

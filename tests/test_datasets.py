@@ -121,6 +121,9 @@ def test_main_job_on_tiny(tmp_path, capsys):
     for figure in ("examples_closed.png", "examples_open.png", "embeddings_tsne.png"):
         assert (tmp_path / "runs" / "report" / figure).stat().st_size > 1000
         assert f"report/{figure}" in report
+    alignment = result["preference_alignment"]  # tiny: 4 training observers, 2 unseen (skipped)
+    assert set(alignment) == {"train"} and alignment["train"]["pairs"] == 6
+    assert -1.0 <= alignment["train"]["spearman"] <= 1.0 and "Spearman r" in report
     precision = result["precision_at_1"]  # tiny: 24 training images, so m <= 12 only
     assert 0.0 <= precision[4] <= 1.0 and 0.0 <= precision[8] <= 1.0 and np.isnan(precision[16])
 
