@@ -458,7 +458,8 @@ def preference_alignment(
     exceed = 0
     for _ in range(permutations):
         order = rng.permutation(observers)
-        exceed += spearman(embedding_distance[np.ix_(order, order)], preference_distance) >= observed
+        relabelled = embedding_distance[np.ix_(order, order)]
+        exceed += spearman(relabelled, preference_distance) >= observed
     return {
         "spearman": observed,
         "p_value": (exceed + 1) / (permutations + 1),
