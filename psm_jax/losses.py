@@ -82,9 +82,11 @@ def composed_kld(
 
     The evaluation scores clip(USM + bilinear-upsampled discrepancy, 0, 1); KLD punishes every
     pixel that map sets to zero where the observer did look, which the discrepancy MSE does not
-    see. Here the clip at 0 is the smooth softplus(sharpness * x) / sharpness, so a pixel pushed
-    below zero still has a gradient; both maps become distributions, and the regulariser
-    `epsilon` is larger than the metric's (2.2e-16) to keep gradients bounded.
+    see. The loss takes the hard clip's value (what the evaluation scores) with the gradient of
+    the smooth softplus(sharpness * x) / sharpness (straight-through), so a pixel pushed below zero
+    still gets pushed back up; both maps become distributions, and the regulariser `epsilon` is
+    larger than the metric's (2.2e-16) to keep gradients bounded (1e-9 and below made training
+    flatten the whole map, benchmarks/RESULTS.md).
 
     Args:
       discrepancy: (B, h, w) predicted discrepancy (the network's final output).

@@ -74,6 +74,9 @@ def test_encoder_embeddings_feed_the_pool(encoder_workdir, data_dir):
     pool = loop.embedding_pool(config, metadata)
     assert pool.shape == (len(metadata.observers("train")), config.embedding_pool_size, 8)
     np.testing.assert_allclose(np.linalg.norm(pool, axis=-1), 1.0, rtol=1e-5)
+    config.m = 32  # tiny has 24 training images: a set of 32 cannot be drawn
+    with pytest.raises(ValueError, match="--config.m=32 needs at least 64 training images"):
+        loop.embedding_pool(config, metadata)
 
 
 def test_continuing_a_finished_run_equals_one_long_run(data_dir, tmp_path):

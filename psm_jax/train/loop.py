@@ -81,8 +81,15 @@ def embedding_pool(config: ml_collections.ConfigDict, metadata) -> np.ndarray:
     which need not be the m the encoder was trained with."""
     if not config.encoder_workdir:
         raise ValueError("config.encoder_workdir is empty: train the embedding encoder first.")
-    encoder, encoder_config, _ = restore_model(config.encoder_workdir)
+    encoder, _, _ = restore_model(config.encoder_workdir)
     source, _ = pipeline.open_split(config.dataset, "train", config.data_dir)
+    if len(source) < 2 * config.m:
+        # A set is drawn from a window of 2 m images: with fewer, no set exists and the pool
+        # would wait forever.
+        raise ValueError(
+            f"--config.m={config.m} needs at least {2 * config.m} training images of "
+            f"{config.dataset}; it has {len(source)}. Lower --config.m."
+        )
     observers = len(metadata.observers("train"))
     pool_size = config.embedding_pool_size
     stream = pipeline.embedding_dataset(
