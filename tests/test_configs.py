@@ -96,3 +96,19 @@ def test_launcher_refuses_a_config_of_another_model(tmp_path):
     )
     assert result.returncode != 0
     assert "this launcher trains 'multi_task'" in result.stderr
+
+
+def test_a_workdir_saved_before_a_config_field_existed_still_loads(tmp_path):
+    """Fields added later (here composed_kld_weight and init_from) get their defaults, which keep
+    the old behaviour; stored values win."""
+    import json
+
+    from psm_jax.train import checkpoint
+
+    stored = synthetic.get_config("psm_network").to_dict()
+    del stored["composed_kld_weight"], stored["init_from"]
+    stored["learning_rate"] = 0.123
+    (tmp_path / "config.json").write_text(json.dumps(stored))
+    config = checkpoint.load_config(tmp_path)
+    assert config.composed_kld_weight == 0.0 and config.init_from == ""
+    assert config.learning_rate == 0.123 and config.network.to_dict() == stored["network"]

@@ -22,6 +22,8 @@ import ml_collections
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers
 
+from psm_jax.configs import base
+
 VALIDATION_LOSS = "validation_loss"
 
 
@@ -77,7 +79,14 @@ def save_config(workdir: str | Path, config: ml_collections.ConfigDict) -> None:
 
 
 def load_config(workdir: str | Path) -> ml_collections.ConfigDict:
+    """The workdir's config. Fields added to psm-jax after the run was made get their defaults
+    (`psm_jax.configs.base`; a new field's default keeps the old behaviour), so older workdirs
+    still restore and evaluate."""
     path = Path(workdir) / "config.json"
     if not path.exists():
         raise FileNotFoundError(f"{path} not found: is {workdir} a psm-jax training workdir?")
-    return ml_collections.ConfigDict(json.loads(path.read_text()))
+    stored = json.loads(path.read_text())
+    defaults = (
+        base.get_config(stored["model"]).to_dict() if stored.get("model") in base.MODELS else {}
+    )
+    return ml_collections.ConfigDict({**defaults, **stored})
