@@ -1,7 +1,17 @@
-"""Enrols a new person: their user embedding from m (image, fixations) pairs, no retraining.
+"""Enrols a new person from m of their (image, fixations) pairs.
+
+Strohm et al.'s path (the default), no retraining: their user embedding from the trained encoder.
 
     python launch/enroll.py --encoder_workdir=runs/synthetic_personal_saliency/embedding \
         --images_dir=my_study/images --fixations=my_study/alice.csv --output=alice.npy
+
+Xu et al.'s path: a new head of the trained multi-task CNN, fitted to the person's pairs with the
+shared layers frozen (a few hundred SGD steps; the USMs come from the universal network).
+
+    python launch/enroll.py --method=multi_task_head \
+        --multi_task_workdir=runs/synthetic_personal_saliency/multi_task \
+        --universal=runs/synthetic_personal_saliency/universal \
+        --images_dir=my_study/images --fixations=my_study/alice.csv --output=alice_head.npz
 
 The fixation table is a CSV with columns image, x, y and optionally duration_ms (native 0-based
 pixel centres; image = a file name in --images_dir), one person per file.
@@ -12,25 +22,63 @@ from absl import app, flags
 
 from psm_jax import personalise
 
+_METHOD = flags.DEFINE_enum(
+    "method",
+    "embedding",
+    ["embedding", "multi_task_head"],
+    "embedding: Strohm et al.'s user embedding (.npy); multi_task_head: Xu et al.'s new head of "
+    "the multi-task CNN (.npz).",
+)
 _ENCODER = flags.DEFINE_string("encoder_workdir", None, "The trained embedding encoder's workdir.")
+_MULTI_TASK = flags.DEFINE_string(
+    "multi_task_workdir", None, "multi_task_head: the trained multi-task CNN's workdir."
+)
+_UNIVERSAL = flags.DEFINE_string(
+    "universal", None, "multi_task_head: the trained universal network's workdir (the USMs)."
+)
+_STEPS = flags.DEFINE_integer("steps", 200, "multi_task_head: SGD steps on the person's pairs.")
+_LEARNING_RATE = flags.DEFINE_float("learning_rate", 0.02, "multi_task_head: SGD learning rate.")
 _IMAGES = flags.DEFINE_string("images_dir", None, "Folder of the images the fixations refer to.")
 _FIXATIONS = flags.DEFINE_string("fixations", None, "CSV: image, x, y[, duration_ms].")
-_OUTPUT = flags.DEFINE_string("output", None, "Where the embedding (.npy) goes.")
+_OUTPUT = flags.DEFINE_string("output", None, "Where the embedding (.npy) or head (.npz) goes.")
 _SIGMA = flags.DEFINE_float("sigma_px", None, "PSM blur in native pixels (default: OSIE's rule).")
+
+_NEEDS = {"embedding": ("encoder_workdir",), "multi_task_head": ("multi_task_workdir", "universal")}
 
 
 def main(argv):
     del argv
+    missing = [name for name in _NEEDS[_METHOD.value] if not flags.FLAGS[name].value]
+    if missing:
+        raise app.UsageError(
+            f"--method={_METHOD.value} needs " + ", ".join(f"--{name}" for name in missing)
+        )
     images, psms, names = personalise.read_viewer(
         _IMAGES.value, _FIXATIONS.value, sigma_px=_SIGMA.value
     )
-    embedding = personalise.enroll(_ENCODER.value, images, psms)
-    np.save(_OUTPUT.value, embedding)
+    if _METHOD.value == "embedding":
+        embedding = personalise.enroll(_ENCODER.value, images, psms)
+        np.save(_OUTPUT.value, embedding)
+        print(
+            f"Embedding of {len(names)} (image, PSM) pairs ({embedding.shape[0]}-d) -> "
+            f"{_OUTPUT.value}"
+        )
+        return
+    model, history = personalise.enroll_multi_task_head(
+        _MULTI_TASK.value,
+        _UNIVERSAL.value,
+        images,
+        psms,
+        steps=_STEPS.value,
+        learning_rate=_LEARNING_RATE.value,
+    )
+    personalise.save_head(model, _OUTPUT.value)
     print(
-        f"Embedding of {len(names)} (image, PSM) pairs ({embedding.shape[0]}-d) -> {_OUTPUT.value}"
+        f"Multi-task head fitted to {len(names)} (image, PSM) pairs in {_STEPS.value} steps "
+        f"(loss {history[:10].mean():.5f} -> {history[-10:].mean():.5f}) -> {_OUTPUT.value}"
     )
 
 
 if __name__ == "__main__":
-    flags.mark_flags_as_required(["encoder_workdir", "images_dir", "fixations", "output"])
+    flags.mark_flags_as_required(["images_dir", "fixations", "output"])
     app.run(main)

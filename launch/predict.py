@@ -1,7 +1,15 @@
 """Writes an enrolled person's predicted saliency map for an image: a .npy and a PNG overlay.
 
+A person enrolled with an embedding (Strohm et al., launch/enroll.py):
+
     python launch/predict.py --psm_network=runs/synthetic_personal_saliency/psm_network \
         --universal=runs/synthetic_personal_saliency/universal --embedding=alice.npy \
+        --image=photo.jpg --output=alice_photo
+
+A person enrolled with a multi-task head (Xu et al., launch/enroll.py --method=multi_task_head):
+
+    python launch/predict.py --multi_task=runs/synthetic_personal_saliency/multi_task \
+        --universal=runs/synthetic_personal_saliency/universal --head=alice_head.npz \
         --image=photo.jpg --output=alice_photo
 
 writes alice_photo.npy (the PSM at the working resolution, [0, 1]), alice_photo.png (overlay) and
@@ -14,18 +22,36 @@ from absl import app, flags
 from psm_jax import personalise
 
 _PSM_NETWORK = flags.DEFINE_string("psm_network", None, "The trained PSM network's workdir.")
-_UNIVERSAL = flags.DEFINE_string("universal", None, "The trained universal network's workdir.")
 _EMBEDDING = flags.DEFINE_string("embedding", None, "The person's embedding (launch/enroll.py).")
+_MULTI_TASK = flags.DEFINE_string("multi_task", None, "The trained multi-task CNN's workdir.")
+_HEAD = flags.DEFINE_string(
+    "head", None, "The person's multi-task head (launch/enroll.py --method=multi_task_head)."
+)
+_UNIVERSAL = flags.DEFINE_string("universal", None, "The trained universal network's workdir.")
 _IMAGE = flags.DEFINE_string("image", None, "The image.")
 _OUTPUT = flags.DEFINE_string("output", None, "Output path prefix.")
 
 
 def main(argv):
     del argv
-    embedding = np.load(_EMBEDDING.value)
-    image, usm, psm = personalise.predict(
-        _PSM_NETWORK.value, _UNIVERSAL.value, embedding, _IMAGE.value
-    )
+    strohm = bool(_PSM_NETWORK.value or _EMBEDDING.value)
+    xu = bool(_MULTI_TASK.value or _HEAD.value)
+    if (
+        strohm == xu
+        or (strohm and not (_PSM_NETWORK.value and _EMBEDDING.value))
+        or (xu and not (_MULTI_TASK.value and _HEAD.value))
+    ):
+        raise app.UsageError(
+            "Give either --psm_network with --embedding, or --multi_task with --head."
+        )
+    if strohm:
+        image, usm, psm = personalise.predict(
+            _PSM_NETWORK.value, _UNIVERSAL.value, np.load(_EMBEDDING.value), _IMAGE.value
+        )
+    else:
+        image, usm, psm = personalise.predict_with_head(
+            _MULTI_TASK.value, _HEAD.value, _UNIVERSAL.value, _IMAGE.value
+        )
     np.save(f"{_OUTPUT.value}.npy", psm)
     personalise.save_overlay(image, psm, f"{_OUTPUT.value}.png")
     personalise.save_overlay(image, usm, f"{_OUTPUT.value}_usm.png")
@@ -33,5 +59,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    flags.mark_flags_as_required(["psm_network", "universal", "embedding", "image", "output"])
+    flags.mark_flags_as_required(["universal", "image", "output"])
     app.run(main)

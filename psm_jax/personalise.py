@@ -5,12 +5,15 @@ their saliency map for any image (Strohm et al.'s use case).
   0-based pixel centres, one person) -> working-resolution images and that person's PSMs (the
   same definition as the datasets', `psm_jax.data.saliency_maps`).
 - `enroll`: the trained encoder's embedding of those pairs (unit norm).
-- `predict`: that person's PSM for an image: clip(USM + discrepancy, 0, 1), the USM predicted by a
-  trained universal network (a new image has no ground-truth USM). A PSM network trained on
+- `predict`: that person's PSM for an image: USM + discrepancy, clipped as the evaluation does
+  (`psm_jax.evaluate.personalised_psm`), the USM predicted by a trained universal network (a new
+  image has no ground-truth USM). A PSM network trained on
   ground-truth USMs then sees predicted ones: train it with the "predicted" config option for the
   best match.
 - `adapt_multi_task_head`: Xu et al.'s alternative, which does need training: a new head of the
-  multi-task CNN fitted to the person's pairs, shared layers frozen.
+  multi-task CNN fitted to the person's pairs, shared layers frozen. `enroll_multi_task_head` runs
+  it on a person's pairs with USMs from a universal network, `save_head` / `load_head` keep the
+  head in a .npz (the Xu path's counterpart of the embedding), `predict_with_head` uses it.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from absl import logging
 from flax import nnx
 from PIL import Image
 
@@ -111,6 +115,12 @@ def enroll(encoder_workdir: str | Path, images: np.ndarray, psms: np.ndarray) ->
     return np.asarray(encoder(images[None], psms[None])[0])
 
 
+def predicted_usms(universal_workdir: str | Path, images: np.ndarray) -> np.ndarray:
+    """(N, H, W) USMs of (N, H, W, 3) uint8 images by a trained universal network."""
+    universal, _, _ = loop.restore_model(universal_workdir)
+    return np.asarray(universal.usm(layers.model_input(images, None)))
+
+
 def predict(
     psm_network_workdir: str | Path,
     universal_workdir: str | Path,
@@ -120,12 +130,28 @@ def predict(
     """(image (H, W, 3) uint8, predicted USM, predicted PSM), maps (H, W) in [0, 1] at the
     networks' working resolution."""
     network, config, metadata = loop.restore_model(psm_network_workdir)
-    universal, _, _ = loop.restore_model(universal_workdir)
     image, _ = _load_image(Path(image_path), tuple(metadata.working_size))
-    usm = universal.usm(layers.model_input(image[None], None))
+    usm = predicted_usms(universal_workdir, image[None])
     discrepancy = network(layers.model_input(image[None], usm), user_embedding[None])[-1]
-    psm = personalised_psm(np.asarray(usm), np.asarray(discrepancy))
-    return image, np.asarray(usm[0]), psm[0]
+    psm = personalised_psm(usm, np.asarray(discrepancy))
+    return image, usm[0], psm[0]
+
+
+def predict_with_head(
+    multi_task_workdir: str | Path,
+    head_path: str | Path,
+    universal_workdir: str | Path,
+    image_path: str | Path,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """As `predict`, for a person enrolled with Xu et al.'s path (`enroll_multi_task_head`)."""
+    model = load_head(multi_task_workdir, head_path)
+    _, _, metadata = loop.restore_model(multi_task_workdir)
+    image, _ = _load_image(Path(image_path), tuple(metadata.working_size))
+    usm = predicted_usms(universal_workdir, image[None])
+    inputs = layers.model_input(image[None], usm)[..., : model.config.in_channels]
+    discrepancy = model(inputs, jnp.zeros(1, jnp.int32))[-1]
+    psm = personalised_psm(usm, np.asarray(discrepancy))
+    return image, usm[0], psm[0]
 
 
 def save_overlay(image: np.ndarray, saliency: np.ndarray, path: str | Path) -> None:
@@ -198,3 +224,60 @@ def adapt_multi_task_head(
         history.append(float(train_step(model, optimizer, inputs[chosen], target[chosen])))
     model.eval()
     return model, np.asarray(history)
+
+
+def enroll_multi_task_head(
+    multi_task_workdir: str | Path,
+    universal_workdir: str | Path,
+    images: np.ndarray,
+    psms: np.ndarray,
+    **adapt_options,
+):
+    """Xu et al.'s enrolment of a new person: `adapt_multi_task_head` on their (image, PSM) pairs,
+    the USMs predicted by the universal network (a person's own images have no ground-truth USM).
+    Returns (model, losses)."""
+    _, config, _ = loop.restore_model(multi_task_workdir)
+    if config.usm != "external":
+        logging.warning(
+            "%s was trained on ground-truth USMs and now gets predicted ones; a multi-task CNN "
+            "trained with the 'predicted' config option matches them better.",
+            multi_task_workdir,
+        )
+    usms = predicted_usms(universal_workdir, images)
+    return adapt_multi_task_head(multi_task_workdir, images, psms, usms, **adapt_options)
+
+
+def _head_arrays(model) -> dict[str, np.ndarray]:
+    return {
+        "/".join(map(str, path)): np.asarray(variable.get_value())
+        for path, variable in nnx.to_flat_state(nnx.state(model, layers.ObserverParam))
+    }
+
+
+def save_head(model, path: str | Path) -> None:
+    """Writes the head of a one-observer multi-task CNN (`adapt_multi_task_head`) to a .npz."""
+    np.savez(path, **_head_arrays(model))
+
+
+def load_head(multi_task_workdir: str | Path, head_path: str | Path):
+    """The trained multi-task CNN's shared layers with the head of `head_path` (`save_head`): a
+    one-observer model to call with observer 0."""
+    trained, config, _ = loop.restore_model(multi_task_workdir)
+    if config.model != "multi_task":
+        raise ValueError(f"{multi_task_workdir} holds a {config.model!r} model, not multi_task.")
+    model = multi_task.MultiTaskCNN(1, trained.config, rngs=nnx.Rngs(0))
+    nnx.update(model, nnx.state(trained, nnx.Not(layers.ObserverParam)))
+    expected = _head_arrays(model)
+    with np.load(head_path) as stored:
+        arrays = dict(stored)
+    if set(arrays) != set(expected) or any(arrays[k].shape != v.shape for k, v in expected.items()):
+        raise ValueError(
+            f"{head_path} is not a head of the multi-task CNN in {multi_task_workdir} "
+            "(different layers or sizes)."
+        )
+    state = nnx.state(model, layers.ObserverParam)
+    for path, variable in nnx.to_flat_state(state):
+        variable.set_value(jnp.asarray(arrays["/".join(map(str, path))]))
+    nnx.update(model, state)
+    model.eval()
+    return model

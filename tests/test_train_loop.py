@@ -170,6 +170,47 @@ def test_evaluation_tables_from_trained_workdirs(data_dir, encoder_workdir, tmp_
         assert "| USM (ground truth) |" in path.read_text()
 
 
+def test_fine_tuning_starts_from_the_pretrained_workdir_and_adds_its_rows(data_dir, tmp_path):
+    """config.init_from copies the pretrained parameters (a zero learning rate keeps them) and the
+    evaluation then shows the pretrained and the fine-tuned universal networks as two rows."""
+    from flax import nnx
+
+    from psm_jax import evaluate
+
+    loop.train_and_evaluate(_config("universal", data_dir), tmp_path / "pretrained")
+    frozen = _config(
+        "universal", data_dir, init_from=str(tmp_path / "pretrained"), learning_rate=0.0, seed=1
+    )
+    frozen.weight_decay = 0.0  # seed 1: a fresh initialisation would differ
+    loop.train_and_evaluate(frozen, tmp_path / "frozen")
+    pretrained = loop.restore_model(tmp_path / "pretrained")[0]
+    copied = loop.restore_model(tmp_path / "frozen", "latest")[0]
+    for a, b in zip(
+        jax.tree.leaves(nnx.state(pretrained, nnx.Param)),
+        jax.tree.leaves(nnx.state(copied, nnx.Param)),
+        strict=True,
+    ):
+        np.testing.assert_array_equal(a, b)
+
+    tuned = _config("universal", data_dir, init_from=str(tmp_path / "pretrained"))
+    loop.train_and_evaluate(tuned, tmp_path / "tuned")
+    evaluation = evaluate.evaluation_set(TINY, data_dir, "closed")
+    scores = evaluate.evaluate(evaluation, data_dir, universal=str(tmp_path / "tuned"))
+    assert set(scores) == {
+        "USM (ground truth)",
+        f"USM (universal network trained on {TINY}, not fine-tuned)",
+        "USM (fine-tuned universal network)",
+    }
+
+    wrong = _config("universal", data_dir, init_from=str(tmp_path / "pretrained"))
+    wrong.network = {"widths": (4, 8, 8, 16)}
+    with pytest.raises(ValueError, match="its network differs"):
+        loop.train_and_evaluate(wrong, tmp_path / "wrong")
+    other = _config("multi_task", data_dir, init_from=str(tmp_path / "pretrained"))
+    with pytest.raises(ValueError, match="holds a 'universal' model"):
+        loop.train_and_evaluate(other, tmp_path / "other")
+
+
 def test_the_asterisk_marks_a_significant_win_over_the_strongest_row():
     from psm_jax import evaluate
 
@@ -183,20 +224,15 @@ def test_the_asterisk_marks_a_significant_win_over_the_strongest_row():
     assert not any(tie[evaluate.OURS][m]["significant"] for m in evaluate.METRICS)
 
 
-def test_enroll_a_new_viewer_and_predict_their_map(data_dir, encoder_workdir, tmp_path):
+def _viewer_files(data_dir, directory):
+    """A new person's files as a user has them: images_dir with 3 PNGs and viewer.csv with the
+    fixations of test observer 0 on them."""
     import io
 
     from PIL import Image
 
-    from psm_jax import personalise
-
-    workdirs = {}
-    for model in ("psm_network", "universal"):
-        workdirs[model] = tmp_path / model
-        config = _config(model, data_dir, encoder_workdir=encoder_workdir)
-        loop.train_and_evaluate(config, workdirs[model])
     source, _ = loop.pipeline.open_split(TINY, "test", data_dir)
-    images_dir = tmp_path / "images"
+    images_dir = directory / "images"
     images_dir.mkdir()
     lines = ["image,x,y,duration_ms"]
     for i in range(3):
@@ -209,7 +245,21 @@ def test_enroll_a_new_viewer_and_predict_their_map(data_dir, encoder_workdir, tm
             np.asarray(fixations["x"])[own], np.asarray(fixations["y"])[own], strict=True
         ):
             lines.append(f"{name},{x},{y},200")
-    (tmp_path / "viewer.csv").write_text("\n".join(lines) + "\n")
+    (directory / "viewer.csv").write_text("\n".join(lines) + "\n")
+    return images_dir, directory / "viewer.csv"
+
+
+def test_enroll_a_new_viewer_and_predict_their_map(data_dir, encoder_workdir, tmp_path):
+    from PIL import Image
+
+    from psm_jax import personalise
+
+    workdirs = {}
+    for model in ("psm_network", "universal"):
+        workdirs[model] = tmp_path / model
+        config = _config(model, data_dir, encoder_workdir=encoder_workdir)
+        loop.train_and_evaluate(config, workdirs[model])
+    images_dir, _ = _viewer_files(data_dir, tmp_path)
 
     images, psms, names = personalise.read_viewer(images_dir, tmp_path / "viewer.csv")
     assert images.shape == (3, 120, 160, 3) and psms.shape == (3, 120, 160) and len(names) == 3
@@ -268,3 +318,77 @@ def test_adapting_a_new_multi_task_head_leaves_the_shared_layers(data_dir, tmp_p
     for a, b in zip(jax.tree.leaves(shared), jax.tree.leaves(adapted), strict=True):
         np.testing.assert_array_equal(a, b)
     assert jax.tree.leaves(nnx.state(model, layers.ObserverParam))[0].shape[0] == 1
+
+
+def test_xu_enrolment_and_prediction_through_the_launchers(data_dir, tmp_path):
+    """launch/enroll.py --method=multi_task_head fits and saves a head; launch/predict.py uses it;
+    a head of another model is refused by name."""
+    from psm_jax import personalise
+
+    for model in ("multi_task", "universal"):
+        loop.train_and_evaluate(_config(model, data_dir), tmp_path / model)
+    images_dir, csv = _viewer_files(data_dir, tmp_path)
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    enroll = [
+        sys.executable,
+        str(ROOT / "launch/enroll.py"),
+        "--method=multi_task_head",
+        f"--images_dir={images_dir}",
+        f"--fixations={csv}",
+        f"--output={tmp_path / 'head.npz'}",
+        "--steps=20",
+    ]
+    refused = subprocess.run(enroll, capture_output=True, text=True, env=env)
+    assert refused.returncode != 0 and "--multi_task_workdir" in refused.stderr
+    enrolled = subprocess.run(
+        enroll
+        + [
+            f"--multi_task_workdir={tmp_path / 'multi_task'}",
+            f"--universal={tmp_path / 'universal'}",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert enrolled.returncode == 0, enrolled.stderr[-2000:]
+    assert "Multi-task head fitted to 3" in enrolled.stdout
+
+    head = personalise.load_head(tmp_path / "multi_task", tmp_path / "head.npz")
+    adapted = personalise._head_arrays(head)
+    trained, _, _ = loop.restore_model(tmp_path / "multi_task")
+    mean_head = {
+        k: v.mean(axis=0, keepdims=True) for k, v in personalise._head_arrays(trained).items()
+    }
+    assert adapted.keys() == mean_head.keys()
+    # 20 SGD steps moved the head away from its start, the mean of the trained heads.
+    assert any(not np.allclose(adapted[k], mean_head[k]) for k in adapted)
+
+    predicted = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "launch/predict.py"),
+            f"--multi_task={tmp_path / 'multi_task'}",
+            f"--head={tmp_path / 'head.npz'}",
+            f"--universal={tmp_path / 'universal'}",
+            f"--image={images_dir / 'new_0.png'}",
+            f"--output={tmp_path / 'alice'}",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert predicted.returncode == 0, predicted.stderr[-2000:]
+    psm = np.load(tmp_path / "alice.npy")
+    _, usm, expected = personalise.predict_with_head(
+        tmp_path / "multi_task",
+        tmp_path / "head.npz",
+        tmp_path / "universal",
+        images_dir / "new_0.png",
+    )
+    np.testing.assert_allclose(psm, expected, atol=1e-6)
+    assert not np.allclose(psm, usm)  # the head's discrepancy changed the universal map
+    assert (tmp_path / "alice.png").exists() and (tmp_path / "alice_usm.png").exists()
+
+    np.savez(tmp_path / "wrong.npz", kernel=np.zeros(3))
+    with pytest.raises(ValueError, match="wrong.npz is not a head"):
+        personalise.load_head(tmp_path / "multi_task", tmp_path / "wrong.npz")

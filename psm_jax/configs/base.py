@@ -46,6 +46,9 @@ def get_config(model: str = "psm_network") -> ml_collections.ConfigDict:
     config.checkpoint_every = 1000
     config.eval_batches = 8  # validation batches for the best-checkpoint loss
     config.keep_best = 1
+    # A trained workdir of the same model and network to start from (fine-tuning, e.g. a universal
+    # network trained on another dataset: the papers' "fine-tuned" universal row); "": from scratch.
+    config.init_from = ""
     # Optimiser (SGD unless optimizer == "adam").
     config.optimizer = "sgd"
     config.learning_rate = 0.02

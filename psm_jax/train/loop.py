@@ -115,6 +115,30 @@ def embedding_pool(config: ml_collections.ConfigDict, metadata) -> np.ndarray:
     return np.stack([np.stack(p) for p in pool]).astype(np.float32)
 
 
+def _initialise_from(model: nnx.Module, config) -> None:
+    """Copies the parameters and batch statistics of `config.init_from`'s best checkpoint into
+    `model` (fine-tuning); the optimiser starts afresh."""
+    pretrained, pretrained_config, _ = restore_model(config.init_from)
+    if pretrained_config.model != config.model:
+        raise ValueError(
+            f"--config.init_from={config.init_from} holds a {pretrained_config.model!r} model; "
+            f"this run trains {config.model!r}."
+        )
+    which = nnx.Any(nnx.Param, nnx.BatchStat)
+    source, target = nnx.state(pretrained, which), nnx.state(model, which)
+
+    def shapes(state):
+        return jax.tree.map(lambda leaf: leaf.shape, state.to_pure_dict())
+
+    if shapes(source) != shapes(target):
+        raise ValueError(
+            f"--config.init_from={config.init_from}: its network differs from this run's "
+            "(--config.network / --config.architecture, or the number of observers)."
+        )
+    nnx.update(model, source)
+    print(f"Initialised from the best checkpoint of {config.init_from}.", flush=True)
+
+
 def _steps_per_epoch(config, metadata, num_records: int) -> int:
     pairs = num_records * len(metadata.observers("train"))
     return max(1, pairs // config.batch_size)
@@ -151,6 +175,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     source, metadata = pipeline.open_split(config.dataset, "train", config.data_dir)
     pool = embedding_pool(config, metadata) if config.model == "psm_network" else None
     task, model = _build(config, metadata, pool)
+    if config.get("init_from") and mgr.latest_step() is None:
+        _initialise_from(model, config)
     tx = tasks.optimizer(config, _steps_per_epoch(config, metadata, len(source)))
     graphdef, state = train_step.init_state(model, tx)
     del model
