@@ -3,8 +3,9 @@
     python benchmarks/discrepancy_headroom.py --dataset=synthetic_personal_saliency \
         --data_dir=data/tfds --protocol=closed
 
-Scores, on the protocol's (test image, observer) pairs, the ground-truth USM and the PSM the
-evaluation builds, clip(USM + upsampled discrepancy, 0, 1), from two kinds of "perfect"
+Scores, on the protocol's (test image, observer) pairs, the ground-truth USM and the papers'
+composition clip(USM + upsampled discrepancy, 0, 1) (and, marked, the evaluation's default
+clip(..., 0.3 x USM, 1), `evaluate.USM_FLOOR`), from two kinds of "perfect"
 discrepancy, area-averaged to the networks' output grid (15x20, and finer grids for comparison):
 
 - the *true* discrepancy PSM - USM of the pair itself: it contains the noise of the observer's few
@@ -67,8 +68,8 @@ def main(argv):
     true = saliency_maps.discrepancy_maps(evaluation.psm, usm, grid)
     rows = {
         "USM (ground truth)": usm,
-        "USM + true 15x20 discrepancy": evaluate.personalised_psm(usm, true),
-        "USM + half the true discrepancy": evaluate.personalised_psm(usm, 0.5 * true),
+        "USM + true 15x20 discrepancy": evaluate.personalised_psm(usm, true, 0.0),
+        "USM + half the true discrepancy": evaluate.personalised_psm(usm, 0.5 * true, 0.0),
     }
     mse = {"predicting no discrepancy": np.mean(true**2)}
     if _DATASET.value.split("/")[0] == "synthetic_personal_saliency":
@@ -79,7 +80,10 @@ def main(argv):
             ideal = saliency_maps.discrepancy_maps(ideal_psm, usm, size)
             for strength in (1.0, 0.7):
                 name = f"USM + {strength:g} x ideal observer's {size[0]}x{size[1]} discrepancy"
-                rows[name] = evaluate.personalised_psm(usm, strength * ideal)
+                rows[name] = evaluate.personalised_psm(usm, strength * ideal, 0.0)
+            if size == grid:
+                name = f"USM + ideal observer's {size[0]}x{size[1]} discrepancy, floor 0.3 x USM"
+                rows[name] = evaluate.personalised_psm(usm, ideal, 0.3)
         mse["the ideal observer's discrepancy"] = np.mean(
             (true - saliency_maps.discrepancy_maps(ideal_psm, usm, grid)) ** 2
         )

@@ -7,7 +7,8 @@
 
 The dataset and data_dir come from the workdirs' saved configs (all must agree). Writes
 `<output_dir>/<protocol>.md` and `.json` and prints the table. Rows whose workdir is not given are
-left out.
+left out. Predicted PSM = clip(USM + discrepancy, 0.3 x USM, 1) (ours,
+`psm_jax.evaluate.USM_FLOOR`); --usm_floor=0 scores the papers' clip(USM + discrepancy, 0, 1).
 """
 
 from absl import app, flags
@@ -18,6 +19,13 @@ from psm_jax.train import checkpoint
 _PROTOCOL = flags.DEFINE_enum("protocol", "closed", ["closed", "open"], "Observers to evaluate.")
 _OUTPUT = flags.DEFINE_string("output_dir", None, "Where the table goes.")
 _M = flags.DEFINE_integer("m", 32, "Pairs per embedding of an evaluated observer.")
+_USM_FLOOR = flags.DEFINE_float(
+    "usm_floor",
+    evaluate.USM_FLOOR,
+    "Predicted PSM = clip(USM + discrepancy, usm_floor x USM, 1); 0 = the papers' composition.",
+    lower_bound=0.0,
+    upper_bound=1.0,
+)
 _WORKDIRS = {
     name: flags.DEFINE_string(name, None, f"The trained {name} workdir.")
     for name in ("embedding", "psm_network", "multi_task", "per_observer", "universal")
@@ -35,7 +43,9 @@ def main(argv):
         raise app.UsageError(f"The workdirs were trained on different datasets: {sorted(datasets)}")
     dataset, data_dir = datasets.pop()
     evaluation = evaluate.evaluation_set(dataset, data_dir, _PROTOCOL.value)
-    scores = evaluate.evaluate(evaluation, data_dir, m=_M.value, **workdirs)
+    scores = evaluate.evaluate(
+        evaluation, data_dir, m=_M.value, usm_floor=_USM_FLOOR.value, **workdirs
+    )
     title = f"{dataset}, {_PROTOCOL.value} set ({len(evaluation.image)} (image, observer) pairs)"
     rows = evaluate.table(scores)
     path = evaluate.write(rows, title, _OUTPUT.value, _PROTOCOL.value)

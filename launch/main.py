@@ -7,7 +7,7 @@ python launch/main.py --dataset=synthetic_personal_saliency/tiny --workdir=/tmp/
 
 from absl import app, flags
 
-from psm_jax import main_job
+from psm_jax import evaluate, main_job
 from psm_jax.data import datasets
 
 _DATASET = flags.DEFINE_string("dataset", main_job.DEFAULT_DATASET, "Dataset[/config] to run on.")
@@ -15,6 +15,13 @@ _MANUAL_DIR = flags.DEFINE_string("manual_dir", None, "Release folder (OSIE, PS,
 _DATA_DIR = flags.DEFINE_string("data_dir", datasets.DEFAULT_DATA_DIR, "Where records go.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Where runs go (default runs/<dataset>).")
 _M = flags.DEFINE_integer("m", None, "Pairs per evaluated observer's embedding.")
+_USM_FLOOR = flags.DEFINE_float(
+    "usm_floor",
+    evaluate.USM_FLOOR,
+    "Predicted PSM = clip(USM + discrepancy, usm_floor x USM, 1); 0 = the papers' composition.",
+    lower_bound=0.0,
+    upper_bound=1.0,
+)
 
 
 def main(argv):
@@ -25,6 +32,7 @@ def main(argv):
         manual_dir=_MANUAL_DIR.value,
         workdir=_WORKDIR.value,
         m=_M.value,
+        usm_floor=_USM_FLOOR.value,
     )
 
 

@@ -35,7 +35,9 @@ def config_for(dataset: str, model: str):
     """The main job's config of `model` on `dataset` (quick schedules)."""
     name = dataset.split("/")[0]
     if name == "synthetic_personal_saliency":
-        return synthetic.get_config(model + (",tiny" if dataset.endswith("/tiny") else ""))
+        config = synthetic.get_config(model + (",tiny" if dataset.endswith("/tiny") else ""))
+        config.dataset = dataset  # e.g. synthetic_personal_saliency/seed1
+        return config
     modules = {
         "osie_personal": osie,
         "personalized_saliency": ps,
@@ -53,13 +55,24 @@ def run(
     manual_dir: str | None = None,
     workdir: str | None = None,
     m: int | None = None,
+    usm_floor: float = evaluate.USM_FLOOR,
 ) -> dict:
     """Runs every stage; returns {"closed": rows, "open": rows, "report": path, "seconds": s}."""
     start = time.perf_counter()
+    stage_start = [start]
+
+    def done(what: str) -> None:
+        now = time.perf_counter()
+        print(
+            f"      {what} in {now - stage_start[0]:.0f} s ({now - start:.0f} s so far)", flush=True
+        )
+        stage_start[0] = now
+
     workdir = Path(workdir or Path("runs") / dataset.replace("/", "_"))
     print(f"[1/6] Preparing {dataset} in {data_dir} (reused if already built)...", flush=True)
     builder = datasets.build_dataset(dataset, data_dir=data_dir, manual_dir=manual_dir)
     print(datasets.summarise(builder), flush=True)
+    done("dataset ready")
 
     workdirs = {}
     stages = {"embedding": 2, "psm_network": 3, "multi_task": 4, "per_observer": 4, "universal": 5}
@@ -77,6 +90,7 @@ def run(
             flush=True,
         )
         loop.train_and_evaluate(config, workdirs[model])
+        done(f"{model} trained")
 
     print("[6/6] Evaluating closed and open set...", flush=True)
     # Evaluated observers are embedded from m = 32 pairs (the issue's default; the encoder takes any
@@ -91,6 +105,7 @@ def run(
             data_dir,
             m=m,
             predictions_out=predictions,
+            usm_floor=usm_floor,
             **{k: str(v) for k, v in workdirs.items()},
         )
         rows = evaluate.table(scores)
@@ -135,11 +150,18 @@ def run(
                 for group, a in alignment.items()
             )
         )
+    done("evaluated")
     seconds = time.perf_counter() - start
     report = workdir / "report.md"
     report.write_text(
         f"# psm-jax report: {dataset}\n\n"
-        f"Predicted PSM = clip(USM + predicted discrepancy, 0, 1); means over (test image, "
+        + (
+            "Predicted PSM = clip(USM + predicted discrepancy, 0, 1)"
+            if usm_floor == 0
+            else f"Predicted PSM = clip(USM + predicted discrepancy, {usm_floor:g} x USM, 1) "
+            "(our USM floor; the papers clip at 0: --usm_floor=0)"
+        )
+        + "; means over (test image, "
         f"observer) pairs; * = the embedding network beats the strongest other row (Mann-Whitney "
         f"p < 0.05); embeddings of evaluated observers from m = {m} pairs of their own training "
         f"images. Main job wall time: {seconds:.0f} s.\n\n" + "\n".join(sections)

@@ -112,7 +112,10 @@ def test_main_job_on_tiny(tmp_path, capsys):
     assert "images: 30 (train 24, validation 3, test 3)" in printed
     for stage in ("[2/6] Training embedding", "[3/6] Training psm_network", "[6/6] Evaluating"):
         assert stage in printed
+    for done in ("dataset ready in", "psm_network trained in", "evaluated in"):
+        assert done in printed  # each stage reports its time
     report = result["report"].read_text()
+    assert "clip(USM + predicted discrepancy, 0.3 x USM, 1)" in report  # the composition scored
     assert "closed set" in report and "open set" in report
     for row in ("USM (ground truth)", "Multi-task CNN", "Per-observer networks", "Embedding +"):
         assert row in report

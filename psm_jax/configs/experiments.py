@@ -41,9 +41,10 @@ def apply_options(config, options: set[str]):
         # configs, keep a quick OSIE main job near 10 minutes.
         baseline = config.model in ("multi_task", "per_observer")
         config.num_steps = {"embedding": 300, "multi_task": 300, "per_observer": 300}.get(
-            config.model, 600
+            config.model, 1200 if config.model == "psm_network" else 600
         )
-        config.batch_size = 16 if baseline else 32
+        # The PSM network: 1,200 steps of 16, as in the synthetic configs.
+        config.batch_size = 16 if baseline or config.model == "psm_network" else 32
         config.architecture = "strohm"
         if config.model == "embedding":
             config.m = 8

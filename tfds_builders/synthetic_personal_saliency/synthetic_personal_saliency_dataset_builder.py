@@ -30,6 +30,13 @@ class Builder(PersonalSaliencyBuilder):
             observer_split=(20, 5, 5),
         ),
         SyntheticConfig(
+            name="seed1",
+            description="The default with generator seed 1: new scenes and observers, for checking "
+            "settings on data they were not chosen on.",
+            spec=SyntheticSpec(seed=1),
+            observer_split=(20, 5, 5),
+        ),
+        SyntheticConfig(
             name="tiny",
             description="30 scenes at 120x160, 8 observers (4/2/2), 4 viewings; for tests.",
             spec=SyntheticSpec(num_images=30, num_observers=8, image_size=(120, 160), sigma_px=5.0),
