@@ -58,11 +58,9 @@ def main(argv):
     )
     if _METHOD.value == "embedding":
         embedding = personalise.enroll(_ENCODER.value, images, psms)
-        np.save(_OUTPUT.value, embedding)
-        print(
-            f"Embedding of {len(names)} (image, PSM) pairs ({embedding.shape[0]}-d) -> "
-            f"{_OUTPUT.value}"
-        )
+        output = _OUTPUT.value if _OUTPUT.value.endswith(".npy") else _OUTPUT.value + ".npy"
+        np.save(output, embedding)  # np.save would append .npy itself; this names the file
+        print(f"Embedding of {len(names)} (image, PSM) pairs ({embedding.shape[0]}-d) -> {output}")
         return
     model, history = personalise.enroll_multi_task_head(
         _MULTI_TASK.value,
@@ -72,10 +70,10 @@ def main(argv):
         steps=_STEPS.value,
         learning_rate=_LEARNING_RATE.value,
     )
-    personalise.save_head(model, _OUTPUT.value)
+    output = personalise.save_head(model, _OUTPUT.value)
     print(
         f"Multi-task head fitted to {len(names)} (image, PSM) pairs in {_STEPS.value} steps "
-        f"(loss {history[:10].mean():.5f} -> {history[-10:].mean():.5f}) -> {_OUTPUT.value}"
+        f"(loss {history[:10].mean():.5f} -> {history[-10:].mean():.5f}) -> {output}"
     )
 
 

@@ -19,13 +19,7 @@ from psm_jax.train import checkpoint
 _PROTOCOL = flags.DEFINE_enum("protocol", "closed", ["closed", "open"], "Observers to evaluate.")
 _OUTPUT = flags.DEFINE_string("output_dir", None, "Where the table goes.")
 _M = flags.DEFINE_integer("m", 32, "Pairs per embedding of an evaluated observer.")
-_USM_FLOOR = flags.DEFINE_float(
-    "usm_floor",
-    evaluate.USM_FLOOR,
-    "Predicted PSM = clip(USM + discrepancy, usm_floor x USM, 1); 0 = the papers' composition.",
-    lower_bound=0.0,
-    upper_bound=1.0,
-)
+_USM_FLOOR = evaluate.define_usm_floor_flag()
 _WORKDIRS = {
     name: flags.DEFINE_string(name, None, f"The trained {name} workdir.")
     for name in ("embedding", "psm_network", "multi_task", "per_observer", "universal")

@@ -15,13 +15,7 @@ _MANUAL_DIR = flags.DEFINE_string("manual_dir", None, "Release folder (OSIE, PS,
 _DATA_DIR = flags.DEFINE_string("data_dir", datasets.DEFAULT_DATA_DIR, "Where records go.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Where runs go (default runs/<dataset>).")
 _M = flags.DEFINE_integer("m", None, "Pairs per evaluated observer's embedding.")
-_USM_FLOOR = flags.DEFINE_float(
-    "usm_floor",
-    evaluate.USM_FLOOR,
-    "Predicted PSM = clip(USM + discrepancy, usm_floor x USM, 1); 0 = the papers' composition.",
-    lower_bound=0.0,
-    upper_bound=1.0,
-)
+_USM_FLOOR = evaluate.define_usm_floor_flag()
 
 
 def main(argv):

@@ -3,8 +3,8 @@
 For every (test image, observer) pair of the protocol's observers, each method predicts a PSM:
   predicted PSM = clip(USM + discrepancy resized (bilinear) to the evaluation grid, f * USM, 1),
 with the USM floor f = `USM_FLOOR` = 0.3 by default (ours; f = 0 is the papers' composition), and
-it is scored against the observer's ground-truth PSM and fixations with CC,
-SIM, AUC-Judd, NSS and KLD (`psm_jax.metrics.saliency_metrics`); a table row is the mean over pairs.
+it is scored against the observer's ground-truth PSM and fixations with CC, SIM, AUC-Judd, NSS and
+KLD (`psm_jax.metrics.saliency_metrics`); a table row is the mean over pairs.
 
 Protocols (Strohm et al.):
   closed  the training observers on the test images;
@@ -154,6 +154,19 @@ def _in_batches(function, *arrays, batch_size: int = 64) -> np.ndarray:
         for i in range(0, len(arrays[0]), batch_size)
     ]
     return np.concatenate(outputs)
+
+
+def define_usm_floor_flag():
+    """The launchers' --usm_floor flag (absl), defaulting to `USM_FLOOR`."""
+    from absl import flags
+
+    return flags.DEFINE_float(
+        "usm_floor",
+        USM_FLOOR,
+        "Predicted PSM = clip(USM + discrepancy, usm_floor x USM, 1); 0 = the papers' composition.",
+        lower_bound=0.0,
+        upper_bound=1.0,
+    )
 
 
 def personalised_psm(

@@ -80,13 +80,14 @@ def composed_kld(
 ) -> jax.Array:
     """KL(PSM || composed map) of the PSM the evaluation builds from a predicted discrepancy (ours).
 
-    The evaluation scores clip(USM + bilinear-upsampled discrepancy, 0, 1); KLD punishes every
-    pixel that map sets to zero where the observer did look, which the discrepancy MSE does not
-    see. The loss takes the hard clip's value (what the evaluation scores) with the gradient of
-    the smooth softplus(sharpness * x) / sharpness (straight-through), so a pixel pushed below zero
-    still gets pushed back up; both maps become distributions, and the regulariser `epsilon` is
-    larger than the metric's (2.2e-16) to keep gradients bounded (1e-9 and below made training
-    flatten the whole map, benchmarks/RESULTS.md).
+    The papers' composition is clip(USM + bilinear-upsampled discrepancy, 0, 1) (the evaluation's
+    with `usm_floor=0`; its default floor of 0.3 x USM removes most of what this term targets);
+    KLD punishes every pixel that map sets to zero where the observer did look, which the
+    discrepancy MSE does not see. The loss takes the hard clip's value (what the papers'
+    composition scores) with the gradient of the smooth softplus(sharpness * x) / sharpness
+    (straight-through), so a pixel pushed below zero still gets pushed back up; both maps become
+    distributions, and the regulariser `epsilon` is larger than the metric's (2.2e-16) to keep
+    gradients bounded (1e-9 and below made training flatten the whole map, benchmarks/RESULTS.md).
 
     Args:
       discrepancy: (B, h, w) predicted discrepancy (the network's final output).

@@ -33,7 +33,7 @@ from psm_jax import losses as losses_lib
 from psm_jax.data import saliency_maps
 from psm_jax.evaluate import personalised_psm
 from psm_jax.models import layers, multi_task
-from psm_jax.train import loop
+from psm_jax.train import checkpoint, loop
 
 OSIE_SIGMA_PX, OSIE_WIDTH = 24.0, 800.0
 
@@ -144,8 +144,8 @@ def predict_with_head(
     image_path: str | Path,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """As `predict`, for a person enrolled with Xu et al.'s path (`enroll_multi_task_head`)."""
-    model = load_head(multi_task_workdir, head_path)
-    _, _, metadata = loop.restore_model(multi_task_workdir)
+    trained, metadata = _restore_multi_task(multi_task_workdir)
+    model = _with_head(trained, head_path, multi_task_workdir)
     image, _ = _load_image(Path(image_path), tuple(metadata.working_size))
     usm = predicted_usms(universal_workdir, image[None])
     inputs = layers.model_input(image[None], usm)[..., : model.config.in_channels]
@@ -191,14 +191,12 @@ def adapt_multi_task_head(
       (model, losses): a one-observer MultiTaskCNN (call it with observer 0) and the training loss
       of every step.
     """
-    trained, config, _ = loop.restore_model(multi_task_workdir)
-    if config.model != "multi_task":
-        raise ValueError(f"{multi_task_workdir} holds a {config.model!r} model, not multi_task.")
-    model = multi_task.MultiTaskCNN(1, trained.config, rngs=nnx.Rngs(seed))
+    trained, _ = _restore_multi_task(multi_task_workdir)
+    model = _one_observer_model(trained, seed)
     heads = jax.tree.map(
         lambda rows: jnp.mean(rows, axis=0, keepdims=True), nnx.state(trained, layers.ObserverParam)
     )
-    nnx.update(model, nnx.state(trained, nnx.Not(layers.ObserverParam)), heads)
+    nnx.update(model, heads)
     optimizer = nnx.Optimizer(
         model, optax.sgd(learning_rate, momentum=0.9), wrt=layers.ObserverParam
     )
@@ -236,8 +234,7 @@ def enroll_multi_task_head(
     """Xu et al.'s enrolment of a new person: `adapt_multi_task_head` on their (image, PSM) pairs,
     the USMs predicted by the universal network (a person's own images have no ground-truth USM).
     Returns (model, losses)."""
-    _, config, _ = loop.restore_model(multi_task_workdir)
-    if config.usm != "external":
+    if checkpoint.load_config(multi_task_workdir).usm != "external":
         logging.warning(
             "%s was trained on ground-truth USMs and now gets predicted ones; a multi-task CNN "
             "trained with the 'predicted' config option matches them better.",
@@ -254,21 +251,48 @@ def _head_arrays(model) -> dict[str, np.ndarray]:
     }
 
 
-def save_head(model, path: str | Path) -> None:
-    """Writes the head of a one-observer multi-task CNN (`adapt_multi_task_head`) to a .npz."""
+def save_head(model, path: str | Path) -> Path:
+    """Writes the head of a one-observer multi-task CNN (`adapt_multi_task_head`) to a .npz;
+    returns the path written (".npz" is appended when `path` lacks it, as NumPy does)."""
+    path = Path(path)
+    path = path if path.suffix == ".npz" else path.with_name(path.name + ".npz")
     np.savez(path, **_head_arrays(model))
+    return path
 
 
 def load_head(multi_task_workdir: str | Path, head_path: str | Path):
     """The trained multi-task CNN's shared layers with the head of `head_path` (`save_head`): a
     one-observer model to call with observer 0."""
-    trained, config, _ = loop.restore_model(multi_task_workdir)
+    trained, _ = _restore_multi_task(multi_task_workdir)
+    return _with_head(trained, head_path, multi_task_workdir)
+
+
+def _restore_multi_task(workdir: str | Path):
+    trained, config, metadata = loop.restore_model(workdir)
     if config.model != "multi_task":
-        raise ValueError(f"{multi_task_workdir} holds a {config.model!r} model, not multi_task.")
-    model = multi_task.MultiTaskCNN(1, trained.config, rngs=nnx.Rngs(0))
+        raise ValueError(f"{workdir} holds a {config.model!r} model, not multi_task.")
+    return trained, metadata
+
+
+def _one_observer_model(trained, seed: int = 0):
+    """A one-observer MultiTaskCNN with `trained`'s shared layers (its head freshly initialised)."""
+    model = multi_task.MultiTaskCNN(1, trained.config, rngs=nnx.Rngs(seed))
     nnx.update(model, nnx.state(trained, nnx.Not(layers.ObserverParam)))
+    return model
+
+
+def _with_head(trained, head_path: str | Path, multi_task_workdir: str | Path):
+    model = _one_observer_model(trained)
     expected = _head_arrays(model)
-    with np.load(head_path) as stored:
+    try:
+        stored = np.load(head_path)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"Cannot read the head {head_path}: {error}") from error
+    if not isinstance(stored, np.lib.npyio.NpzFile):
+        raise ValueError(
+            f"{head_path} is not a .npz head (launch/enroll.py --method=multi_task_head)."
+        )
+    with stored:
         arrays = dict(stored)
     if set(arrays) != set(expected) or any(arrays[k].shape != v.shape for k, v in expected.items()):
         raise ValueError(

@@ -320,38 +320,41 @@ def test_adapting_a_new_multi_task_head_leaves_the_shared_layers(data_dir, tmp_p
     assert jax.tree.leaves(nnx.state(model, layers.ObserverParam))[0].shape[0] == 1
 
 
+def _run_launcher(script: str, *flags: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "launch" / script), *flags],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "JAX_PLATFORMS": "cpu"},
+    )
+
+
 def test_xu_enrolment_and_prediction_through_the_launchers(data_dir, tmp_path):
     """launch/enroll.py --method=multi_task_head fits and saves a head; launch/predict.py uses it;
-    a head of another model is refused by name."""
+    a missing flag, a head of another model and a file that is no head are refused by name."""
     from psm_jax import personalise
 
     for model in ("multi_task", "universal"):
         loop.train_and_evaluate(_config(model, data_dir), tmp_path / model)
     images_dir, csv = _viewer_files(data_dir, tmp_path)
-    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    enroll = [
-        sys.executable,
-        str(ROOT / "launch/enroll.py"),
+    enroll = (
         "--method=multi_task_head",
         f"--images_dir={images_dir}",
         f"--fixations={csv}",
-        f"--output={tmp_path / 'head.npz'}",
+        f"--output={tmp_path / 'head'}",  # no suffix: the head goes to head.npz, and says so
         "--steps=20",
-    ]
-    refused = subprocess.run(enroll, capture_output=True, text=True, env=env)
+    )
+    refused = _run_launcher("enroll.py", *enroll)
     assert refused.returncode != 0 and "--multi_task_workdir" in refused.stderr
-    enrolled = subprocess.run(
-        enroll
-        + [
-            f"--multi_task_workdir={tmp_path / 'multi_task'}",
-            f"--universal={tmp_path / 'universal'}",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
+    enrolled = _run_launcher(
+        "enroll.py",
+        *enroll,
+        f"--multi_task_workdir={tmp_path / 'multi_task'}",
+        f"--universal={tmp_path / 'universal'}",
     )
     assert enrolled.returncode == 0, enrolled.stderr[-2000:]
     assert "Multi-task head fitted to 3" in enrolled.stdout
+    assert f"-> {tmp_path / 'head.npz'}" in enrolled.stdout
 
     head = personalise.load_head(tmp_path / "multi_task", tmp_path / "head.npz")
     adapted = personalise._head_arrays(head)
@@ -363,19 +366,13 @@ def test_xu_enrolment_and_prediction_through_the_launchers(data_dir, tmp_path):
     # 20 SGD steps moved the head away from its start, the mean of the trained heads.
     assert any(not np.allclose(adapted[k], mean_head[k]) for k in adapted)
 
-    predicted = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "launch/predict.py"),
-            f"--multi_task={tmp_path / 'multi_task'}",
-            f"--head={tmp_path / 'head.npz'}",
-            f"--universal={tmp_path / 'universal'}",
-            f"--image={images_dir / 'new_0.png'}",
-            f"--output={tmp_path / 'alice'}",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
+    predicted = _run_launcher(
+        "predict.py",
+        f"--multi_task={tmp_path / 'multi_task'}",
+        f"--head={tmp_path / 'head.npz'}",
+        f"--universal={tmp_path / 'universal'}",
+        f"--image={images_dir / 'new_0.png'}",
+        f"--output={tmp_path / 'alice'}",
     )
     assert predicted.returncode == 0, predicted.stderr[-2000:]
     psm = np.load(tmp_path / "alice.npy")
@@ -392,3 +389,8 @@ def test_xu_enrolment_and_prediction_through_the_launchers(data_dir, tmp_path):
     np.savez(tmp_path / "wrong.npz", kernel=np.zeros(3))
     with pytest.raises(ValueError, match="wrong.npz is not a head"):
         personalise.load_head(tmp_path / "multi_task", tmp_path / "wrong.npz")
+    np.save(tmp_path / "embedding.npy", np.zeros(8))
+    with pytest.raises(ValueError, match="embedding.npy is not a .npz head"):
+        personalise.load_head(tmp_path / "multi_task", tmp_path / "embedding.npy")
+    with pytest.raises(ValueError, match="Cannot read the head .*missing.npz"):
+        personalise.load_head(tmp_path / "multi_task", tmp_path / "missing.npz")
