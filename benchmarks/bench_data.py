@@ -18,6 +18,7 @@ import time
 
 from absl import app, flags
 
+import tfds_builders  # noqa: F401  (registers the datasets with TFDS)
 from psm_jax.data import datasets, pipeline
 
 _OSIE_DIR = flags.DEFINE_string("osie_dir", "../shared/datasets/osie", "OSIE release.")

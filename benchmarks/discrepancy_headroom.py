@@ -5,7 +5,7 @@
 
 Scores, on the protocol's (test image, observer) pairs, the ground-truth USM and the papers'
 composition clip(USM + upsampled discrepancy, 0, 1) (and, marked, the evaluation's default
-clip(..., 0.3 x USM, 1), `evaluate.USM_FLOOR`), from two kinds of "perfect"
+clip(..., 0.3 x USM, 1), `psm_jax/configs/evaluation.py`), from two kinds of "perfect"
 discrepancy, area-averaged to the networks' output grid (15x20, and finer grids for comparison):
 
 - the *true* discrepancy PSM - USM of the pair itself: it contains the noise of the observer's few
@@ -21,8 +21,10 @@ import dataclasses
 import numpy as np
 from absl import app, flags
 
-from psm_jax import evaluate
+import tfds_builders  # noqa: F401  (registers the datasets with TFDS)
+from psm_jax import inference
 from psm_jax.data import pipeline, saliency_maps, synthetic
+from psm_jax.evaluation import pairs, report
 
 _DATASET = flags.DEFINE_string("dataset", "synthetic_personal_saliency", "A built dataset.")
 _DATA_DIR = flags.DEFINE_string("data_dir", "data/tfds", "Where it was built.")
@@ -32,7 +34,7 @@ _IDEAL_VIEWINGS = flags.DEFINE_integer(
 )
 
 
-def ideal_observer_psms(evaluation: evaluate.EvaluationSet, metadata) -> np.ndarray:
+def ideal_observer_psms(evaluation: pairs.EvaluationSet, metadata) -> np.ndarray:
     """(P, H, W): each pair's observer's PSM from many simulated viewings (synthetic dataset)."""
     generator = dict(metadata.raw["release"]["generator"])
     generator["image_size"] = tuple(generator["image_size"])
@@ -62,14 +64,14 @@ def ideal_observer_psms(evaluation: evaluate.EvaluationSet, metadata) -> np.ndar
 
 def main(argv):
     del argv
-    evaluation = evaluate.evaluation_set(_DATASET.value, _DATA_DIR.value, _PROTOCOL.value)
+    evaluation = pairs.evaluation_set(_DATASET.value, _DATA_DIR.value, _PROTOCOL.value)
     usm = evaluation.usm[evaluation.image]
     grid = saliency_maps.OUTPUT_SIZE
     true = saliency_maps.discrepancy_maps(evaluation.psm, usm, grid)
     rows = {
         "USM (ground truth)": usm,
-        "USM + true 15x20 discrepancy": evaluate.personalised_psm(usm, true, 0.0),
-        "USM + half the true discrepancy": evaluate.personalised_psm(usm, 0.5 * true, 0.0),
+        "USM + true 15x20 discrepancy": inference.compose_psm(usm, true, 0.0),
+        "USM + half the true discrepancy": inference.compose_psm(usm, 0.5 * true, 0.0),
     }
     mse = {"predicting no discrepancy": np.mean(true**2)}
     if _DATASET.value.split("/")[0] == "synthetic_personal_saliency":
@@ -80,18 +82,18 @@ def main(argv):
             ideal = saliency_maps.discrepancy_maps(ideal_psm, usm, size)
             for strength in (1.0, 0.7):
                 name = f"USM + {strength:g} x ideal observer's {size[0]}x{size[1]} discrepancy"
-                rows[name] = evaluate.personalised_psm(usm, strength * ideal, 0.0)
+                rows[name] = inference.compose_psm(usm, strength * ideal, 0.0)
             if size == grid:
                 name = f"USM + ideal observer's {size[0]}x{size[1]} discrepancy, floor 0.3 x USM"
-                rows[name] = evaluate.personalised_psm(usm, ideal, 0.3)
+                rows[name] = inference.compose_psm(usm, ideal, 0.3)
         mse["the ideal observer's discrepancy"] = np.mean(
             (true - saliency_maps.discrepancy_maps(ideal_psm, usm, grid)) ** 2
         )
     print(f"{_DATASET.value}, {_PROTOCOL.value} set, {len(usm)} pairs")
     print("| Prediction | CC | SIM | AUC-Judd | NSS | KLD |\n|---|---|---|---|---|---|")
     for name, prediction in rows.items():
-        scores = evaluate.score(evaluation, prediction)
-        cells = " | ".join(f"{np.nanmean(scores[m]):.3f}" for m in evaluate.METRICS)
+        scores = report.score(evaluation, prediction)
+        cells = " | ".join(f"{np.nanmean(scores[m]):.3f}" for m in report.METRICS)
         print(f"| {name} | {cells} |")
     for name, value in mse.items():
         print(f"15x20 discrepancy MSE of {name}: {value:.5f}")

@@ -6,6 +6,7 @@ python launch/build_dataset.py --dataset=osie_personal --manual_dir=../shared/da
 
 from absl import app, flags
 
+import tfds_builders  # noqa: F401  (registers the datasets with TFDS)
 from psm_jax.data import datasets
 
 _DATASET = flags.DEFINE_string(

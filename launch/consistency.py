@@ -8,6 +8,7 @@ import time
 
 from absl import app, flags
 
+import tfds_builders  # noqa: F401  (registers the datasets with TFDS)
 from psm_jax import analysis
 from psm_jax.data import datasets
 

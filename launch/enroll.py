@@ -13,14 +13,16 @@ shared layers frozen (a few hundred SGD steps; the USMs come from the universal 
         --universal=runs/synthetic_personal_saliency/universal \
         --images_dir=my_study/images --fixations=my_study/alice.csv --output=alice_head.npz
 
-The fixation table is a CSV with columns image, x, y and optionally duration_ms (native 0-based
-pixel centres; image = a file name in --images_dir), one person per file.
+The fixation table is a CSV (or Parquet) with columns image, x, y and optionally duration_ms and
+subject (native 0-based pixel centres; image = a file name in --images_dir); a table of several
+people needs --subject. Fixations with a NaN coordinate are dropped and those outside the image
+clipped, as the dataset builders do, and both are counted in a warning.
 """
 
 import numpy as np
 from absl import app, flags
 
-from psm_jax import personalise
+from psm_jax import inference, personalise
 
 _METHOD = flags.DEFINE_enum(
     "method",
@@ -39,7 +41,10 @@ _UNIVERSAL = flags.DEFINE_string(
 _STEPS = flags.DEFINE_integer("steps", 200, "multi_task_head: SGD steps on the person's pairs.")
 _LEARNING_RATE = flags.DEFINE_float("learning_rate", 0.02, "multi_task_head: SGD learning rate.")
 _IMAGES = flags.DEFINE_string("images_dir", None, "Folder of the images the fixations refer to.")
-_FIXATIONS = flags.DEFINE_string("fixations", None, "CSV: image, x, y[, duration_ms].")
+_FIXATIONS = flags.DEFINE_string(
+    "fixations", None, "CSV or Parquet: image, x, y[, duration_ms][, subject]."
+)
+_SUBJECT = flags.DEFINE_string("subject", None, "The person, when the table holds several.")
 _OUTPUT = flags.DEFINE_string("output", None, "Where the embedding (.npy) or head (.npz) goes.")
 _SIGMA = flags.DEFINE_float("sigma_px", None, "PSM blur in native pixels (default: OSIE's rule).")
 
@@ -54,23 +59,24 @@ def main(argv):
             f"--method={_METHOD.value} needs " + ", ".join(f"--{name}" for name in missing)
         )
     images, psms, names = personalise.read_viewer(
-        _IMAGES.value, _FIXATIONS.value, sigma_px=_SIGMA.value
+        _IMAGES.value, _FIXATIONS.value, subject=_SUBJECT.value, sigma_px=_SIGMA.value
     )
     if _METHOD.value == "embedding":
-        embedding = personalise.enroll(_ENCODER.value, images, psms)
+        encoder = inference.restore(_ENCODER.value, kind="embedding")
+        embedding = personalise.enroll(encoder, images, psms)
         output = _OUTPUT.value if _OUTPUT.value.endswith(".npy") else _OUTPUT.value + ".npy"
         np.save(output, embedding)  # np.save would append .npy itself; this names the file
         print(f"Embedding of {len(names)} (image, PSM) pairs ({embedding.shape[0]}-d) -> {output}")
         return
-    model, history = personalise.enroll_multi_task_head(
-        _MULTI_TASK.value,
-        _UNIVERSAL.value,
+    person, history = personalise.enroll_multi_task_head(
+        inference.restore(_MULTI_TASK.value, kind="multi_task"),
+        inference.restore(_UNIVERSAL.value, kind="universal"),
         images,
         psms,
         steps=_STEPS.value,
         learning_rate=_LEARNING_RATE.value,
     )
-    output = personalise.save_head(model, _OUTPUT.value)
+    output = personalise.save_head(person, _OUTPUT.value)
     print(
         f"Multi-task head fitted to {len(names)} (image, PSM) pairs in {_STEPS.value} steps "
         f"(loss {history[:10].mean():.5f} -> {history[-10:].mean():.5f}) -> {output}"

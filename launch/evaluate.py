@@ -1,28 +1,37 @@
 """Evaluates trained workdirs on a dataset's test images and writes the results table.
 
-    python launch/evaluate.py --protocol=closed --output_dir=runs/synthetic/report \
-        --embedding=runs/synthetic/embedding --psm_network=runs/synthetic/psm_network \
-        --multi_task=runs/synthetic/multi_task --per_observer=runs/synthetic/per_observer \
-        --universal=runs/synthetic/universal
+    python launch/evaluate.py --protocol=closed \
+        --output_dir=runs/synthetic_personal_saliency/report \
+        --embedding=runs/synthetic_personal_saliency/embedding \
+        --psm_network=runs/synthetic_personal_saliency/psm_network \
+        --multi_task=runs/synthetic_personal_saliency/multi_task \
+        --per_observer=runs/synthetic_personal_saliency/per_observer \
+        --universal=runs/synthetic_personal_saliency/universal
 
 The dataset and data_dir come from the workdirs' saved configs (all must agree). Writes
-`<output_dir>/<protocol>.md` and `.json` and prints the table. Rows whose workdir is not given are
-left out. Predicted PSM = clip(USM + discrepancy, 0.3 x USM, 1) (ours,
-`psm_jax.evaluate.USM_FLOOR`); --usm_floor=0 scores the papers' clip(USM + discrepancy, 0, 1).
+`<output_dir>/<protocol>.md` and `.json` (rows keyed by a stable id, with the USM floor and m
+used) and prints the table. Rows whose workdir is not given are left out. Settings default to
+psm_jax/configs/evaluation.py: predicted PSM = clip(USM + discrepancy, 0.3 x USM, 1) (ours);
+--usm_floor=0 scores the papers' clip(USM + discrepancy, 0, 1).
 """
 
+import shared_flags
 from absl import app, flags
 
-from psm_jax import evaluate
-from psm_jax.train import checkpoint
+import tfds_builders  # noqa: F401  (registers the datasets with TFDS)
+from psm_jax import registry
+from psm_jax.configs import evaluation as evaluation_config
+from psm_jax.evaluation import methods, pairs, report
 
-_PROTOCOL = flags.DEFINE_enum("protocol", "closed", ["closed", "open"], "Observers to evaluate.")
+flags.adopt_module_key_flags(shared_flags)
+_PROTOCOL = flags.DEFINE_enum("protocol", "closed", list(pairs.PROTOCOLS), "Observers to score.")
 _OUTPUT = flags.DEFINE_string("output_dir", None, "Where the table goes.")
-_M = flags.DEFINE_integer("m", 32, "Pairs per embedding of an evaluated observer.")
-_USM_FLOOR = evaluate.define_usm_floor_flag()
+_M = flags.DEFINE_integer(
+    "m", evaluation_config.get_config().m, "Pairs per embedding of an evaluated observer."
+)
 _WORKDIRS = {
-    name: flags.DEFINE_string(name, None, f"The trained {name} workdir.")
-    for name in ("embedding", "psm_network", "multi_task", "per_observer", "universal")
+    name: flags.DEFINE_string(name, None, f"The trained {name} workdir ({spec.summary}).")
+    for name, spec in registry.MODELS.items()
 }
 
 
@@ -31,19 +40,16 @@ def main(argv):
     workdirs = {name: flag.value for name, flag in _WORKDIRS.items() if flag.value}
     if not workdirs:
         raise app.UsageError("Give at least one trained workdir (--psm_network=..., ...).")
-    configs = {name: checkpoint.load_config(path) for name, path in workdirs.items()}
-    datasets = {(c.dataset, c.data_dir) for c in configs.values()}
-    if len(datasets) != 1:
-        raise app.UsageError(f"The workdirs were trained on different datasets: {sorted(datasets)}")
-    dataset, data_dir = datasets.pop()
-    evaluation = evaluate.evaluation_set(dataset, data_dir, _PROTOCOL.value)
-    scores = evaluate.evaluate(
-        evaluation, data_dir, m=_M.value, usm_floor=_USM_FLOOR.value, **workdirs
+    models = methods.Models.restore(workdirs)
+    sources = {(r.config.dataset, r.config.data_dir) for r in models.given().values()}
+    if len(sources) != 1:
+        raise app.UsageError(f"The workdirs were trained on different datasets: {sorted(sources)}")
+    dataset, data_dir = sources.pop()
+    evaluation_set = pairs.evaluation_set(dataset, data_dir, _PROTOCOL.value)
+    table, _, _ = report.evaluate(
+        evaluation_set, models, usm_floor=shared_flags.USM_FLOOR.value, m=_M.value
     )
-    title = f"{dataset}, {_PROTOCOL.value} set ({len(evaluation.image)} (image, observer) pairs)"
-    rows = evaluate.table(scores)
-    path = evaluate.write(rows, title, _OUTPUT.value, _PROTOCOL.value)
-    print(path.read_text())
+    print(table.write(_OUTPUT.value).read_text())
 
 
 if __name__ == "__main__":

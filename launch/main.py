@@ -5,28 +5,36 @@ python launch/main.py --dataset=osie_personal --manual_dir=../shared/datasets/os
 python launch/main.py --dataset=synthetic_personal_saliency/tiny --workdir=/tmp/tiny_run
 """
 
+import shared_flags
 from absl import app, flags
 
-from psm_jax import evaluate, main_job
+import tfds_builders  # noqa: F401  (registers the datasets with TFDS)
+from psm_jax import main_job
+from psm_jax.configs import main as main_configs
 from psm_jax.data import datasets
 
+flags.adopt_module_key_flags(shared_flags)
 _DATASET = flags.DEFINE_string("dataset", main_job.DEFAULT_DATASET, "Dataset[/config] to run on.")
 _MANUAL_DIR = flags.DEFINE_string("manual_dir", None, "Release folder (OSIE, PS, ID).")
 _DATA_DIR = flags.DEFINE_string("data_dir", datasets.DEFAULT_DATA_DIR, "Where records go.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Where runs go (default runs/<dataset>).")
-_M = flags.DEFINE_integer("m", None, "Pairs per evaluated observer's embedding.")
-_USM_FLOOR = evaluate.define_usm_floor_flag()
+_M = flags.DEFINE_integer(
+    "m", None, "Pairs per evaluated observer's embedding (default: psm_jax/configs/evaluation.py)."
+)
 
 
 def main(argv):
     del argv
+    evaluation = main_configs.evaluation_config(_DATASET.value)
+    evaluation.usm_floor = shared_flags.USM_FLOOR.value
+    if _M.value:
+        evaluation.m = _M.value
     main_job.run(
         _DATASET.value,
         data_dir=_DATA_DIR.value,
         manual_dir=_MANUAL_DIR.value,
         workdir=_WORKDIR.value,
-        m=_M.value,
-        usm_floor=_USM_FLOOR.value,
+        evaluation=evaluation,
     )
 
 

@@ -17,9 +17,12 @@ alice_photo_usm.png (the universal map, for comparison).
 """
 
 import numpy as np
+import shared_flags
 from absl import app, flags
 
-from psm_jax import personalise
+from psm_jax import figures, inference, personalise
+
+flags.adopt_module_key_flags(shared_flags)
 
 _PSM_NETWORK = flags.DEFINE_string("psm_network", None, "The trained PSM network's workdir.")
 _EMBEDDING = flags.DEFINE_string("embedding", None, "The person's embedding (launch/enroll.py).")
@@ -44,17 +47,26 @@ def main(argv):
         raise app.UsageError(
             "Give either --psm_network with --embedding, or --multi_task with --head."
         )
+    universal = inference.restore(_UNIVERSAL.value, kind="universal")
     if strohm:
         image, usm, psm = personalise.predict(
-            _PSM_NETWORK.value, _UNIVERSAL.value, np.load(_EMBEDDING.value), _IMAGE.value
+            inference.restore(_PSM_NETWORK.value, kind="psm_network"),
+            universal,
+            np.load(_EMBEDDING.value),
+            _IMAGE.value,
+            shared_flags.USM_FLOOR.value,
         )
     else:
         image, usm, psm = personalise.predict_with_head(
-            _MULTI_TASK.value, _HEAD.value, _UNIVERSAL.value, _IMAGE.value
+            inference.restore(_MULTI_TASK.value, kind="multi_task"),
+            _HEAD.value,
+            universal,
+            _IMAGE.value,
+            shared_flags.USM_FLOOR.value,
         )
     np.save(f"{_OUTPUT.value}.npy", psm)
-    personalise.save_overlay(image, psm, f"{_OUTPUT.value}.png")
-    personalise.save_overlay(image, usm, f"{_OUTPUT.value}_usm.png")
+    figures.save_overlay(image, psm, f"{_OUTPUT.value}.png")
+    figures.save_overlay(image, usm, f"{_OUTPUT.value}_usm.png")
     print(f"Wrote {_OUTPUT.value}.npy, {_OUTPUT.value}.png and {_OUTPUT.value}_usm.png")
 
 

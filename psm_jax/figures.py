@@ -1,5 +1,5 @@
-"""Figures of the report: example map grids (Xu Fig. 7 / Strohm Fig. 4) and a t-SNE of embeddings
-(Strohm Fig. 6), written as PNG with matplotlib (Agg backend, no display needed).
+"""Figures: example map grids (Xu Fig. 7 / Strohm Fig. 4), a t-SNE of embeddings (Strohm Fig. 6)
+and overlays of a map on its image, written as PNG with matplotlib (Agg backend, no display needed).
 
 `tsne` is a small exact t-SNE (van der Maaten & Hinton 2008) in NumPy: the report embeds a few
 hundred vectors at most, and this avoids a scikit-learn dependency.
@@ -124,3 +124,14 @@ def example_grid(
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
+
+
+def save_overlay(image: np.ndarray, saliency: np.ndarray, path: str | Path) -> None:
+    """A PNG of the image with the map overlaid in the jet colour map (opacity = 0.6 x map)."""
+    import matplotlib
+    from PIL import Image
+
+    colour = matplotlib.colormaps["jet"](saliency)[..., :3]
+    alpha = 0.6 * saliency[..., None]
+    blended = (1 - alpha) * (image / 255.0) + alpha * colour
+    Image.fromarray((255 * np.clip(blended, 0, 1)).astype(np.uint8)).save(path)

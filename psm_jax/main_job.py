@@ -3,15 +3,15 @@
 Stages, each resumable (a finished stage's workdir is reused, an interrupted one resumes from its
 last checkpoint):
   1. build the dataset (the synthetic default unless told otherwise);
-  2. train the user-embedding encoder (Strohm et al.);
-  3. train the personalised saliency network on the encoder's embedding pool;
-  4. train the baselines: the multi-task CNN (Xu et al.) and the per-observer networks;
-  5. train the universal saliency network (the predicted-USM row);
-  6. evaluate closed and open set and the unseen observers' embedding precision@1 versus m, draw
+  2-6. train every model of the registry (`psm_jax.registry.MODELS`): the user-embedding encoder,
+     the PSM network on the encoder's embedding pool, the multi-task CNN, the per-observer
+     networks and the universal network;
+  7. evaluate closed and open set and the unseen observers' embedding precision@1 versus m, draw
      example grids and a t-SNE of embeddings, and write `<workdir>/report.md`.
 
-Schedules are the quick ones of `psm_jax/configs/synthetic.py` (or the "quick" option of the other
-datasets' configs), sized for a 2-core CPU; the papers' schedules are the config defaults.
+Configs: `psm_jax.configs.main` (the quick schedules of each dataset's config file, and the
+evaluation settings). Each model is restored once (`psm_jax.inference.restore`): the encoder right
+after its training, since the PSM network's embedding pool needs it, the others for evaluation.
 """
 
 from __future__ import annotations
@@ -19,33 +19,40 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import ml_collections
 import numpy as np
 
-from psm_jax import evaluate, figures
-from psm_jax.configs import id as id_config
-from psm_jax.configs import osie, ps, synthetic
+from psm_jax import figures, inference, registry
+from psm_jax.configs import main as main_configs
 from psm_jax.data import datasets, pipeline
+from psm_jax.evaluation import embeddings, methods, pairs, report
 from psm_jax.train import loop
 
 DEFAULT_DATASET = "synthetic_personal_saliency"
-MODELS = ("embedding", "psm_network", "multi_task", "per_observer", "universal")
 
 
-def config_for(dataset: str, model: str):
-    """The main job's config of `model` on `dataset` (quick schedules)."""
-    name = dataset.split("/")[0]
-    if name == "synthetic_personal_saliency":
-        config = synthetic.get_config(model + (",tiny" if dataset.endswith("/tiny") else ""))
-        config.dataset = dataset  # e.g. synthetic_personal_saliency/seed1
-        return config
-    modules = {
-        "osie_personal": osie,
-        "personalized_saliency": ps,
-        "individual_differences": id_config,
-    }
-    if name not in modules:
-        raise ValueError(f"The main job does not know dataset {dataset!r}.")
-    return modules[name].get_config(model + ",quick")
+class _Stages:
+    """Prints numbered stage headers and each stage's time."""
+
+    def __init__(self, total: int):
+        self.total, self.number = total, 0
+        self.start = self.stage_start = time.perf_counter()
+
+    def begin(self, what: str) -> None:
+        self.number += 1
+        print(f"[{self.number}/{self.total}] {what}", flush=True)
+
+    def done(self, what: str) -> None:
+        now = time.perf_counter()
+        print(
+            f"      {what} in {now - self.stage_start:.0f} s ({now - self.start:.0f} s so far)",
+            flush=True,
+        )
+        self.stage_start = now
+
+    @property
+    def seconds(self) -> float:
+        return time.perf_counter() - self.start
 
 
 def run(
@@ -54,127 +61,122 @@ def run(
     data_dir: str = datasets.DEFAULT_DATA_DIR,
     manual_dir: str | None = None,
     workdir: str | None = None,
-    m: int | None = None,
-    usm_floor: float = evaluate.USM_FLOOR,
+    evaluation: ml_collections.ConfigDict | None = None,
 ) -> dict:
-    """Runs every stage; returns {"closed": rows, "open": rows, "report": path, "seconds": s}."""
-    start = time.perf_counter()
-    stage_start = [start]
+    """Runs every stage.
 
-    def done(what: str) -> None:
-        now = time.perf_counter()
-        print(
-            f"      {what} in {now - stage_start[0]:.0f} s ({now - start:.0f} s so far)", flush=True
-        )
-        stage_start[0] = now
+    Args:
+      dataset: a psm-jax dataset ("name" or "name/builder_config").
+      data_dir, manual_dir: where the records go; the release, for datasets that need one.
+      workdir: where the runs and the report go (default runs/<dataset>).
+      evaluation: the evaluation settings (default `psm_jax.configs.main.evaluation_config`).
 
+    Returns:
+      {protocol: report.Table, "precision_at_1": {m: p}, "preference_alignment": {...},
+      "report": path, "seconds": s}.
+    """
+    evaluation = evaluation or main_configs.evaluation_config(dataset)
+    stages = _Stages(total=len(registry.MODELS) + 2)
     workdir = Path(workdir or Path("runs") / dataset.replace("/", "_"))
-    print(f"[1/6] Preparing {dataset} in {data_dir} (reused if already built)...", flush=True)
+    stages.begin(f"Preparing {dataset} in {data_dir} (reused if already built)...")
     builder = datasets.build_dataset(dataset, data_dir=data_dir, manual_dir=manual_dir)
     print(datasets.summarise(builder), flush=True)
-    done("dataset ready")
+    stages.done("dataset ready")
 
-    workdirs = {}
-    stages = {"embedding": 2, "psm_network": 3, "multi_task": 4, "per_observer": 4, "universal": 5}
-    for model in MODELS:
-        config = config_for(dataset, model)
+    workdirs, encoder = {}, None
+    for model in registry.MODELS:
+        config = main_configs.training_config(dataset, model)
         config.data_dir = data_dir
         if manual_dir:
             config.manual_dir = manual_dir
         if model == "psm_network":
             config.encoder_workdir = str(workdirs["embedding"])
         workdirs[model] = workdir / model
-        print(
-            f"[{stages[model]}/6] Training {model} ({config.num_steps} steps, batch "
-            f"{config.batch_size}) in {workdirs[model]} ...",
-            flush=True,
+        stages.begin(
+            f"Training {model} ({config.num_steps} steps, batch {config.batch_size}) in "
+            f"{workdirs[model]} ..."
         )
-        loop.train_and_evaluate(config, workdirs[model])
-        done(f"{model} trained")
+        loop.train_and_evaluate(config, workdirs[model], encoder=encoder and encoder.model)
+        if model == "embedding":
+            encoder = inference.restore(workdirs[model], kind="embedding")
+        stages.done(f"{model} trained")
 
-    print("[6/6] Evaluating closed and open set...", flush=True)
-    # Evaluated observers are embedded from m = 32 pairs (the issue's default; the encoder takes any
-    # m); the tiny dataset has too few training images for that and uses its training m.
-    m = m or (config_for(dataset, "embedding").m if dataset.endswith("/tiny") else 32)
+    stages.begin("Evaluating closed and open set...")
+    models = methods.Models.restore(
+        {name: str(path) for name, path in workdirs.items()}, restored={"embedding": encoder}
+    )
+    results, sections = _evaluate(dataset, data_dir, workdir, models, evaluation)
+    stages.done("evaluated")
+    path = report.write_main_report(
+        workdir / "report.md",
+        dataset=dataset,
+        usm_floor=evaluation.usm_floor,
+        m=evaluation.m,
+        seconds=stages.seconds,
+        sections=sections,
+    )
+    print("\n".join(sections))
+    print(f"Report: {path} ({stages.seconds:.0f} s)")
+    return {**results, "report": path, "seconds": stages.seconds}
+
+
+def _evaluate(dataset, data_dir, workdir: Path, models: methods.Models, evaluation):
+    """The tables, figures and embedding studies: (results, report sections)."""
+    output = workdir / "report"
     sections, results = [], {}
-    for protocol in ("closed", "open"):
-        evaluation = evaluate.evaluation_set(dataset, data_dir, protocol)
-        predictions: dict = {}
-        scores = evaluate.evaluate(
-            evaluation,
-            data_dir,
-            m=m,
-            predictions_out=predictions,
-            usm_floor=usm_floor,
-            **{k: str(v) for k, v in workdirs.items()},
+    for protocol in evaluation.protocols:
+        evaluation_set = pairs.evaluation_set(dataset, data_dir, protocol, evaluation.split)
+        table, rows, _ = report.evaluate(
+            evaluation_set, models, usm_floor=evaluation.usm_floor, m=evaluation.m
         )
-        rows = evaluate.table(scores)
-        title = f"{dataset}, {protocol} set ({len(evaluation.image)} (image, observer) pairs)"
-        evaluate.write(rows, title, workdir / "report", protocol)
-        sections.append(evaluate.markdown(rows, title))
-        results[protocol] = rows
-        ours = [name for name in predictions if name.startswith(evaluate.OURS)]
-        grid_path = workdir / "report" / f"examples_{protocol}.png"
-        if ours and _example_figure(evaluation, predictions[ours[0]], grid_path):
+        table.write(output)
+        sections.append(table.markdown())
+        results[protocol] = table
+        ours = [row for row in rows if row.id == methods.OURS]
+        grid_path = output / f"examples_{protocol}.png"
+        if ours and report.example_figure(evaluation_set, ours[0].psm, grid_path):
             sections.append(f"![{protocol}-set examples](report/{grid_path.name})\n")
-    precision = evaluate.precision_at_1_versus_m(
-        str(workdirs["embedding"]), dataset, data_dir, group="test"
+
+    source, metadata = pipeline.open_split(dataset, "train", data_dir)
+    precision = embeddings.precision_at_1_versus_m(
+        models.embedding,
+        source,
+        metadata,
+        group="test",
+        ms=tuple(evaluation.precision_ms),
+        sets_per_observer=evaluation.precision_sets_per_observer,
+        seed=evaluation.seed,
     )
-    sections.append(
-        "### Precision@1 of unseen (test) observers' embeddings versus m\n\n"
-        "| m | " + " | ".join(str(m) for m in precision) + " |\n"
-        "|---|" + "---|" * len(precision) + "\n"
-        "| precision@1 | " + " | ".join(f"{p:.3f}" for p in precision.values()) + " |\n"
-    )
+    sections.append(report.precision_markdown(precision))
     results["precision_at_1"] = precision
     tsne_m = max((k for k, v in precision.items() if np.isfinite(v)), default=None)
     if tsne_m is not None:
-        embeddings, labels = evaluate.set_embeddings(
-            str(workdirs["embedding"]), dataset, data_dir, group="test", m=tsne_m
+        vectors, labels = embeddings.set_embeddings(
+            models.embedding,
+            source,
+            metadata,
+            group="test",
+            m=tsne_m,
+            sets_per_observer=evaluation.precision_sets_per_observer,
+            seed=evaluation.seed,
         )
         figures.embedding_plot(
-            embeddings,
+            vectors,
             labels,
-            workdir / "report" / "embeddings_tsne.png",
+            output / "embeddings_tsne.png",
             f"t-SNE of unseen observers' embeddings (m = {tsne_m})",
         )
         sections.append("![t-SNE of unseen observers' embeddings](report/embeddings_tsne.png)\n")
-    alignment = _preference_alignment(str(workdirs["embedding"]), dataset, data_dir, m)
+    alignment = _preference_alignment(models.embedding, source, metadata, evaluation)
     if alignment:
         results["preference_alignment"] = alignment
-        sections.append(
-            "### Embedding distances versus the simulated observers' preference distances\n\n"
-            "| Observers | pairs | Spearman r | Mantel p |\n|---|---|---|---|\n"
-            + "".join(
-                f"| {group} | {a['pairs']:.0f} | {a['spearman']:.3f} | {a['p_value']:.3f} |\n"
-                for group, a in alignment.items()
-            )
-        )
-    done("evaluated")
-    seconds = time.perf_counter() - start
-    report = workdir / "report.md"
-    report.write_text(
-        f"# psm-jax report: {dataset}\n\n"
-        + (
-            "Predicted PSM = clip(USM + predicted discrepancy, 0, 1)"
-            if usm_floor == 0
-            else f"Predicted PSM = clip(USM + predicted discrepancy, {usm_floor:g} x USM, 1) "
-            "(our USM floor; the papers clip at 0: --usm_floor=0)"
-        )
-        + "; means over (test image, "
-        f"observer) pairs; * = the embedding network beats the strongest other row (Mann-Whitney "
-        f"p < 0.05); embeddings of evaluated observers from m = {m} pairs of their own training "
-        f"images. Main job wall time: {seconds:.0f} s.\n\n" + "\n".join(sections)
-    )
-    print("\n".join(sections))
-    print(f"Report: {report} ({seconds:.0f} s)")
-    return {**results, "report": report, "seconds": seconds}
+        sections.append(report.alignment_markdown(alignment))
+    return results, sections
 
 
-def _preference_alignment(encoder_workdir: str, dataset: str, data_dir: str, m: int) -> dict:
+def _preference_alignment(encoder, source, metadata, evaluation) -> dict:
     """Synthetic datasets only (their generator records each observer's preferences): how well
     embedding distances track preference distances, for the training and the unseen observers."""
-    _, metadata = pipeline.open_split(dataset, "train", data_dir)
     preferences = metadata.raw.get("release", {}).get("observer_preferences")
     if preferences is None:
         return {}
@@ -183,38 +185,16 @@ def _preference_alignment(encoder_workdir: str, dataset: str, data_dir: str, m: 
     for group in ("train", "test"):
         if len(metadata.observers(group)) < 3:  # fewer than 3 pairs: no rank correlation
             continue
-        embeddings, labels = evaluate.set_embeddings(
-            encoder_workdir, dataset, data_dir, group=group, m=m, sets_per_observer=5
+        vectors, labels = embeddings.set_embeddings(
+            encoder,
+            source,
+            metadata,
+            group=group,
+            m=evaluation.m,
+            sets_per_observer=evaluation.alignment_sets_per_observer,
+            seed=evaluation.seed,
         )
-        alignment[group] = evaluate.preference_alignment(
-            embeddings, labels, preferences[metadata.observers(group)]
+        alignment[group] = embeddings.preference_alignment(
+            vectors, labels, preferences[metadata.observers(group)]
         )
     return alignment
-
-
-def _example_figure(evaluation, predicted, path: Path, images: int = 3) -> bool:
-    """Image, USM, ground-truth and predicted PSM of the first two observers on up to `images`
-    test images that both viewed (Xu Fig. 7 / Strohm Fig. 4). False if no such image exists."""
-    observers = np.unique(evaluation.observer)[:2]
-    both = [
-        i
-        for i in np.unique(evaluation.image)
-        if all(((evaluation.image == i) & (evaluation.observer == o)).any() for o in observers)
-    ][:images]
-    if not both:
-        return False
-
-    def pair(i, o):
-        return int(np.flatnonzero((evaluation.image == i) & (evaluation.observer == o))[0])
-
-    ground_truth = np.stack([[evaluation.psm[pair(i, o)] for o in observers] for i in both])
-    prediction = np.stack([[predicted[pair(i, o)] for o in observers] for i in both])
-    figures.example_grid(
-        evaluation.images[both],
-        evaluation.usm[both],
-        ground_truth,
-        prediction,
-        [f"#{o}" for o in observers],
-        path,
-    )
-    return True

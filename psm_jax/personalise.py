@@ -1,24 +1,24 @@
-"""New viewers without retraining: enrol a person from m (image, fixations) pairs, then predict
-their saliency map for any image (Strohm et al.'s use case).
+"""New viewers: enrol a person from m (image, fixations) pairs, then predict their saliency map for
+any image (Strohm et al.'s use case), or fit them a new multi-task head (Xu et al.'s).
 
-- `read_viewer`: a folder of images and a fixation table (CSV: image, x, y[, duration_ms], native
-  0-based pixel centres, one person) -> working-resolution images and that person's PSMs (the
-  same definition as the datasets', `psm_jax.data.saliency_maps`).
-- `enroll`: the trained encoder's embedding of those pairs (unit norm).
-- `predict`: that person's PSM for an image: USM + discrepancy, clipped as the evaluation does
-  (`psm_jax.evaluate.personalised_psm`), the USM predicted by a trained universal network (a new
-  image has no ground-truth USM). A PSM network trained on
-  ground-truth USMs then sees predicted ones: train it with the "predicted" config option for the
-  best match.
-- `adapt_multi_task_head`: Xu et al.'s alternative, which does need training: a new head of the
-  multi-task CNN fitted to the person's pairs, shared layers frozen. `enroll_multi_task_head` runs
-  it on a person's pairs with USMs from a universal network, `save_head` / `load_head` keep the
-  head in a .npz (the Xu path's counterpart of the embedding), `predict_with_head` uses it.
+Every function takes restored models (`psm_jax.inference.restore`), so a job restores each once.
+
+- `read_viewer`: a folder of images and a fixation table (`psm_jax.data.releases.table`'s format:
+  image, x, y[, duration_ms][, subject], native 0-based pixel centres) -> working-resolution
+  images and that person's PSMs (the datasets' definition, `psm_jax.data.saliency_maps`), with the
+  data-quality rules of the dataset builders (`psm_jax.data.fixations.clean_fixations`).
+- `enroll`: the trained encoder's embedding of those pairs (unit norm), no training.
+- `predict`: that person's PSM for an image, composed as the evaluation does
+  (`psm_jax.inference.compose_psm`) on the USM of a trained universal network (a new image has no
+  ground-truth USM; a PSM network trained with the "predicted" config option matches it best).
+- `adapt_multi_task_head`: Xu et al.'s alternative, which does train: a new head of the multi-task
+  CNN fitted to the person's pairs, the shared layers frozen, through the train step every model
+  uses (`psm_jax.train.step`). `enroll_multi_task_head` runs it with the universal network's USMs;
+  `save_head` / `load_head` keep the head in a .npz; `predict_with_head` uses it.
 """
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import jax
@@ -29,16 +29,18 @@ from absl import logging
 from flax import nnx
 from PIL import Image
 
-from psm_jax import losses as losses_lib
+from psm_jax import inference, registry
+from psm_jax.data import fixations as fixations_lib
 from psm_jax.data import saliency_maps
-from psm_jax.evaluate import personalised_psm
+from psm_jax.data.releases import table as table_lib
 from psm_jax.models import layers, multi_task
-from psm_jax.train import checkpoint, loop
+from psm_jax.train import step as train_step
 
 OSIE_SIGMA_PX, OSIE_WIDTH = 24.0, 800.0
 
 
-def _load_image(path: Path, working_size) -> tuple[np.ndarray, tuple[int, int]]:
+def load_image(path: Path, working_size) -> tuple[np.ndarray, tuple[int, int]]:
+    """(image at `working_size` (H, W), uint8; native (H, W)); a ValueError names a bad file."""
     try:
         with Image.open(path) as image:
             native = (image.height, image.width)
@@ -48,124 +50,110 @@ def _load_image(path: Path, working_size) -> tuple[np.ndarray, tuple[int, int]]:
         raise ValueError(f"Cannot read the image {path}: {error}") from error
 
 
-def read_fixation_table(path: str | Path) -> dict[str, np.ndarray]:
-    """image -> (F, 3) array of x, y, duration_ms (1.0 when the column is absent)."""
-    path = Path(path)
-    by_image: dict[str, list] = {}
-    with path.open(newline="") as handle:
-        reader = csv.DictReader(handle)
-        missing = {"image", "x", "y"} - set(reader.fieldnames or [])
-        if missing:
-            raise ValueError(f"{path} lacks the column(s) {sorted(missing)}; need image, x, y.")
-        for line, row in enumerate(reader, start=2):
-            try:
-                values = (float(row["x"]), float(row["y"]), float(row.get("duration_ms") or 1.0))
-            except ValueError as error:
-                raise ValueError(f"{path}, line {line}: {error}") from error
-            by_image.setdefault(row["image"], []).append(values)
-    return {image: np.asarray(rows, np.float64) for image, rows in by_image.items()}
-
-
 def read_viewer(
     images_dir: str | Path,
     fixations: str | Path,
     *,
+    subject: str | None = None,
     working_size: tuple[int, int] = saliency_maps.WORKING_SIZE,
     sigma_px: float | None = None,
     weight_by_duration: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """One person's (image, PSM) pairs: (N, H, W, 3) uint8, (N, H, W) float32, image names.
 
-    sigma_px: Gaussian sigma in native pixels; default OSIE's 24 px at 800 px width, scaled to
-    each image's width.
+    Args:
+      images_dir: the folder of the images the table names.
+      fixations: the person's fixation table (module docstring).
+      subject: the person, when the table holds several (its `subject` column).
+      working_size: (H, W) of the maps.
+      sigma_px: Gaussian sigma in native pixels; default OSIE's 24 px at 800 px width, scaled to
+        each image's width.
+      weight_by_duration: weight fixations by their duration.
     """
-    table = read_fixation_table(fixations)
-    images, psms, names = [], [], []
-    for name, rows in sorted(table.items()):
+    image_names, people, table = table_lib.read_fixation_table(fixations, one_person=True)
+    if subject is not None:
+        if subject not in people:
+            raise ValueError(f"{fixations} has no subject {subject!r}; it has {people}.")
+        table = table.select(table.observer == people.index(subject))
+    elif len(people) > 1:
+        raise ValueError(
+            f"{fixations} holds the fixations of {len(people)} people ({', '.join(people[:5])}"
+            f"{', ...' if len(people) > 5 else ''}); choose one (--subject)."
+        )
+    loaded = []
+    for name in image_names:
         path = Path(images_dir) / name
         if not path.exists():
             raise FileNotFoundError(f"{fixations} names image {name!r}, not found in {images_dir}.")
-        image, native = _load_image(path, working_size)
-        sigma = sigma_px or OSIE_SIGMA_PX * native[1] / OSIE_WIDTH
-        x = np.clip(rows[:, 0], 0, native[1] - 1)
-        y = np.clip(rows[:, 1], 0, native[0] - 1)
+        loaded.append(load_image(path, working_size))
+    sizes = np.array([native for _, native in loaded], np.int64).reshape(-1, 2)
+    table, counts = fixations_lib.clean_fixations(table, sizes)
+    if any(counts.values()):
+        logging.warning("%s: %s", fixations, ", ".join(f"{n} {k}" for k, n in counts.items() if n))
+    images, psms, names = [], [], []
+    for index, rows in enumerate(table.rows_by_image(len(image_names))):
+        if not len(rows):
+            continue
+        native = tuple(sizes[index])
         psm, valid = saliency_maps.personal_saliency_maps(
-            x,
-            y,
+            table.x[rows],
+            table.y[rows],
             np.zeros(len(rows), np.int64),
             num_observers=1,
             native_size=native,
-            sigma=sigma,
-            duration_ms=rows[:, 2],
+            sigma=sigma_px or OSIE_SIGMA_PX * native[1] / OSIE_WIDTH,
+            duration_ms=table.duration_ms[rows],
             weight_by_duration=weight_by_duration,
             working_size=working_size,
         )
         if valid[0]:
-            images.append(image)
+            images.append(loaded[index][0])
             psms.append(psm[0])
-            names.append(name)
+            names.append(image_names[index])
     if not images:
         raise ValueError(f"{fixations}: no image with a usable fixation.")
     return np.stack(images), np.stack(psms).astype(np.float32), names
 
 
-def enroll(encoder_workdir: str | Path, images: np.ndarray, psms: np.ndarray) -> np.ndarray:
+def enroll(encoder: inference.Restored, images: np.ndarray, psms: np.ndarray) -> np.ndarray:
     """The (d,) unit-norm user embedding of m (image, PSM) pairs; no training."""
-    encoder, _, _ = loop.restore_model(encoder_workdir)
-    return np.asarray(encoder(images[None], psms[None])[0])
-
-
-def predicted_usms(universal_workdir: str | Path, images: np.ndarray) -> np.ndarray:
-    """(N, H, W) USMs of (N, H, W, 3) uint8 images by a trained universal network."""
-    universal, _, _ = loop.restore_model(universal_workdir)
-    return np.asarray(universal.usm(layers.model_input(images, None)))
+    if encoder.kind != "embedding":
+        raise ValueError(f"{encoder.workdir} holds a {encoder.kind!r} model, not 'embedding'.")
+    return np.asarray(encoder.model(images[None], psms[None])[0])
 
 
 def predict(
-    psm_network_workdir: str | Path,
-    universal_workdir: str | Path,
+    psm_network: inference.Restored,
+    universal: inference.Restored,
     user_embedding: np.ndarray,
     image_path: str | Path,
+    usm_floor: float,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(image (H, W, 3) uint8, predicted USM, predicted PSM), maps (H, W) in [0, 1] at the
     networks' working resolution."""
-    network, config, metadata = loop.restore_model(psm_network_workdir)
-    image, _ = _load_image(Path(image_path), tuple(metadata.working_size))
-    usm = predicted_usms(universal_workdir, image[None])
-    discrepancy = network(layers.model_input(image[None], usm), user_embedding[None])[-1]
-    psm = personalised_psm(usm, np.asarray(discrepancy))
-    return image, usm[0], psm[0]
+    image, _ = load_image(Path(image_path), psm_network.working_size)
+    usm = inference.predicted_usms(universal, image[None])
+    discrepancy = inference.predict_discrepancy(psm_network, image[None], usm, user_embedding[None])
+    return image, usm[0], inference.compose_psm(usm, discrepancy, usm_floor)[0]
 
 
 def predict_with_head(
-    multi_task_workdir: str | Path,
+    multi_task_cnn: inference.Restored,
     head_path: str | Path,
-    universal_workdir: str | Path,
+    universal: inference.Restored,
     image_path: str | Path,
+    usm_floor: float,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """As `predict`, for a person enrolled with Xu et al.'s path (`enroll_multi_task_head`)."""
-    trained, metadata = _restore_multi_task(multi_task_workdir)
-    model = _with_head(trained, head_path, multi_task_workdir)
-    image, _ = _load_image(Path(image_path), tuple(metadata.working_size))
-    usm = predicted_usms(universal_workdir, image[None])
-    inputs = layers.model_input(image[None], usm)[..., : model.config.in_channels]
-    discrepancy = model(inputs, jnp.zeros(1, jnp.int32))[-1]
-    psm = personalised_psm(usm, np.asarray(discrepancy))
-    return image, usm[0], psm[0]
-
-
-def save_overlay(image: np.ndarray, saliency: np.ndarray, path: str | Path) -> None:
-    """A PNG of the image with the map overlaid in the jet colour map (opacity = 0.6 x map)."""
-    import matplotlib
-
-    colour = matplotlib.colormaps["jet"](saliency)[..., :3]
-    alpha = 0.6 * saliency[..., None]
-    blended = (1 - alpha) * (image / 255.0) + alpha * colour
-    Image.fromarray((255 * np.clip(blended, 0, 1)).astype(np.uint8)).save(path)
+    person = load_head(multi_task_cnn, head_path)
+    image, _ = load_image(Path(image_path), multi_task_cnn.working_size)
+    usm = inference.predicted_usms(universal, image[None])
+    discrepancy = inference.predict_discrepancy(person, image[None], usm, np.zeros(1, np.int32))
+    return image, usm[0], inference.compose_psm(usm, discrepancy, usm_floor)[0]
 
 
 def adapt_multi_task_head(
-    multi_task_workdir: str | Path,
+    multi_task_cnn: inference.Restored,
     images: np.ndarray,
     psms: np.ndarray,
     usms: np.ndarray,
@@ -178,112 +166,100 @@ def adapt_multi_task_head(
     """Xu et al.'s adaptation path: a new observer's own head for the trained multi-task CNN.
 
     The shared layers (conv1-conv4) stay as trained; only a new head (conv5-conv7 and the 1x1 side
-    convolutions) is trained, with the deep-supervised MSE on the person's (image, USM, PSM) pairs.
-    The head starts from the mean of the trained observers' heads (our choice; the paper does not
-    say), SGD with momentum 0.9.
+    convolutions) is trained, with the deep-supervised MSE on the person's (image, USM, PSM) pairs,
+    through the train step every model uses (`psm_jax.train.step`, the shared parameters'
+    optimiser `optax.set_to_zero()`). The head starts from the mean of the trained observers'
+    heads (our choice; the paper does not say), SGD with momentum 0.9.
 
     Args:
-      multi_task_workdir: the trained multi-task CNN.
+      multi_task_cnn: the trained multi-task CNN.
       images: (N, H, W, 3) uint8; psms, usms: (N, H, W) in [0, 1] (the USMs the model expects:
         ground-truth or predicted, as it was trained).
 
     Returns:
-      (model, losses): a one-observer MultiTaskCNN (call it with observer 0) and the training loss
-      of every step.
+      (person, losses): a one-observer `Restored` multi-task CNN (call it with observer 0) and the
+      training loss of every step.
     """
-    trained, _ = _restore_multi_task(multi_task_workdir)
+    _expect_multi_task(multi_task_cnn)
+    trained = multi_task_cnn.model
     model = _one_observer_model(trained, seed)
     heads = jax.tree.map(
         lambda rows: jnp.mean(rows, axis=0, keepdims=True), nnx.state(trained, layers.ObserverParam)
     )
     nnx.update(model, heads)
-    optimizer = nnx.Optimizer(
-        model, optax.sgd(learning_rate, momentum=0.9), wrt=layers.ObserverParam
+    config = multi_task_cnn.config.copy_and_resolve_references()
+    config.loss_reduction = "mean"
+    tx, frozen = optax.sgd(learning_rate, momentum=0.9), optax.set_to_zero()
+    graphdef, state = train_step.init_state(model, tx, shared_tx=frozen)
+    step = jax.jit(
+        train_step.make_step(graphdef, tx, registry.get("multi_task").loss(config), None, frozen)
     )
     target = saliency_maps.discrepancy_maps(psms, usms, saliency_maps.OUTPUT_SIZE)
-    inputs = layers.model_input(images, usms)[..., : trained.config.in_channels]
-
-    @nnx.jit
-    def train_step(model, optimizer, inputs, target):
-        def loss_fn(model):
-            outputs = model(inputs, jnp.zeros(inputs.shape[0], jnp.int32))
-            return losses_lib.deep_supervised_mse(outputs, target)
-
-        loss, grads = nnx.value_and_grad(loss_fn, argnums=nnx.DiffState(0, layers.ObserverParam))(
-            model
-        )
-        optimizer.update(model, grads)
-        return loss
-
     rng = np.random.default_rng(seed)
     history = []
     for _ in range(steps):
         chosen = rng.choice(len(images), size=min(batch_size, len(images)), replace=False)
-        history.append(float(train_step(model, optimizer, inputs[chosen], target[chosen])))
-    model.eval()
-    return model, np.asarray(history)
+        batch = {
+            "image": images[chosen],
+            "usm": usms[chosen],
+            "discrepancy": target[chosen],
+            "observer": np.zeros(len(chosen), np.int32),
+        }
+        state, measurements = step(state, batch)
+        history.append(float(measurements["loss"]))
+    if int(state.nonfinite_step) >= 0:
+        raise FloatingPointError(
+            f"The new head's loss became non-finite at step {int(state.nonfinite_step)}: "
+            "lower --learning_rate."
+        )
+    person = train_step.merge(graphdef, state)
+    person.eval()
+    return _as_person(multi_task_cnn, person), np.asarray(history)
 
 
 def enroll_multi_task_head(
-    multi_task_workdir: str | Path,
-    universal_workdir: str | Path,
+    multi_task_cnn: inference.Restored,
+    universal: inference.Restored,
     images: np.ndarray,
     psms: np.ndarray,
     **adapt_options,
 ):
     """Xu et al.'s enrolment of a new person: `adapt_multi_task_head` on their (image, PSM) pairs,
     the USMs predicted by the universal network (a person's own images have no ground-truth USM).
-    Returns (model, losses)."""
-    if checkpoint.load_config(multi_task_workdir).usm != "external":
+    Returns (person, losses)."""
+    if not multi_task_cnn.predicted_usm:
         logging.warning(
             "%s was trained on ground-truth USMs and now gets predicted ones; a multi-task CNN "
             "trained with the 'predicted' config option matches them better.",
-            multi_task_workdir,
+            multi_task_cnn.workdir,
         )
-    usms = predicted_usms(universal_workdir, images)
-    return adapt_multi_task_head(multi_task_workdir, images, psms, usms, **adapt_options)
+    usms = inference.predicted_usms(universal, images)
+    return adapt_multi_task_head(multi_task_cnn, images, psms, usms, **adapt_options)
 
 
-def _head_arrays(model) -> dict[str, np.ndarray]:
+def head_arrays(model: nnx.Module) -> dict[str, np.ndarray]:
+    """The per-observer parameters of a model by their path (the .npz keys of a head)."""
     return {
         "/".join(map(str, path)): np.asarray(variable.get_value())
         for path, variable in nnx.to_flat_state(nnx.state(model, layers.ObserverParam))
     }
 
 
-def save_head(model, path: str | Path) -> Path:
+def save_head(person: inference.Restored, path: str | Path) -> Path:
     """Writes the head of a one-observer multi-task CNN (`adapt_multi_task_head`) to a .npz;
     returns the path written (".npz" is appended when `path` lacks it, as NumPy does)."""
     path = Path(path)
     path = path if path.suffix == ".npz" else path.with_name(path.name + ".npz")
-    np.savez(path, **_head_arrays(model))
+    np.savez(path, **head_arrays(person.model))
     return path
 
 
-def load_head(multi_task_workdir: str | Path, head_path: str | Path):
+def load_head(multi_task_cnn: inference.Restored, head_path: str | Path) -> inference.Restored:
     """The trained multi-task CNN's shared layers with the head of `head_path` (`save_head`): a
     one-observer model to call with observer 0."""
-    trained, _ = _restore_multi_task(multi_task_workdir)
-    return _with_head(trained, head_path, multi_task_workdir)
-
-
-def _restore_multi_task(workdir: str | Path):
-    trained, config, metadata = loop.restore_model(workdir)
-    if config.model != "multi_task":
-        raise ValueError(f"{workdir} holds a {config.model!r} model, not multi_task.")
-    return trained, metadata
-
-
-def _one_observer_model(trained, seed: int = 0):
-    """A one-observer MultiTaskCNN with `trained`'s shared layers (its head freshly initialised)."""
-    model = multi_task.MultiTaskCNN(1, trained.config, rngs=nnx.Rngs(seed))
-    nnx.update(model, nnx.state(trained, nnx.Not(layers.ObserverParam)))
-    return model
-
-
-def _with_head(trained, head_path: str | Path, multi_task_workdir: str | Path):
-    model = _one_observer_model(trained)
-    expected = _head_arrays(model)
+    _expect_multi_task(multi_task_cnn)
+    model = _one_observer_model(multi_task_cnn.model)
+    expected = head_arrays(model)
     try:
         stored = np.load(head_path)
     except (OSError, ValueError) as error:
@@ -296,7 +272,7 @@ def _with_head(trained, head_path: str | Path, multi_task_workdir: str | Path):
         arrays = dict(stored)
     if set(arrays) != set(expected) or any(arrays[k].shape != v.shape for k, v in expected.items()):
         raise ValueError(
-            f"{head_path} is not a head of the multi-task CNN in {multi_task_workdir} "
+            f"{head_path} is not a head of the multi-task CNN in {multi_task_cnn.workdir} "
             "(different layers or sizes)."
         )
     state = nnx.state(model, layers.ObserverParam)
@@ -304,4 +280,23 @@ def _with_head(trained, head_path: str | Path, multi_task_workdir: str | Path):
         variable.set_value(jnp.asarray(arrays["/".join(map(str, path))]))
     nnx.update(model, state)
     model.eval()
+    return _as_person(multi_task_cnn, model)
+
+
+def _expect_multi_task(restored: inference.Restored) -> None:
+    if restored.kind != "multi_task":
+        raise ValueError(f"{restored.workdir} holds a {restored.kind!r} model, not multi_task.")
+
+
+def _as_person(multi_task_cnn: inference.Restored, model: nnx.Module) -> inference.Restored:
+    """A one-observer model with the trained network's config (one observer)."""
+    config = multi_task_cnn.config.copy_and_resolve_references()
+    config.num_observers = 1
+    return inference.Restored(multi_task_cnn.workdir, config, model, multi_task_cnn.step)
+
+
+def _one_observer_model(trained, seed: int = 0):
+    """A one-observer MultiTaskCNN with `trained`'s shared layers (its head freshly initialised)."""
+    model = multi_task.MultiTaskCNN(1, trained.config, rngs=nnx.Rngs(seed))
+    nnx.update(model, nnx.state(trained, nnx.Not(layers.ObserverParam)))
     return model

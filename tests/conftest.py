@@ -5,6 +5,8 @@ from pathlib import Path
 import jax
 import pytest
 
+import tfds_builders  # noqa: F401  (registers the datasets with TFDS, as the launchers do)
+
 # XLA:CPU on the project VM takes about 1 s to compile a threefry draw of each new shape, so
 # initialising a model costs seconds per distinct parameter shape; 'rbg' keys compile about 7x
 # faster. Tests check behaviour, not particular random values, so they use 'rbg' throughout.
@@ -35,3 +37,43 @@ def osie_data_dir(tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("osie_tfds")
     datasets.build_dataset("osie_personal", data_dir=str(data_dir), manual_dir=str(OSIE_DIR))
     return str(data_dir)
+
+
+TINY = "synthetic_personal_saliency/tiny"
+
+
+def tiny_config(model: str, data_dir: str, **overrides):
+    """The tiny synthetic config of `model` reading `data_dir`, with fields overridden."""
+    from psm_jax.configs import synthetic
+
+    config = synthetic.get_config(f"{model},tiny")
+    config.data_dir = data_dir
+    for key, value in overrides.items():
+        setattr(config, key, value)
+    return config
+
+
+@pytest.fixture(scope="session")
+def tiny_data_dir(tmp_path_factory):
+    """A data_dir holding the tiny synthetic dataset, built once."""
+    from psm_jax.data import datasets
+
+    data_dir = tmp_path_factory.mktemp("tiny_tfds")
+    datasets.build_dataset(TINY, data_dir=str(data_dir))
+    return str(data_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_workdirs(tiny_data_dir, tmp_path_factory):
+    """Every model of the registry trained once on the tiny dataset (a few steps each): model name
+    -> workdir. Tests read these; a test that trains writes its own workdir."""
+    from psm_jax import registry
+    from psm_jax.train import loop
+
+    root = tmp_path_factory.mktemp("tiny_runs")
+    workdirs = {}
+    for model in registry.MODELS:
+        workdirs[model] = str(root / model)
+        config = tiny_config(model, tiny_data_dir, encoder_workdir=workdirs.get("embedding", ""))
+        loop.train_and_evaluate(config, workdirs[model])
+    return workdirs

@@ -1,30 +1,57 @@
-"""Config files: every dataset x model x option parses; launchers refuse a mismatched model."""
+"""Config files: every dataset x model x option parses; the main job's table; evaluation."""
 
 import itertools
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from psm_jax.configs import base, cd, experiments, osie, ps, synthetic
-from psm_jax.configs import id as id_config
+from psm_jax import registry
+from psm_jax.configs import (
+    base,
+    cd,
+    evaluation,
+    experiments,
+    individual_differences,
+    osie,
+    ps,
+    synthetic,
+)
+from psm_jax.configs import main as main_configs
 from psm_jax.data import datasets, pipeline
 
-ROOT = Path(__file__).resolve().parents[1]
 
-
-@pytest.mark.parametrize("module", [synthetic, osie, ps, id_config])
-@pytest.mark.parametrize("model", base.MODELS)
-@pytest.mark.parametrize("options", ["", ",open", ",predicted"])
-def test_every_config_parses(module, model, options):
+@pytest.mark.parametrize("module", [synthetic, osie, ps, individual_differences])
+@pytest.mark.parametrize("model", registry.MODELS)
+@pytest.mark.parametrize("options", ["", ",predicted"])
+def test_every_config_parses_and_builds_its_model(module, model, options):
     config = module.get_config(model + options)
     assert config.model == model
     assert config.dataset
     if "predicted" in options:
         assert config.usm == "external" and config.external_usm_dir
-    assert config.protocol == ("open" if "open" in options else "closed")
+    architecture = registry.get(model).architecture(config)  # the network fields are valid
+    assert architecture is not None
+
+
+def test_the_protocol_is_an_evaluation_setting_not_a_training_option():
+    with pytest.raises(ValueError, match="launch/evaluate.py --protocol=open"):
+        osie.get_config("psm_network,open")
+    with pytest.raises(ValueError, match="launch/evaluate.py --protocol=open"):
+        synthetic.get_config("psm_network,open")
+    config = evaluation.get_config()
+    assert tuple(config.protocols) == ("closed", "open") and config.usm_floor == 0.3
+    assert config.m == 32
+
+
+def test_the_main_job_table_maps_every_dataset_to_its_quick_configs():
+    assert main_configs.training_config("osie_personal", "psm_network").num_steps == 1200
+    assert main_configs.training_config("osie_personal", "universal").num_steps == 600
+    seed1 = main_configs.training_config("synthetic_personal_saliency/seed1", "embedding")
+    assert seed1.dataset == "synthetic_personal_saliency/seed1" and seed1.num_steps == 200
+    tiny = main_configs.training_config("synthetic_personal_saliency/tiny", "embedding")
+    assert tiny.num_steps == 6 and main_configs.evaluation_config(tiny.dataset).m == tiny.m
+    with pytest.raises(ValueError, match="knows no dataset 'salicon'"):
+        main_configs.training_config("salicon", "embedding")
 
 
 @pytest.mark.parametrize(
@@ -62,7 +89,7 @@ def test_paper_settings_are_the_defaults():
 def test_unknown_options_and_models_are_errors():
     with pytest.raises(ValueError, match="Unknown config options"):
         experiments.apply_options(osie.get_config("embedding"), {"fast"})
-    with pytest.raises(ValueError, match="model must be one of"):
+    with pytest.raises(ValueError, match="Unknown model 'deepgaze'"):
         base.get_config("deepgaze")
     with pytest.raises(ValueError, match="embedding encoder only"):
         cd.get_config("multi_task")
@@ -79,23 +106,6 @@ def test_combined_dataset_keeps_observers_of_each_dataset_distinct(tmp_path):
     observers = len(part[1].observers("train"))
     assert labels.min() >= 0 and labels.max() < 2 * observers
     assert (labels < observers).any() and (labels >= observers).any()
-
-
-def test_launcher_refuses_a_config_of_another_model(tmp_path):
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "launch" / "train_multi_task.py"),
-            "--config=psm_jax/configs/synthetic.py:embedding,tiny",
-            f"--workdir={tmp_path}",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode != 0
-    assert "this launcher trains 'multi_task'" in result.stderr
 
 
 def test_a_workdir_saved_before_a_config_field_existed_still_loads(tmp_path):

@@ -4,12 +4,13 @@ import json
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import DUMMY, OSIE_DIR, ROOT
 
-from psm_jax import main_job
+from psm_jax import main_job, registry
 from psm_jax.data import datasets, pipeline
 
 NO_TF_SCRIPT = textwrap.dedent(
@@ -32,6 +33,7 @@ NO_TF_SCRIPT = textwrap.dedent(
         raise SystemExit("TensorFlow is still importable")
     except ModuleNotFoundError:
         pass
+    import tfds_builders  # registers the datasets, as every entry point does
     from psm_jax.data import datasets, pipeline
 
     data_dir, id_dir = sys.argv[1], sys.argv[2]
@@ -96,21 +98,46 @@ def test_unknown_dataset_is_named():
         datasets.build_dataset("osie")
 
 
+def test_loading_without_registering_the_builders_says_how(tmp_path):
+    """The data layer does not import tfds_builders (no cycle); the entry points register them,
+    and a program that forgot to is told how."""
+    script = (
+        "from psm_jax.data import pipeline\n"
+        f"pipeline.open_split('osie_personal', 'train', {str(tmp_path)!r})\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+    assert result.returncode != 0
+    assert "`import tfds_builders` before loading psm-jax datasets" in result.stderr
+
+
 def test_open_split_of_unbuilt_dataset_says_how_to_build(tmp_path):
     with pytest.raises(FileNotFoundError, match="launch/build_dataset.py --dataset=osie_personal"):
         pipeline.open_split("osie_personal", "train", str(tmp_path))
 
 
-def test_main_job_on_tiny(tmp_path, capsys):
+def test_main_job_on_tiny(tmp_path, capsys, monkeypatch):
+    from psm_jax.train import checkpoint
+
+    restored = []
+    restore_model = checkpoint.restore_model
+
+    def counting_restore(workdir, which="best"):
+        restored.append(Path(workdir).name)
+        return restore_model(workdir, which)
+
+    monkeypatch.setattr(checkpoint, "restore_model", counting_restore)
     result = main_job.run(
         "synthetic_personal_saliency/tiny",
         data_dir=str(tmp_path / "tfds"),
         workdir=str(tmp_path / "runs"),
-        m=3,
     )
+    # Each model is restored once, the encoder included (its embedding pool and the evaluation).
+    assert sorted(restored) == sorted(registry.MODELS)
     printed = capsys.readouterr().out
     assert "images: 30 (train 24, validation 3, test 3)" in printed
-    for stage in ("[2/6] Training embedding", "[3/6] Training psm_network", "[6/6] Evaluating"):
+    for stage in ("[2/7] Training embedding", "[3/7] Training psm_network", "[7/7] Evaluating"):
         assert stage in printed
     for done in ("dataset ready in", "psm_network trained in", "evaluated in"):
         assert done in printed  # each stage reports its time
@@ -120,7 +147,11 @@ def test_main_job_on_tiny(tmp_path, capsys):
     for row in ("USM (ground truth)", "Multi-task CNN", "Per-observer networks", "Embedding +"):
         assert row in report
     assert "Multi-task CNN" not in report.split("open set")[1]  # no head for unseen observers
-    assert set(result["closed"]["USM (ground truth)"]) == {"cc", "sim", "auc_judd", "nss", "kld"}
+    closed = result["closed"]
+    assert set(closed.rows["gt_usm"]) == {"name", "cc", "sim", "auc_judd", "nss", "kld"}
+    assert closed.usm_floor == 0.3 and closed.m == 3  # the tiny encoder's m
+    stored = json.loads((tmp_path / "runs" / "report" / "closed.json").read_text())
+    assert stored["usm_floor"] == 0.3 and "embedding" in stored["rows"]
     for figure in ("examples_closed.png", "examples_open.png", "embeddings_tsne.png"):
         assert (tmp_path / "runs" / "report" / figure).stat().st_size > 1000
         assert f"report/{figure}" in report

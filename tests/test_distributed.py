@@ -46,7 +46,7 @@ def test_two_processes_train_together(tmp_path):
         subprocess.Popen(
             [
                 sys.executable,
-                str(ROOT / "launch" / "train_multi_task.py"),
+                str(ROOT / "launch" / "train.py"),
                 "--config=psm_jax/configs/synthetic.py:multi_task,tiny",
                 f"--workdir={tmp_path / 'run'}",
                 f"--config.data_dir={data_dir}",

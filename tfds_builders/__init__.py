@@ -9,17 +9,11 @@ Importing this package registers the four datasets with TFDS, so that `tfds.buil
     synthetic_personal_saliency   generated, no download (configs tiny and default)
 """
 
+from psm_jax.data.datasets import DATASETS
 from tfds_builders.individual_differences import individual_differences_dataset_builder
 from tfds_builders.osie_personal import osie_personal_dataset_builder
 from tfds_builders.personalized_saliency import personalized_saliency_dataset_builder
 from tfds_builders.synthetic_personal_saliency import synthetic_personal_saliency_dataset_builder
-
-DATASETS = (
-    "osie_personal",
-    "personalized_saliency",
-    "individual_differences",
-    "synthetic_personal_saliency",
-)
 
 __all__ = [
     "DATASETS",

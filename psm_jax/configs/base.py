@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import ml_collections
 
-MODELS = ("embedding", "psm_network", "multi_task", "per_observer", "universal")
+from psm_jax import registry
 
 
 def get_config(model: str = "psm_network") -> ml_collections.ConfigDict:
     """The paper-default config of `model` on the synthetic dataset."""
-    if model not in MODELS:
-        raise ValueError(f"model must be one of {MODELS}, got {model!r}")
+    registry.get(model)  # a ValueError naming the known models
     config = ml_collections.ConfigDict()
     config.model = model
     # Data.
@@ -37,7 +36,6 @@ def get_config(model: str = "psm_network") -> ml_collections.ConfigDict:
     config.external_usm_dir = ""
     config.combine_with = ""  # embedding: more datasets (comma-separated) mixed in (CD)
     config.combine_manual_dirs = ""  # their release folders, comma-separated, same order
-    config.protocol = "closed"  # the evaluation protocol (closed / open set); training is the same
     config.num_workers = 0  # grain worker processes
     # Run.
     config.seed = 0
@@ -69,6 +67,10 @@ def get_config(model: str = "psm_network") -> ml_collections.ConfigDict:
     config.mining = "semi_hard"
     config.encoder_workdir = ""  # psm_network: the trained embedding encoder's workdir
     config.embedding_pool_size = 100
+    # Recorded at training from the dataset, so that a trained model restores from its workdir
+    # alone (psm_jax.train.checkpoint.restore_model): 0 / () until then.
+    config.num_observers = 0  # training observers (the per-observer models' observer axis)
+    config.working_size = ()  # (H, W) of the images and maps the model was trained on
     if model == "embedding":
         config.optimizer = "adam"
         config.learning_rate = 1e-3

@@ -1,20 +1,20 @@
 """OSIE (700 images, 15 observers: 9 train / 3 validation / 3 test), from the real release.
 
-    python launch/train_embedding.py --config=psm_jax/configs/osie.py:embedding \
-        --workdir=runs/osie/embedding
-    python launch/train_psm_network.py --config=psm_jax/configs/osie.py:psm_network \
-        --config.encoder_workdir=runs/osie/embedding --workdir=runs/osie/psm_network
-    python launch/train_multi_task.py --config=psm_jax/configs/osie.py:multi_task \
-        --workdir=runs/osie/multi_task
-    python launch/train_per_observer.py --config=psm_jax/configs/osie.py:per_observer \
-        --workdir=runs/osie/per_observer
-    python launch/train_universal.py --config=psm_jax/configs/osie.py:universal \
-        --workdir=runs/osie/universal
+    python launch/train.py --config=psm_jax/configs/osie.py:embedding \
+        --workdir=runs/osie_personal/embedding
+    python launch/train.py --config=psm_jax/configs/osie.py:psm_network \
+        --config.encoder_workdir=runs/osie_personal/embedding \
+        --workdir=runs/osie_personal/psm_network
+
+and likewise `:multi_task`, `:per_observer` (`--config.architecture=xu|strohm`) and `:universal`,
+each into runs/osie_personal/<model>.
 
 Options after the model (comma-separated): "predicted" (train on USMs predicted by a universal
-network, exported to a folder: `--config.external_usm_dir=...`), "open" (open-set evaluation
-protocol; training is the same), "quick" (the synthetic configs' short schedules, for a first look
-on a CPU). The release is read from ../shared/datasets/osie (`--config.manual_dir` to change).
+network, exported to a folder: `--config.external_usm_dir=...`), "quick" (short CPU schedules,
+`experiments.QUICK_REAL`: what `launch/main.py --dataset=osie_personal` trains; the README gives
+its tables). Closed and open set (Strohm et al.) share the trained models: the protocol is chosen
+when evaluating (`launch/evaluate.py --protocol`). The release is read from
+../shared/datasets/osie (`--config.manual_dir` to change).
 """
 
 from psm_jax.configs import base, experiments

@@ -1,24 +1,20 @@
 """PS (Xu et al.: 1,600 images, 30 observers: 20 train / 5 validation / 5 test).
 
-    python launch/train_embedding.py --config=psm_jax/configs/ps.py:embedding \
-        --config.manual_dir=/path/to/release --workdir=runs/ps/embedding
-    python launch/train_psm_network.py --config=psm_jax/configs/ps.py:psm_network \
-        --config.manual_dir=/path/to/release --config.encoder_workdir=runs/ps/embedding \
-        --workdir=runs/ps/psm_network
-    python launch/train_psm_network.py --config=psm_jax/configs/ps.py:psm_network,predicted \
-        --config.manual_dir=/path/to/release --config.encoder_workdir=runs/ps/embedding \
-        --workdir=runs/ps/psm_network_predicted_usm
-    python launch/train_multi_task.py --config=psm_jax/configs/ps.py:multi_task \
-        --config.manual_dir=/path/to/release --workdir=runs/ps/multi_task
-    python launch/train_per_observer.py --config=psm_jax/configs/ps.py:per_observer \
-        --config.architecture=strohm --config.manual_dir=/path/to/release \
-        --workdir=runs/ps/per_observer
-    python launch/train_universal.py --config=psm_jax/configs/ps.py:universal \
-        --config.manual_dir=/path/to/release --workdir=runs/ps/universal
+    python launch/train.py --config=psm_jax/configs/ps.py:embedding \
+        --config.manual_dir=/path/to/release \
+        --workdir=runs/personalized_saliency/embedding
+    python launch/train.py --config=psm_jax/configs/ps.py:psm_network \
+        --config.manual_dir=/path/to/release \
+        --config.encoder_workdir=runs/personalized_saliency/embedding \
+        --workdir=runs/personalized_saliency/psm_network
+
+and likewise `:multi_task`, `:per_observer` (`--config.architecture=xu|strohm`) and `:universal`,
+each into runs/personalized_saliency/<model>.
 
 The release (`--config.manual_dir`): the PS release (images + fixData/ImfixData_Sub_k.mat).
-Closed set and open set (Strohm et al., Tables 1-4) share the trained models: add "open" to mark a
-run's evaluation protocol. "predicted" trains on USMs predicted by the universal network (exported
+Closed set and open set (Strohm et al., Tables 1-4) share the trained models: the protocol is chosen
+when evaluating (`launch/evaluate.py --protocol`). "quick": short CPU schedules
+(`experiments.QUICK_REAL`). "predicted" trains on USMs predicted by the universal network (exported
 to runs/personalized_saliency/predicted_usm) instead of the ground-truth USM.
 """
 

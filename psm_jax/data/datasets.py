@@ -2,6 +2,11 @@
 
 `tfds build` imports TensorFlow; `build_dataset` is the TF-free way (array_record records, loaded
 with `tfds.data_source` / `psm_jax.data.pipeline.open_split`).
+
+The builders live in the `tfds_builders` package, which imports this one: importing it registers
+them with TFDS. The entry points do that (the launchers, `tests/conftest.py`, and any program that
+loads the datasets: `import tfds_builders`); nothing below them imports it, so the data layer has
+no import cycle.
 """
 
 from __future__ import annotations
@@ -11,11 +16,30 @@ import tensorflow_datasets as tfds
 
 DEFAULT_DATA_DIR = "data/tfds"
 
+DATASETS = (
+    "osie_personal",
+    "personalized_saliency",
+    "individual_differences",
+    "synthetic_personal_saliency",
+)
+"""The psm-jax datasets (one builder each in `tfds_builders/`)."""
 
-def _dataset_names() -> tuple[str, ...]:
-    import tfds_builders
 
-    return tfds_builders.DATASETS
+def builder(name: str, **kwargs) -> tfds.core.DatasetBuilder:
+    """`tfds.builder(name, **kwargs)` for a psm-jax dataset, with clear errors for an unknown name
+    and for builders that were not registered (`import tfds_builders`)."""
+    if name.split("/")[0] not in DATASETS:
+        raise ValueError(f"Unknown dataset {name!r}; expected one of {DATASETS}.")
+    try:
+        # Without the registered class, TFDS would open a prepared dataset read-only and lose
+        # its metadata (observer split, quality counts).
+        tfds.core.registered.imported_builder_cls(name.split("/")[0])
+    except tfds.core.registered.DatasetNotFoundError as error:
+        raise RuntimeError(
+            f"The TFDS builder of {name!r} is not registered: `import tfds_builders` before "
+            "loading psm-jax datasets (the launchers do)."
+        ) from error
+    return tfds.builder(name, **kwargs)
 
 
 def build_dataset(
@@ -38,19 +62,16 @@ def build_dataset(
     Returns:
       The prepared builder (its `info.metadata` holds splits and data-quality counts).
     """
-    base = name.split("/")[0]
-    if base not in _dataset_names():
-        raise ValueError(f"Unknown dataset {name!r}; expected one of {_dataset_names()}.")
-    builder = tfds.builder(name, data_dir=data_dir, file_format=file_format)
+    prepared = builder(name, data_dir=data_dir, file_format=file_format)
     mode = (
         tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS
         if not overwrite
         else tfds.download.GenerateMode.FORCE_REDOWNLOAD
     )
-    builder.download_and_prepare(
+    prepared.download_and_prepare(
         download_config=tfds.download.DownloadConfig(manual_dir=manual_dir, download_mode=mode)
     )
-    return builder
+    return prepared
 
 
 def summarise(builder: tfds.core.DatasetBuilder) -> str:

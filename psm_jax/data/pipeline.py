@@ -30,7 +30,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from psm_jax.data import external_usm, saliency_maps
+from psm_jax.data import datasets, external_usm, saliency_maps
 
 OBSERVER_GROUPS = ("train", "validation", "test", "all")
 
@@ -96,9 +96,7 @@ def open_split(name: str, split: str, data_dir: str | None = None):
     Returns:
       (random-access source of records, DatasetMetadata).
     """
-    import tfds_builders  # noqa: F401  (registers the builders, so their metadata is restored)
-
-    builder = tfds.builder(name, data_dir=data_dir)
+    builder = datasets.builder(name, data_dir=data_dir)
     if not builder.is_prepared():
         raise FileNotFoundError(
             f"Dataset {name} is not prepared in {builder.data_dir}. Build it first: python "
@@ -135,7 +133,9 @@ class _ImageRecord:
     psm_valid: np.ndarray
 
 
-def _text(value) -> str:
+def image_id(record) -> str:
+    """A record's image id as text (data sources give bytes)."""
+    value = record["image_id"]
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
@@ -149,7 +149,7 @@ class _RecordDecoder:
         image_index, record = indexed_record
         return _ImageRecord(
             image_index=int(image_index),
-            image_id=_text(record["image_id"]),
+            image_id=image_id(record),
             image=decode_image(record["image"], self.working_size),
             psm=np.asarray(record["psm"], np.float32),
             psm_valid=np.asarray(record["psm_valid"], bool),

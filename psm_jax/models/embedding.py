@@ -20,6 +20,7 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from psm_jax.models import layers
@@ -81,3 +82,48 @@ def normalise(vectors: jax.Array, epsilon: float = 1e-12) -> jax.Array:
     """L2-normalises along the last axis (a zero vector stays zero instead of NaN)."""
     norm = jnp.sqrt(jnp.sum(jnp.square(vectors), axis=-1, keepdims=True))
     return vectors / jnp.maximum(norm, epsilon)
+
+
+@nnx.jit
+def _encode(encoder: UserEmbeddingEncoder, images: jax.Array, psms: jax.Array) -> jax.Array:
+    return encoder(images, psms)
+
+
+def collect_embeddings(
+    encoder: UserEmbeddingEncoder,
+    batches,
+    num_observers: int,
+    per_observer: int,
+    progress=None,
+) -> np.ndarray:
+    """The encoder's embeddings of the first `per_observer` sets of each observer in `batches`.
+
+    The one loop that embeds observers: the PSM network's training pool, the evaluated observers'
+    embeddings, and the embedding studies all go through it.
+
+    Args:
+      encoder: a trained encoder (in eval mode).
+      batches: an iterable of batches of sets (`psm_jax.data.pipeline.embedding_dataset`): dicts
+        with images (B, m, H, W, 3), psms (B, m, H, W) and observer (B,) in [0, num_observers).
+      num_observers: observers to collect for.
+      per_observer: sets per observer.
+      progress: optional tqdm-like object, updated once per collected embedding.
+
+    Returns:
+      (num_observers, per_observer, d) float32.
+    """
+    collected: list[list[np.ndarray]] = [[] for _ in range(num_observers)]
+    for batch in batches:
+        vectors = np.asarray(_encode(encoder, batch["images"], batch["psms"]))
+        for vector, observer in zip(vectors, batch["observer"], strict=True):
+            if len(collected[observer]) < per_observer:
+                collected[observer].append(vector)
+                if progress is not None:
+                    progress.update(1)
+        if all(len(sets) == per_observer for sets in collected):
+            return np.stack([np.stack(sets) for sets in collected]).astype(np.float32)
+    short = [k for k, sets in enumerate(collected) if len(sets) < per_observer]
+    raise ValueError(
+        f"The stream ended before observers {short} had {per_observer} sets each "
+        "(too few images for the set size m?)."
+    )

@@ -10,6 +10,11 @@ Which checkpoints stay: the latest one and the `keep_best` best by validation lo
 explicitly together (`best_fn` with `max_to_keep` alone can delete the latest one). Saves are
 atomic: a run killed mid-save leaves the previous checkpoints intact, and restore takes the latest
 complete one.
+
+`restore_model` rebuilds a trained model from its workdir alone, parameters only: the network from
+`config.json` (`psm_jax.registry`), its shapes from `nnx.eval_shape` (nothing allocated, no
+optimiser, no data source), and only the parameters and BatchNorm statistics read from the
+checkpoint. Training restores whole states with `restore`.
 """
 
 from __future__ import annotations
@@ -20,9 +25,13 @@ from pathlib import Path
 import jax
 import ml_collections
 import orbax.checkpoint as ocp
+from etils import epath
+from flax import nnx
 from orbax.checkpoint import checkpoint_managers
 
+from psm_jax import registry
 from psm_jax.configs import base
+from psm_jax.models import layers
 
 VALIDATION_LOSS = "validation_loss"
 
@@ -87,6 +96,66 @@ def load_config(workdir: str | Path) -> ml_collections.ConfigDict:
         raise FileNotFoundError(f"{path} not found: is {workdir} a psm-jax training workdir?")
     stored = json.loads(path.read_text())
     defaults = (
-        base.get_config(stored["model"]).to_dict() if stored.get("model") in base.MODELS else {}
+        base.get_config(stored["model"]).to_dict() if stored.get("model") in registry.MODELS else {}
     )
     return ml_collections.ConfigDict({**defaults, **stored})
+
+
+def num_training_observers(workdir: str | Path, config: ml_collections.ConfigDict) -> int | None:
+    """The number of training observers a per-observer model was built for (None for others).
+
+    Recorded in config.json at training (`config.num_observers`); workdirs saved before that field
+    existed give it by the leading axis of their stored per-observer parameters."""
+    if not registry.get(config.model).per_observer:
+        return None
+    if config.get("num_observers"):
+        return int(config.num_observers)
+    mgr = manager(workdir, config.keep_best)
+    step = mgr.latest_step()
+    if step is None:
+        raise FileNotFoundError(f"No checkpoint in {Path(workdir) / 'checkpoints'}.")
+    path = epath.Path(Path(workdir).absolute() / "checkpoints" / str(step) / "state")
+    stored = ocp.PyTreeCheckpointHandler().metadata(path).tree["observer_params"]
+    return int(jax.tree.leaves(stored)[0].shape[0])
+
+
+def restore_model(workdir: str | Path, which: str = "best"):
+    """A trained model from its workdir, parameters only: (model in eval mode, config, step).
+
+    Nothing but the model is built (no optimiser, no data source); the shapes come from
+    `nnx.eval_shape`, and only the parameters and the other model variables (BatchNorm
+    statistics) are read from the checkpoint.
+
+    Args:
+      workdir: a training workdir (config.json + checkpoints/).
+      which: "best" (lowest validation loss) or "latest".
+    """
+    if which not in ("best", "latest"):
+        raise ValueError(f"which must be 'best' or 'latest', got {which!r}")
+    config = load_config(workdir)
+    num_observers = num_training_observers(workdir, config)
+    abstract = nnx.eval_shape(lambda: registry.build_model(config, num_observers, nnx.Rngs(0)))
+    graphdef, observer_params, params, rest = nnx.split(
+        abstract, layers.ObserverParam, nnx.Param, ...
+    )
+    mgr = manager(workdir, config.keep_best)
+    step = mgr.best_step() if which == "best" else mgr.latest_step()
+    if step is None:
+        raise FileNotFoundError(f"No checkpoint in {Path(workdir) / 'checkpoints'}.")
+    # The TrainState's model fields only (psm_jax.train.step.TrainState); the optimiser state and
+    # the counters stay on disk.
+    wanted = {"observer_params": observer_params, "params": params, "rest": rest}
+    wanted = jax.tree.map(ocp.utils.to_shape_dtype_struct, wanted)
+    restored = mgr.restore(
+        step,
+        args=ocp.args.Composite(
+            state=ocp.args.PyTreeRestore(
+                item=wanted,
+                restore_args=ocp.checkpoint_utils.construct_restore_args(wanted),
+                partial_restore=True,
+            )
+        ),
+    ).state
+    model = nnx.merge(graphdef, restored["observer_params"], restored["params"], restored["rest"])
+    model.eval()
+    return model, config, step

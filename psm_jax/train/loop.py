@@ -20,6 +20,7 @@ import numpy as np
 from flax import nnx
 from tqdm import tqdm
 
+from psm_jax import registry
 from psm_jax.data import pipeline
 from psm_jax.models import embedding as embedding_lib
 from psm_jax.train import checkpoint, tasks
@@ -34,55 +35,18 @@ def _rngs(config) -> nnx.Rngs:
     return nnx.Rngs(jax.random.key(config.seed, impl=config.prng_impl or None))
 
 
-def _build(config: ml_collections.ConfigDict, metadata, embedding_pool=None):
-    task = tasks.make_task(config, metadata, embedding_pool)
-    model = task.build_model(_rngs(config))
-    return task, model
-
-
-def restore_model(workdir: str | Path, which: str = "best"):
-    """A trained model from its workdir: (model in eval mode, config, metadata).
-
-    Args:
-      workdir: a training workdir (config.json + checkpoints/).
-      which: "best" (lowest validation loss) or "latest".
-    """
-    config = checkpoint.load_config(workdir)
-    _, metadata = pipeline.open_split(config.dataset, "train", config.data_dir)
-    pool = None
-    if config.model == "psm_network":
-        size = dict(config.network).get("embedding_size") or _encoder_embedding_size(config)
-        pool_size = config.embedding_pool_size
-        pool = np.zeros((len(metadata.observers("train")), pool_size, size), np.float32)
-    task, model = _build(config, metadata, pool)
-    tx = tasks.optimizer(config, 1)
-    graphdef, state = train_step.init_state(model, tx)
-    mgr = checkpoint.manager(workdir, config.keep_best)
-    step = mgr.best_step() if which == "best" else mgr.latest_step()
-    if step is None:
-        raise FileNotFoundError(f"No checkpoint in {workdir}/checkpoints.")
-    state, _ = checkpoint.restore(mgr, state, step)
-    model = train_step.merge(graphdef, state)
-    model.eval()
-    return model, config, metadata
-
-
 def _encoder_embedding_size(config) -> int:
     encoder_config = checkpoint.load_config(config.encoder_workdir)
-    return dict(encoder_config.network).get(
-        "embedding_size", embedding_lib.EncoderConfig().embedding_size
-    )
+    return registry.get("embedding").architecture(encoder_config).embedding_size
 
 
-def embedding_pool(config: ml_collections.ConfigDict, metadata) -> np.ndarray:
+def embedding_pool(
+    config: ml_collections.ConfigDict, source, metadata, encoder: nnx.Module
+) -> np.ndarray:
     """(training observers, pool size, d): embeddings of random m-pair sets of each training
-    observer on training images, by the trained encoder of `config.encoder_workdir` (Strohm et al.:
-    100 per observer). m is this config's `m` (the m observers are embedded with when evaluated),
-    which need not be the m the encoder was trained with."""
-    if not config.encoder_workdir:
-        raise ValueError("config.encoder_workdir is empty: train the embedding encoder first.")
-    encoder, _, _ = restore_model(config.encoder_workdir)
-    source, _ = pipeline.open_split(config.dataset, "train", config.data_dir)
+    observer on training images, by the trained `encoder` (Strohm et al.: 100 per observer). m is
+    this config's `m` (the m observers are embedded with when evaluated), which need not be the m
+    the encoder was trained with."""
     if len(source) < 2 * config.m:
         # A set is drawn from a window of 2 m images: with fewer, no set exists and the pool
         # would wait forever.
@@ -101,29 +65,20 @@ def embedding_pool(config: ml_collections.ConfigDict, metadata) -> np.ndarray:
         sets_per_observer=1,
         drop_remainder=False,
     )
-    encode = nnx.jit(lambda model, images, psms: model(images, psms))
-    pool = [[] for _ in range(observers)]
     with tqdm(total=observers * pool_size, desc="embedding pool", unit="set") as progress:
-        for batch in stream:
-            vectors = np.asarray(encode(encoder, batch["images"], batch["psms"]))
-            for vector, observer in zip(vectors, batch["observer"], strict=True):
-                if len(pool[observer]) < pool_size:
-                    pool[observer].append(vector)
-                    progress.update(1)
-            if all(len(p) == pool_size for p in pool):
-                break
-    return np.stack([np.stack(p) for p in pool]).astype(np.float32)
+        return embedding_lib.collect_embeddings(encoder, stream, observers, pool_size, progress)
 
 
 def _initialise_from(model: nnx.Module, config) -> None:
     """Copies the parameters and batch statistics of `config.init_from`'s best checkpoint into
     `model` (fine-tuning); the optimiser starts afresh."""
-    pretrained, pretrained_config, _ = restore_model(config.init_from)
+    pretrained_config = checkpoint.load_config(config.init_from)
     if pretrained_config.model != config.model:
         raise ValueError(
             f"--config.init_from={config.init_from} holds a {pretrained_config.model!r} model; "
             f"this run trains {config.model!r}."
         )
+    pretrained, _, _ = checkpoint.restore_model(config.init_from)
     which = nnx.Any(nnx.Param, nnx.BatchStat)
     source, target = nnx.state(pretrained, which), nnx.state(model, which)
 
@@ -137,6 +92,17 @@ def _initialise_from(model: nnx.Module, config) -> None:
         )
     nnx.update(model, source)
     print(f"Initialised from the best checkpoint of {config.init_from}.", flush=True)
+
+
+def _record_dataset_facts(config: ml_collections.ConfigDict, metadata) -> None:
+    """Writes into the config what restoring the trained model needs without the dataset: the
+    number of training observers (per-observer models), the working size, and the PSM network's
+    embedding size (so that it restores without the encoder's workdir)."""
+    with config.unlocked():
+        config.num_observers = len(metadata.observers("train"))
+        config.working_size = tuple(metadata.working_size)
+        if config.model == "psm_network" and "embedding_size" not in config.network:
+            config.network.embedding_size = _encoder_embedding_size(config)
 
 
 def _steps_per_epoch(config, metadata, num_records: int) -> int:
@@ -156,15 +122,22 @@ def _validation_batches(task: tasks.Task, config, mesh):
     ]
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
+def train_and_evaluate(
+    config: ml_collections.ConfigDict, workdir: str | Path, *, encoder: nnx.Module | None = None
+) -> dict:
     """Trains `config.model` as configured, checkpointing into `workdir`; returns the last
-    measurements (including the last validation loss)."""
+    measurements (including the last validation loss).
+
+    Args:
+      config: a training config (`psm_jax.configs`).
+      workdir: where checkpoints, config.json and logs go; a run there resumes.
+      encoder: the PSM network's trained encoder, if the caller has it restored already (the
+        main job); otherwise it is restored from `config.encoder_workdir`.
+    """
     workdir = Path(workdir)
     is_main = jax.process_index() == 0
-    if config.model == "psm_network" and "embedding_size" not in config.network:
-        # Recorded so that the trained network can be restored without the encoder's workdir.
-        with config.unlocked():
-            config.network.embedding_size = _encoder_embedding_size(config)
+    source, metadata = pipeline.open_split(config.dataset, "train", config.data_dir)
+    _record_dataset_facts(config, metadata)
     if is_main:
         checkpoint.save_config(workdir, config)
     mgr = checkpoint.manager(workdir, config.keep_best)
@@ -172,9 +145,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
         if is_main:
             print(f"{workdir} already holds step {mgr.latest_step()}: nothing to train.")
         return {}
-    source, metadata = pipeline.open_split(config.dataset, "train", config.data_dir)
-    pool = embedding_pool(config, metadata) if config.model == "psm_network" else None
-    task, model = _build(config, metadata, pool)
+    pool = None
+    if registry.get(config.model).conditioned_on == "embedding":
+        if encoder is None:
+            if not config.encoder_workdir:
+                raise ValueError(
+                    "config.encoder_workdir is empty: train the embedding encoder first."
+                )
+            encoder, _, _ = checkpoint.restore_model(config.encoder_workdir)
+        pool = embedding_pool(config, source, metadata, encoder)
+    task = tasks.make_task(config, metadata, pool)
+    model = task.build_model(_rngs(config))
     if config.get("init_from") and mgr.latest_step() is None:
         _initialise_from(model, config)
     tx = tasks.optimizer(config, _steps_per_epoch(config, metadata, len(source)))

@@ -61,8 +61,16 @@ class TrainState:
     nonfinite_step: jax.Array  # -1, or the first step whose loss or gradient was not finite
 
 
-def init_state(model: nnx.Module, tx: optax.GradientTransformation):
-    """Splits `model` and initialises the optimizer: (graphdef, TrainState)."""
+def init_state(
+    model: nnx.Module,
+    tx: optax.GradientTransformation,
+    shared_tx: optax.GradientTransformation | None = None,
+):
+    """Splits `model` and initialises the optimizer: (graphdef, TrainState).
+
+    `shared_tx`, if given, is the optimiser of the parameters that are not per-observer (default:
+    `tx`); `optax.set_to_zero()` freezes them (Xu et al.'s new head for a new observer)."""
+    shared_tx = tx if shared_tx is None else shared_tx
     graphdef, observer_params, params, rest = nnx.split(model, layers.ObserverParam, nnx.Param, ...)
     state = TrainState(
         step=jnp.zeros((), jnp.int32),
@@ -70,7 +78,7 @@ def init_state(model: nnx.Module, tx: optax.GradientTransformation):
         params=params,
         rest=rest,
         observer_opt_state=tx.init(observer_params),
-        opt_state=tx.init(params),
+        opt_state=shared_tx.init(params),
         nonfinite_step=jnp.full((), -1, jnp.int32),
     )
     return graphdef, state
@@ -130,6 +138,7 @@ def make_step(
     tx: optax.GradientTransformation,
     loss_fn: LossFn,
     num_observers: int | None = None,
+    shared_tx: optax.GradientTransformation | None = None,
 ):
     """Builds the pure step `(state, batch) -> (state, measurements)`.
 
@@ -141,11 +150,15 @@ def make_step(
         each example's row in it (pass it to the model, not `batch["observer"]`); otherwise
         `observer` is `batch.get("observer")`.
       num_observers: N, the size of the observer axis; None for models without one.
+      shared_tx: the optimizer of the parameters that are not per-observer, as given to
+        `init_state` (default: `tx`).
 
     Returns:
       The step. Measurements: loss, the loss_fn's measurements, grad_norm and param_norm (over the
       rows updated), and nonfinite (1.0 on a step that was skipped).
     """
+
+    shared_tx = tx if shared_tx is None else shared_tx
 
     def step(state: TrainState, batch):
         sparse = num_observers is not None and bool(jax.tree.leaves(state.observer_params))
@@ -168,7 +181,7 @@ def make_step(
             objective, argnums=(0, 1), has_aux=True
         )(local_params, state.params, state.rest)
 
-        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        updates, opt_state = shared_tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         if sparse:
             local_opt_state = _map_param_leaves(

@@ -1,41 +1,30 @@
-"""What differs between the five trainable models: data stream, model, optimiser, loss, host prep.
+"""A model's training task on one dataset: its data stream, host-side batch preparation, optimiser.
 
-A `Task` gathers, for one `config.model`, everything the generic loop (`psm_jax.train.loop`) needs:
-  - `stream(split, ...)`: the grain stream of training or validation batches (host numpy);
+A `Task` gathers, for one `config.model`, everything the generic loop (`psm_jax.train.loop`) needs;
+what differs between the models (architecture, loss, stream kind, batch fields) comes from the
+model registry (`psm_jax.registry`):
+  - `stream(source, ...)`: the grain stream of training or validation batches (host numpy);
   - `prepare(batch, step)`: host-side, deterministic in (seed, step): left-right flips, embedding
     draws from the pool, and dropping what the model does not read;
-  - `build_model(rngs)`, `optimizer(steps_per_epoch)`, `loss_fn`: the model, its optimiser, and
-    `(model, batch, observer) -> (loss, measurements)`;
+  - `build_model(rngs)` and `loss_fn`: the model and `(model, batch, observer) -> (loss,
+    measurements)`;
   - `num_observers`: the size of the observer axis for observer-sparse updates (or None).
+The optimiser of a config is the module function `optimizer(config, steps_per_epoch)`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
 from flax import nnx
 
-from psm_jax import losses
+from psm_jax import registry
 from psm_jax.data import pipeline
-from psm_jax.models import (
-    embedding,
-    layers,
-    multi_task,
-    per_observer_networks,
-    personalised,
-    universal,
-)
-
-
-def _network_fields(config) -> dict:
-    return {key: tuple(v) if isinstance(v, list) else v for key, v in config.network.items()}
 
 
 def optimizer(config: ml_collections.ConfigDict, steps_per_epoch: int):
@@ -77,7 +66,7 @@ class Task:
 
     @property
     def stream_kind(self) -> str:
-        return "embedding" if self.config.model == "embedding" else "regression"
+        return registry.get(self.config.model).stream
 
     def stream(
         self, source, *, seed: int, shuffle: bool, num_epochs: int | None, split: str = "train"
@@ -150,103 +139,25 @@ class Task:
         return {key: np.ascontiguousarray(batch[key]) for key in self.keys}
 
 
-def _regression_inputs(batch) -> jax.Array:
-    return layers.model_input(batch["image"], batch["usm"])
-
-
 def make_task(config, metadata: pipeline.DatasetMetadata, embedding_pool=None) -> Task:
-    """The Task of `config.model` on a dataset with `metadata`."""
-    fields = _network_fields(config)
-    num_train = len(metadata.observers("train"))
-    model = config.model
-    if model == "embedding":
-        encoder_config = embedding.EncoderConfig(**fields)
-
-        def loss_fn(model, batch, observer):
-            user_embedding = model(batch["images"], batch["psms"])
-            loss = losses.triplet_loss(user_embedding, observer, config.margin, config.mining)
-            return loss, {}
-
-        return Task(
-            config,
-            metadata,
-            lambda rngs: embedding.UserEmbeddingEncoder(encoder_config, rngs=rngs),
-            loss_fn,
-            keys=("images", "psms", "observer"),
-        )
-
-    def discrepancy_loss(outputs, batch):
-        return losses.deep_supervised_mse(
-            outputs, batch["discrepancy"], reduction=config.loss_reduction
-        )
-
-    if model == "psm_network":
-        if embedding_pool is None:
-            raise ValueError("The psm_network task needs the embedding pool (encoder_workdir).")
-        network_config = personalised.SaliencyNetworkConfig(
-            **{"embedding_size": embedding_pool.shape[-1], **fields}
-        )
-
-        def loss_fn(model, batch, observer):
-            outputs = model(_regression_inputs(batch), batch["embedding"])
-            loss = discrepancy_loss(outputs, batch)
-            if not config.composed_kld_weight:
-                return loss, {}
-            kld = losses.composed_kld(outputs[-1], batch["usm"], batch["psm"])
-            return loss + config.composed_kld_weight * kld, {"composed_kld": kld}
-
-        return Task(
-            config,
-            metadata,
-            lambda rngs: personalised.PersonalisedSaliencyNetwork(network_config, rngs=rngs),
-            loss_fn,
-            keys=("image", "usm", "discrepancy", "observer", "embedding")
-            + (("psm",) if config.composed_kld_weight else ()),
-            embedding_pool=embedding_pool,
-        )
-    if model in ("multi_task", "per_observer"):
-        if model == "multi_task":
-
-            def build(rngs):
-                network_config = multi_task.MultiTaskConfig(**fields)
-                return multi_task.MultiTaskCNN(num_train, network_config, rngs=rngs)
-
-        else:
-
-            def build(rngs):
-                return per_observer_networks(config.architecture, num_train, rngs=rngs, **fields)
-
-        def loss_fn(model, batch, observer):
-            inputs = _regression_inputs(batch)
-            if model_in_channels(model) == 3:
-                inputs = inputs[..., :3]
-            return discrepancy_loss(model(inputs, observer), batch), {}
-
-        return Task(
-            config,
-            metadata,
-            build,
-            loss_fn,
-            keys=("image", "usm", "discrepancy", "observer"),
-            num_observers=num_train,
-        )
-    if model == "universal":
-        universal_config = universal.UniversalConfig(**fields)
-
-        def loss_fn(model, batch, observer):
-            logits = model(layers.model_input(batch["image"], None))
-            return jnp.mean(universal.usm_loss(logits, batch["usm"])), {}
-
-        return Task(
-            config,
-            metadata,
-            lambda rngs: universal.UniversalSaliencyNetwork(universal_config, rngs=rngs),
-            loss_fn,
-            keys=("image", "usm"),
-        )
-    raise ValueError(f"Unknown config.model {model!r}")
-
-
-def model_in_channels(model: Any) -> int:
-    """Input channels of a multi-task / per-observer model (3: RGB only, 4: with the USM)."""
-    return model.config.in_channels
+    """The Task of `config.model` (`psm_jax.registry`) on a dataset with `metadata`."""
+    spec = registry.get(config.model)
+    if spec.conditioned_on == "embedding" and embedding_pool is None:
+        raise ValueError(f"The {spec.name} task needs the embedding pool (encoder_workdir).")
+    if embedding_pool is not None:
+        expected = spec.architecture(config).embedding_size
+        if embedding_pool.shape[-1] != expected:
+            raise ValueError(
+                f"The encoder's embeddings are {embedding_pool.shape[-1]}-d; the network takes "
+                f"{expected}-d (--config.network.embedding_size)."
+            )
+    num_observers = len(metadata.observers("train")) if spec.per_observer else None
+    return Task(
+        config,
+        metadata,
+        lambda rngs: registry.build_model(config, num_observers, rngs),
+        spec.loss(config),
+        keys=spec.batch_keys(config),
+        num_observers=num_observers,
+        embedding_pool=embedding_pool,
+    )

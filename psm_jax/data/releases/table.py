@@ -74,8 +74,16 @@ def _as_float(values: np.ndarray, path: Path, column: str) -> np.ndarray:
     return out
 
 
-def read_fixation_table(path: str | Path) -> tuple[list[str], list[str], FixationTable]:
+def read_fixation_table(
+    path: str | Path, *, one_person: bool = False
+) -> tuple[list[str], list[str], FixationTable]:
     """Parses a long-format fixation table (columns in the module docstring).
+
+    Args:
+      path: the .csv or .parquet table.
+      one_person: a table of one person's fixations (enrolling a new viewer): the `subject` column
+        may be absent (one observer, id ""), and so may `duration_ms` (every fixation 1 ms, which
+        only matters for duration-weighted maps).
 
     Returns:
       image_names: the distinct `image` values, sorted.
@@ -86,9 +94,15 @@ def read_fixation_table(path: str | Path) -> tuple[list[str], list[str], Fixatio
     """
     path = Path(path)
     columns = _read_columns(path)
-    missing = [c for c in REQUIRED_COLUMNS if c not in columns]
+    optional = ("subject", "duration_ms") if one_person else ()
+    missing = [c for c in REQUIRED_COLUMNS if c not in columns and c not in optional]
     if missing:
         raise ValueError(f"{path} lacks columns {missing}; it has {sorted(columns)}.")
+    rows = len(columns["image"])
+    if "subject" not in columns:
+        columns["subject"] = np.full(rows, "", object)
+    if "duration_ms" not in columns:
+        columns["duration_ms"] = np.ones(rows)
     image_names, image = np.unique(columns["image"].astype(str), return_inverse=True)
     observer_ids, observer = np.unique(columns["subject"].astype(str), return_inverse=True)
     repeat_keys = [columns[c].astype(str) for c in OPTIONAL_COLUMNS if c in columns]

@@ -1,39 +1,42 @@
-"""The shared body of the `launch/train_*.py` launchers: absl flags, config file, workdir.
+"""Trains any model of the registry (psm_jax/registry.py) from a config file.
 
-    python launch/train_<model>.py --config=psm_jax/configs/<dataset>.py:<model>[,options] \
-        --workdir=runs/<name> [--config.<field>=<value> ...]
+    python launch/train.py --config=psm_jax/configs/<dataset>.py:<model>[,options] \
+        --workdir=runs/<dataset>/<model> [--config.<field>=<value> ...]
 
-Multi-process runs (one process per host, or several on one machine for testing) add
+e.g. the user-embedding encoder on the synthetic default, then the PSM network on its embeddings:
+
+    python launch/train.py --config=psm_jax/configs/synthetic.py:embedding \
+        --workdir=runs/synthetic_personal_saliency/embedding
+    python launch/train.py --config=psm_jax/configs/synthetic.py:psm_network \
+        --config.encoder_workdir=runs/synthetic_personal_saliency/embedding \
+        --workdir=runs/synthetic_personal_saliency/psm_network
+
+Models: embedding, psm_network, multi_task, per_observer, universal. Each config file's docstring
+gives its commands and options. A workdir that holds a run resumes it. Multi-process runs (one
+process per host, or several on one machine for testing) add
 `--coordinator_address=host:port --num_processes=N --process_id=i`.
 """
-
-from __future__ import annotations
 
 import jax
 from absl import app, flags
 from ml_collections import config_flags
 
+import tfds_builders  # noqa: F401  (registers the datasets with TFDS)
 from psm_jax.data import datasets
+from psm_jax.train import loop
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (path[:model,options]).")
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Config file and model: psm_jax/configs/<dataset>.py:<model>[,options]."
+)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints, config and logs go.")
 _COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0.")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes in a multi-process run.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index.")
 
 
-def _main(model: str, argv) -> None:
+def main(argv):
     del argv
-    from psm_jax.train import loop
-
     config = _CONFIG.value
-    if config is None or _WORKDIR.value is None:
-        raise app.UsageError("--config and --workdir are required.")
-    if config.model != model:
-        raise app.UsageError(
-            f"--config gives model {config.model!r}, but this launcher trains {model!r}: "
-            f"use launch/train_{config.model}.py or pass :{model} after the config file."
-        )
     if _COORDINATOR.value:
         # Cross-process collectives on CPU (testing on one machine); GPUs and TPUs bring their own.
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
@@ -48,10 +51,9 @@ def _main(model: str, argv) -> None:
     measurements = loop.train_and_evaluate(config, _WORKDIR.value)
     if jax.process_index() == 0:
         summary = ", ".join(f"{k} {v:.4g}" for k, v in measurements.items())
-        print(f"{model} trained in {_WORKDIR.value}: {summary}")
+        print(f"{config.model} trained in {_WORKDIR.value}: {summary}")
 
 
-def main(model: str) -> None:
-    """Runs the launcher for `model` under absl."""
+if __name__ == "__main__":
     flags.mark_flags_as_required(["config", "workdir"])
-    app.run(lambda argv: _main(model, argv))
+    app.run(main)

@@ -1,0 +1,185 @@
+"""The rows of the evaluation tables: each method's predicted PSM of every pair, with a stable id.
+
+Rows (id: what it is), in table order; a row is left out when its model is not given:
+  gt_usm          the ground-truth USM alone;
+  pretrained_usm  when the universal network was fine-tuned from another workdir
+                  (`config.init_from`), that pretrained network's USM as it came (the papers'
+                  DeepGaze row);
+  predicted_usm   the universal network's USM (the fine-tuned DeepGaze row when fine-tuned);
+  multi_task      Xu et al.'s multi-task CNN (closed set only: it has no head for an unseen
+                  observer);
+  per_observer    the per-observer networks; in the open set Strohm et al.'s oracle: for each unseen
+                  observer, the trained observer's network with the lowest discrepancy MSE on that
+                  observer's test pairs;
+  embedding       Strohm et al.'s embedding + hypernetwork network, the observer embedded from m
+                  (image, PSM) pairs of their own training images (never test images).
+Personalised rows add their discrepancy to the USM their model was trained with (ground truth, or
+the universal network's for models trained with the "predicted" option) through
+`psm_jax.inference.compose_psm` with the evaluation's USM floor. The ids are the keys of the JSON
+tables; the display names go beside them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from psm_jax import inference
+from psm_jax.data import pipeline, saliency_maps
+from psm_jax.evaluation.pairs import EvaluationSet
+
+GT_USM, PRETRAINED_USM, PREDICTED_USM = "gt_usm", "pretrained_usm", "predicted_usm"
+MULTI_TASK, PER_OBSERVER, EMBEDDING = "multi_task", "per_observer", "embedding"
+ROW_IDS = (GT_USM, PRETRAINED_USM, PREDICTED_USM, MULTI_TASK, PER_OBSERVER, EMBEDDING)
+OURS = EMBEDDING
+"""The row the papers' asterisks are about (Strohm et al.'s method)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    """One table row: `id` (stable, a JSON key), `name` (for display), `psm` (P, H, W)."""
+
+    id: str
+    name: str
+    psm: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True)
+class Models:
+    """The restored models of an evaluation, each optional (`psm_jax.inference.Restored`).
+
+    `psm_network` needs `embedding` (the encoder that embeds the evaluated observers).
+    `pretrained_universal` is the network `universal` was fine-tuned from, if it was.
+    """
+
+    embedding: inference.Restored | None = None
+    psm_network: inference.Restored | None = None
+    multi_task: inference.Restored | None = None
+    per_observer: inference.Restored | None = None
+    universal: inference.Restored | None = None
+    pretrained_universal: inference.Restored | None = None
+
+    @classmethod
+    def restore(
+        cls, workdirs: dict[str, str], restored: dict[str, inference.Restored] | None = None
+    ) -> Models:
+        """Restores each given workdir once (model name -> workdir; the names of
+        `psm_jax.registry.MODELS`), checking that each holds the model it is given as. Models the
+        caller has restored already go in `restored` and are not restored again."""
+        unknown = set(workdirs) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"No evaluation row uses models {sorted(unknown)}.")
+        restored = dict(restored or {})
+        for name, path in workdirs.items():
+            if path and name not in restored:
+                restored[name] = inference.restore(path, kind=name)
+        universal = restored.get("universal")
+        if universal is not None and universal.config.get("init_from"):
+            restored["pretrained_universal"] = inference.restore(
+                universal.config.init_from, kind="universal"
+            )
+        if "psm_network" in restored and "embedding" not in restored:
+            raise ValueError("The embedding network's row needs the encoder's workdir too.")
+        return cls(**restored)
+
+    def given(self) -> dict[str, inference.Restored]:
+        """The restored models by name."""
+        return {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if getattr(self, f.name) is not None
+        }
+
+
+def _suffix(restored: inference.Restored) -> str:
+    return " w/ predicted USM" if restored.predicted_usm else " w/ GT USM"
+
+
+def _per_observer_oracle(model: inference.Restored, evaluation: EvaluationSet, usm) -> np.ndarray:
+    """For each unseen observer, the trained observer whose network has the lowest discrepancy
+    MSE on that observer's test pairs; returns (P, 15, 20) discrepancies of the chosen networks."""
+    images = evaluation.pair_images
+    target = saliency_maps.discrepancy_maps(evaluation.psm, usm, saliency_maps.OUTPUT_SIZE)
+    losses, predictions = [], []
+    for k in range(model.model.num_observers):
+        observer = np.full(len(evaluation.image), k, np.int32)
+        prediction = inference.predict_discrepancy(model, images, usm, observer)
+        predictions.append(prediction)
+        losses.append(np.mean((prediction - target) ** 2, axis=(1, 2)))
+    losses, predictions = np.stack(losses), np.stack(predictions)  # (K, P), (K, P, h, w)
+    chosen = np.zeros(len(evaluation.image), np.int64)
+    for observer in np.unique(evaluation.observer):
+        pairs = evaluation.observer == observer
+        chosen[pairs] = int(np.argmin(losses[:, pairs].mean(axis=1)))
+    return predictions[chosen, np.arange(len(chosen))]
+
+
+def predict_rows(
+    evaluation: EvaluationSet, models: Models, *, usm_floor: float, m: int
+) -> list[Row]:
+    """Every row whose model is given, in table order (module docstring).
+
+    Args:
+      evaluation: the pairs.
+      models: the restored models.
+      usm_floor: the composition's floor (`psm_jax.configs.evaluation`).
+      m: pairs per evaluated observer's embedding.
+    """
+    pair_usm = evaluation.pair_usm
+    images = evaluation.pair_images
+    rows = [Row(GT_USM, "USM (ground truth)", pair_usm)]
+    predicted_usm = None
+    if models.pretrained_universal is not None:
+        origin = models.pretrained_universal.config.dataset
+        usm = inference.predicted_usms(models.pretrained_universal, evaluation.images)
+        name = f"USM (universal network trained on {origin}, not fine-tuned)"
+        rows.append(Row(PRETRAINED_USM, name, usm[evaluation.image]))
+    if models.universal is not None:
+        predicted_usm = inference.predicted_usms(models.universal, evaluation.images)
+        predicted_usm = predicted_usm[evaluation.image]
+        name = (
+            "USM (fine-tuned universal network)"
+            if models.pretrained_universal is not None
+            else "USM (predicted by the universal network)"
+        )
+        rows.append(Row(PREDICTED_USM, name, predicted_usm))
+
+    def base_usm(restored: inference.Restored) -> np.ndarray:
+        if restored.predicted_usm and predicted_usm is not None:
+            return predicted_usm
+        return pair_usm
+
+    if models.multi_task is not None and evaluation.protocol == "closed":
+        usm = base_usm(models.multi_task)
+        discrepancy = inference.predict_discrepancy(
+            models.multi_task, images, usm, evaluation.observer
+        )
+        name = "Multi-task CNN (Xu et al.)" + _suffix(models.multi_task)
+        rows.append(Row(MULTI_TASK, name, inference.compose_psm(usm, discrepancy, usm_floor)))
+    if models.per_observer is not None:
+        usm = base_usm(models.per_observer)
+        architecture = models.per_observer.config.architecture
+        name = f"Per-observer networks ({architecture})" + _suffix(models.per_observer)
+        if evaluation.protocol == "closed":
+            discrepancy = inference.predict_discrepancy(
+                models.per_observer, images, usm, evaluation.observer
+            )
+        else:
+            discrepancy = _per_observer_oracle(models.per_observer, evaluation, usm)
+            name += ", oracle"
+        rows.append(Row(PER_OBSERVER, name, inference.compose_psm(usm, discrepancy, usm_floor)))
+    if models.psm_network is not None:
+        if models.embedding is None:
+            raise ValueError("The embedding network's row needs the encoder too.")
+        usm = base_usm(models.psm_network)
+        source, metadata = pipeline.open_split(evaluation.dataset, "train", evaluation.data_dir)
+        embeddings = inference.embed_observers(
+            models.embedding, source, metadata, group=evaluation.group, m=m
+        )[:, 0]
+        discrepancy = inference.predict_discrepancy(
+            models.psm_network, images, usm, embeddings[evaluation.observer]
+        )
+        name = "Embedding + hypernetwork (Strohm et al.)" + _suffix(models.psm_network)
+        rows.append(Row(EMBEDDING, name, inference.compose_psm(usm, discrepancy, usm_floor)))
+    return rows

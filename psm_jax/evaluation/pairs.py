@@ -1,0 +1,149 @@
+"""The (test image, observer) pairs a protocol scores, with everything methods and metrics need.
+
+Protocols (Strohm et al.):
+  closed  the training observers on the test images;
+  open    the test observers, never seen in training, on the test images.
+A pair exists where the observer has a valid PSM and at least one fixation on the image. The USM of
+each image is the ground-truth USM the models were trained with: the mean PSM of the training
+observers (`usm_mode="train"`), so a test observer's own map never leaks into it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from psm_jax.data import pipeline, saliency_maps
+
+PROTOCOLS = {"closed": "train", "open": "test"}
+"""Protocol -> the observer group it evaluates."""
+
+
+def observer_group(protocol: str) -> str:
+    """The observer group a protocol evaluates ("train" or "test")."""
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {tuple(PROTOCOLS)}, got {protocol!r}")
+    return PROTOCOLS[protocol]
+
+
+@dataclasses.dataclass(frozen=True)
+class Pair:
+    """One (image, observer) pair while the set is read: `image` indexes the set's images,
+    `observer` is the observer's index within the protocol's group; fixations are native pixels."""
+
+    image: int
+    observer: int
+    psm: np.ndarray
+    fixation_x: np.ndarray
+    fixation_y: np.ndarray
+    image_size: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluationSet:
+    """The pairs of a protocol as arrays.
+
+    Attributes:
+      dataset, data_dir, protocol, split: what was read.
+      images: (I, H, W, 3) uint8 images at the working resolution; image_ids: their ids.
+      usm: (I, H, W) ground-truth USMs (the training observers' mean).
+      image: (P,) image index of each pair; observer: (P,) observer index within the group;
+      psm: (P, H, W) ground-truth PSMs; fixation_x/y/mask: (P, F) native fixations, padded;
+      image_size: (P, 2) native (H, W).
+    """
+
+    dataset: str
+    data_dir: str
+    protocol: str
+    split: str
+    images: np.ndarray
+    image_ids: list[str]
+    usm: np.ndarray
+    image: np.ndarray
+    observer: np.ndarray
+    psm: np.ndarray
+    fixation_x: np.ndarray
+    fixation_y: np.ndarray
+    fixation_mask: np.ndarray
+    image_size: np.ndarray
+
+    @property
+    def group(self) -> str:
+        return observer_group(self.protocol)
+
+    @property
+    def pair_usm(self) -> np.ndarray:
+        """(P, H, W) the ground-truth USM of each pair's image."""
+        return self.usm[self.image]
+
+    @property
+    def pair_images(self) -> np.ndarray:
+        """(P, H, W, 3) each pair's image."""
+        return self.images[self.image]
+
+
+def evaluation_set(
+    dataset: str, data_dir: str, protocol: str, split: str = "test"
+) -> EvaluationSet:
+    """Reads the pairs of `protocol` on the `split` images of a built dataset."""
+    group_name = observer_group(protocol)
+    source, metadata = pipeline.open_split(dataset, split, data_dir)
+    group = metadata.observers(group_name)
+    images, image_ids, usms, pairs = [], [], [], []
+    for index in range(len(source)):
+        record = source[index]
+        psm = np.asarray(record["psm"], np.float32)
+        valid = np.asarray(record["psm_valid"], bool)
+        usm, usm_valid = saliency_maps.universal_saliency_maps(
+            psm, valid, mode="train", train_observers=metadata.train_mask
+        )
+        if not usm_valid[0]:
+            continue
+        image_index = len(images)
+        images.append(pipeline.decode_image(record["image"], metadata.working_size))
+        image_ids.append(pipeline.image_id(record))
+        usms.append(usm[0])
+        fixations = record["fixations"]
+        for k, o in enumerate(group):
+            own = np.asarray(fixations["observer"]) == o
+            if not valid[o] or not own.any():
+                continue
+            pairs.append(
+                Pair(
+                    image=image_index,
+                    observer=k,
+                    psm=psm[o],
+                    fixation_x=np.asarray(fixations["x"], np.float32)[own],
+                    fixation_y=np.asarray(fixations["y"], np.float32)[own],
+                    image_size=np.asarray(record["image_size"], np.int32),
+                )
+            )
+    if not pairs:
+        raise ValueError(f"{dataset} {split}: no (image, observer) pair for protocol {protocol!r}.")
+    # Fixations padded to a power of two, so that only a few shapes are ever compiled.
+    width = max(8, 1 << (max(len(p.fixation_x) for p in pairs) - 1).bit_length())
+    fixation_x = np.zeros((len(pairs), width), np.float32)
+    fixation_y = np.zeros((len(pairs), width), np.float32)
+    mask = np.zeros((len(pairs), width), bool)
+    for row, pair in enumerate(pairs):
+        count = len(pair.fixation_x)
+        fixation_x[row, :count] = pair.fixation_x
+        fixation_y[row, :count] = pair.fixation_y
+        mask[row, :count] = True
+    return EvaluationSet(
+        dataset=dataset,
+        data_dir=data_dir,
+        protocol=protocol,
+        split=split,
+        images=np.stack(images),
+        image_ids=image_ids,
+        usm=np.stack(usms),
+        image=np.array([p.image for p in pairs]),
+        observer=np.array([p.observer for p in pairs]),
+        psm=np.stack([p.psm for p in pairs]),
+        fixation_x=fixation_x,
+        fixation_y=fixation_y,
+        fixation_mask=mask,
+        image_size=np.stack([p.image_size for p in pairs]),
+    )

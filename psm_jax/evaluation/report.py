@@ -1,0 +1,231 @@
+"""Scores, tables and reports: per-pair metrics, row means with the papers' significance marks,
+markdown and JSON tables, the example figures, and the main job's report.md.
+
+A table row is the mean of the five reported metrics (`psm_jax.metrics.saliency_metrics`) over the
+protocol's pairs. An asterisk marks a metric where the embedding network (the `embedding` row)
+beats the strongest other row with a Mann-Whitney p < 0.05, as in the papers. Every table records
+the USM floor and the m it was computed with.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+
+from psm_jax import figures, metrics
+from psm_jax.evaluation import methods
+from psm_jax.evaluation.pairs import EvaluationSet
+
+METRICS = ("cc", "sim", "auc_judd", "nss", "kld")
+HEADERS = {"cc": "CC", "sim": "SIM", "auc_judd": "AUC-Judd", "nss": "NSS", "kld": "KLD"}
+
+
+def score(
+    evaluation: EvaluationSet, prediction: np.ndarray, grid: tuple[int, int] | None = None
+) -> dict[str, np.ndarray]:
+    """The five metrics of (P, H, W) predicted PSMs against the pairs' ground truth, per pair."""
+    values = metrics.saliency_metrics(
+        prediction,
+        evaluation.psm,
+        evaluation.fixation_x,
+        evaluation.fixation_y,
+        evaluation.fixation_mask,
+        evaluation.image_size,
+        grid=tuple(grid or evaluation.usm.shape[-2:]),
+    )
+    return {k: np.asarray(v) for k, v in values.items()}
+
+
+@dataclasses.dataclass(frozen=True)
+class Table:
+    """One protocol's table.
+
+    Attributes:
+      title: its heading.
+      protocol, usm_floor, m, pairs: what it was computed with and on.
+      rows: row id -> {"name": display name, metric: {"mean": float, "significant": bool}}, in
+        table order.
+    """
+
+    title: str
+    protocol: str
+    usm_floor: float
+    m: int
+    pairs: int
+    rows: dict[str, dict]
+
+    def mean(self, row_id: str, metric: str) -> float:
+        return self.rows[row_id][metric]["mean"]
+
+    def markdown(self) -> str:
+        """The table as markdown: one row per method, an asterisk where significant."""
+        header = (
+            "| Method | "
+            + " | ".join(HEADERS[m] for m in METRICS)
+            + " |\n|---|"
+            + "---|" * len(METRICS)
+            + "\n"
+        )
+        lines = [
+            f"| {row['name']} | "
+            + " | ".join(
+                f"{row[m]['mean']:.3f}{'*' if row[m]['significant'] else ''}" for m in METRICS
+            )
+            + " |"
+            for row in self.rows.values()
+        ]
+        return f"### {self.title}\n\n" + header + "\n".join(lines) + "\n"
+
+    def write(self, output_dir: str | Path) -> Path:
+        """Writes `<protocol>.md` and `<protocol>.json` into `output_dir`; returns the .md path."""
+        output_dir = Path(output_dir)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        (output_dir / f"{self.protocol}.json").write_text(
+            json.dumps(dataclasses.asdict(self), indent=2)
+        )
+        path = output_dir / f"{self.protocol}.md"
+        path.write_text(self.markdown())
+        return path
+
+
+def table(
+    evaluation: EvaluationSet,
+    rows: list[methods.Row],
+    scores: dict[str, dict[str, np.ndarray]],
+    *,
+    usm_floor: float,
+    m: int,
+) -> Table:
+    """Means per row and metric, with the asterisks (module docstring).
+
+    Args:
+      evaluation: the pairs the rows were scored on.
+      rows: the rows (`methods.predict_rows`), in table order.
+      scores: row id -> metric -> (P,) per-pair scores (`score`).
+      usm_floor, m: recorded in the table.
+    """
+    cells = {}
+    for row in rows:
+        values = scores[row.id]
+        others = {other: s for other, s in scores.items() if other != row.id}
+        cells[row.id] = {"name": row.name}
+        for metric in METRICS:
+            significant = False
+            if row.id == methods.OURS and others:
+                sign = 1.0 if metrics.HIGHER_IS_BETTER[metric] else -1.0
+                strongest = max(others, key=lambda o: sign * np.nanmean(others[o][metric]))
+                comparison = metrics.compare(values, others[strongest], [metric])[metric]
+                significant = bool(comparison["significant"])
+            cells[row.id][metric] = {
+                "mean": float(np.nanmean(values[metric])),
+                "significant": significant,
+            }
+    title = (
+        f"{evaluation.dataset}, {evaluation.protocol} set "
+        f"({len(evaluation.image)} (image, observer) pairs)"
+    )
+    return Table(
+        title=title,
+        protocol=evaluation.protocol,
+        usm_floor=float(usm_floor),
+        m=int(m),
+        pairs=len(evaluation.image),
+        rows=cells,
+    )
+
+
+def evaluate(
+    evaluation: EvaluationSet,
+    models: methods.Models,
+    *,
+    usm_floor: float,
+    m: int,
+    grid: tuple[int, int] | None = None,
+) -> tuple[Table, list[methods.Row], dict[str, dict[str, np.ndarray]]]:
+    """Predicts and scores every row of one protocol: (table, rows, per-pair scores by row id)."""
+    rows = methods.predict_rows(evaluation, models, usm_floor=usm_floor, m=m)
+    scores = {row.id: score(evaluation, row.psm, grid) for row in rows}
+    return table(evaluation, rows, scores, usm_floor=usm_floor, m=m), rows, scores
+
+
+def example_figure(
+    evaluation: EvaluationSet, predicted: np.ndarray, path: str | Path, images: int = 3
+) -> bool:
+    """Image, USM, ground-truth and predicted PSM of the first two observers on up to `images`
+    test images that both viewed (Xu Fig. 7 / Strohm Fig. 4). False if no such image exists."""
+    observers = np.unique(evaluation.observer)[:2]
+    both = [
+        i
+        for i in np.unique(evaluation.image)
+        if all(((evaluation.image == i) & (evaluation.observer == o)).any() for o in observers)
+    ][:images]
+    if not both:
+        return False
+
+    def pair(i, o):
+        return int(np.flatnonzero((evaluation.image == i) & (evaluation.observer == o))[0])
+
+    ground_truth = np.stack([[evaluation.psm[pair(i, o)] for o in observers] for i in both])
+    prediction = np.stack([[predicted[pair(i, o)] for o in observers] for i in both])
+    figures.example_grid(
+        evaluation.images[both],
+        evaluation.usm[both],
+        ground_truth,
+        prediction,
+        [f"#{o}" for o in observers],
+        path,
+    )
+    return True
+
+
+def precision_markdown(precision: dict[int, float]) -> str:
+    return (
+        "### Precision@1 of unseen (test) observers' embeddings versus m\n\n"
+        "| m | " + " | ".join(str(m) for m in precision) + " |\n"
+        "|---|" + "---|" * len(precision) + "\n"
+        "| precision@1 | " + " | ".join(f"{p:.3f}" for p in precision.values()) + " |\n"
+    )
+
+
+def alignment_markdown(alignment: dict[str, dict[str, float]]) -> str:
+    return (
+        "### Embedding distances versus the simulated observers' preference distances\n\n"
+        "| Observers | pairs | Spearman r | Mantel p |\n|---|---|---|---|\n"
+        + "".join(
+            f"| {group} | {a['pairs']:.0f} | {a['spearman']:.3f} | {a['p_value']:.3f} |\n"
+            for group, a in alignment.items()
+        )
+    )
+
+
+def composition(usm_floor: float) -> str:
+    """The predicted-PSM composition a report scored, in words."""
+    if usm_floor == 0:
+        return "Predicted PSM = clip(USM + predicted discrepancy, 0, 1)"
+    return (
+        f"Predicted PSM = clip(USM + predicted discrepancy, {usm_floor:g} x USM, 1) "
+        "(our USM floor; the papers clip at 0: --usm_floor=0)"
+    )
+
+
+def write_main_report(
+    path: str | Path,
+    *,
+    dataset: str,
+    usm_floor: float,
+    m: int,
+    seconds: float,
+    sections: list[str],
+) -> Path:
+    """The main job's report.md: what was scored and how, then the sections in order."""
+    path = Path(path)
+    path.write_text(
+        f"# psm-jax report: {dataset}\n\n" + composition(usm_floor) + "; means over (test image, "
+        f"observer) pairs; * = the embedding network beats the strongest other row (Mann-Whitney "
+        f"p < 0.05); embeddings of evaluated observers from m = {m} pairs of their own training "
+        f"images. Main job wall time: {seconds:.0f} s.\n\n" + "\n".join(sections)
+    )
+    return path

@@ -1,0 +1,195 @@
+"""Running trained models: restore them from their workdirs, predict USMs, discrepancies and PSMs,
+embed observers.
+
+The layer between training and everything that uses trained models (evaluation, enrolment,
+prediction, the USM export, the main job). Each job restores a model once with `restore`, which
+reads its parameters only (no optimiser, no data source; `psm_jax.train.checkpoint.restore_model`),
+and passes the `Restored` model down.
+
+The composition every personalised prediction goes through lives here, in `compose_psm`:
+
+    predicted PSM = clip(USM + discrepancy resized (bilinear) to the USM's grid, f x USM, 1)
+
+with the USM floor f from the evaluation config (`psm_jax.configs.evaluation`: 0.3, ours; f = 0
+is the papers' clip at 0). `psm_jax.losses.composed_kld` trains against the papers' composition
+(f = 0) with a smooth gradient; a test pins its value to `compose_psm`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import jax
+import ml_collections
+import numpy as np
+from flax import nnx
+
+from psm_jax import registry
+from psm_jax.data import pipeline, saliency_maps
+from psm_jax.models import embedding as embedding_lib
+from psm_jax.models import layers
+from psm_jax.train import checkpoint
+
+BATCH_SIZE = 64
+"""Examples per forward pass: one compiled shape for every full batch."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Restored:
+    """A trained model with the config it was trained with.
+
+    Attributes:
+      workdir: where it was trained.
+      config: its training config (config.json).
+      model: the model in eval mode.
+      step: the checkpoint's step.
+    """
+
+    workdir: Path
+    config: ml_collections.ConfigDict
+    model: nnx.Module
+    step: int
+
+    @property
+    def kind(self) -> str:
+        """The registry name of the model (`config.model`)."""
+        return self.config.model
+
+    @property
+    def working_size(self) -> tuple[int, int]:
+        """(H, W) of the images and maps it was trained on."""
+        return tuple(self.config.get("working_size") or saliency_maps.WORKING_SIZE)
+
+    @property
+    def predicted_usm(self) -> bool:
+        """Whether a discrepancy model was trained on predicted (external) USMs."""
+        return self.config.usm == "external"
+
+
+def restore(workdir: str | Path, *, kind: str | None = None, which: str = "best") -> Restored:
+    """The trained model of `workdir`, parameters only.
+
+    Args:
+      workdir: a training workdir (config.json + checkpoints/).
+      kind: the model expected there (a registry name); another kind is a ValueError naming both.
+      which: "best" (lowest validation loss) or "latest" checkpoint.
+    """
+    config = checkpoint.load_config(workdir)
+    if kind is not None and config.model != kind:
+        raise ValueError(f"{workdir} holds a {config.model!r} model, not {kind!r}.")
+    model, config, step = checkpoint.restore_model(workdir, which)
+    return Restored(workdir=Path(workdir), config=config, model=model, step=step)
+
+
+def in_batches(function, *arrays: np.ndarray, batch_size: int = BATCH_SIZE) -> np.ndarray:
+    """`function` applied to consecutive batches of `arrays` (same length), outputs concatenated."""
+    outputs = [
+        np.asarray(function(*(a[i : i + batch_size] for a in arrays)))
+        for i in range(0, len(arrays[0]), batch_size)
+    ]
+    return np.concatenate(outputs)
+
+
+def compose_psm(usm: np.ndarray, discrepancy: np.ndarray, usm_floor: float) -> np.ndarray:
+    """Predicted PSMs: clip(USM + discrepancy resized bilinearly to the USM's grid, f USM, 1).
+
+    Args:
+      usm: (..., H, W) in [0, 1].
+      discrepancy: (..., h, w) predicted discrepancy (15x20 for the networks here).
+      usm_floor: f in [0, 1]; 0 is the papers' composition (`psm_jax.configs.evaluation`).
+    """
+    if not 0.0 <= usm_floor <= 1.0:
+        raise ValueError(f"usm_floor must be in [0, 1], got {usm_floor}")
+    size = usm.shape[-2:]
+    resized = jax.image.resize(discrepancy, discrepancy.shape[:-2] + size, "bilinear")
+    usm = np.asarray(usm, np.float32)
+    return np.clip(usm + np.asarray(resized), usm_floor * usm, 1.0)
+
+
+# Jitted once at module level, so repeated calls (each row, each oracle candidate, each protocol)
+# reuse the compiled function instead of tracing a new one.
+@nnx.jit
+def _usm(model, images):
+    return model.usm(layers.model_input(images, None))
+
+
+@nnx.jit
+def _final_discrepancy(model, images, usm, condition):
+    return registry.discrepancy_outputs(model, images, usm, condition)[-1]
+
+
+def predicted_usms(universal: Restored, images: np.ndarray) -> np.ndarray:
+    """(N, H, W) USMs of (N, H, W, 3) uint8 images by a trained universal network."""
+    _expect(universal, "universal")
+    return in_batches(lambda batch: _usm(universal.model, batch), images)
+
+
+def predict_discrepancy(
+    restored: Restored, images: np.ndarray, usm: np.ndarray, condition: np.ndarray
+) -> np.ndarray:
+    """A discrepancy model's final output for every example: (N, 15, 20).
+
+    Args:
+      restored: a PSM network, multi-task CNN or per-observer networks.
+      images: (N, H, W, 3) uint8; usm: (N, H, W), the USM the model was trained with (ground
+        truth or predicted).
+      condition: (N,) training-observer indices (multi-task, per-observer) or (N, d) user
+        embeddings (PSM network).
+    """
+    if registry.get(restored.kind).conditioned_on is None:
+        raise ValueError(f"{restored.workdir} holds a {restored.kind!r} model: no discrepancy.")
+    return in_batches(
+        lambda *batch: _final_discrepancy(restored.model, *batch), images, usm, condition
+    )
+
+
+def embed_observers(
+    encoder: Restored,
+    source,
+    metadata: pipeline.DatasetMetadata,
+    *,
+    group: str,
+    m: int,
+    per_observer: int = 1,
+    sets_per_observer: int = 1,
+    seed: int = 0,
+) -> np.ndarray:
+    """Embeddings of random m-pair sets of each observer of `group`, drawn from the images of
+    `source` (the dataset's training images, never its test images): (observers in group,
+    per_observer, d).
+
+    Args:
+      encoder: a trained embedding encoder.
+      source, metadata: `psm_jax.data.pipeline.open_split(dataset, "train", data_dir)`.
+      group: "train", "validation" or "test" observers.
+      m: pairs per set.
+      per_observer: sets embedded per observer.
+      sets_per_observer: sets each observer draws per window of images
+        (`psm_jax.data.pipeline.embedding_dataset`).
+      seed: the draws' seed.
+    """
+    _expect(encoder, "embedding")
+    if len(source) < 2 * m:
+        # A set is drawn from a window of 2 m images: with fewer, no set exists.
+        raise ValueError(
+            f"Embedding observers from m = {m} pairs needs at least {2 * m} training images of "
+            f"{metadata.name}; it has {len(source)}."
+        )
+    stream = pipeline.embedding_dataset(
+        source,
+        metadata,
+        batch_size=8,
+        m=m,
+        seed=seed,
+        observers=group,
+        sets_per_observer=sets_per_observer,
+        drop_remainder=False,
+    )
+    count = len(metadata.observers(group))
+    return embedding_lib.collect_embeddings(encoder.model, stream, count, per_observer)
+
+
+def _expect(restored: Restored, kind: str) -> None:
+    if restored.kind != kind:
+        raise ValueError(f"{restored.workdir} holds a {restored.kind!r} model, not {kind!r}.")

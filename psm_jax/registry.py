@@ -1,0 +1,237 @@
+"""The model registry: every trainable model by name, with everything that differs between them.
+
+One entry (`ModelSpec`) per `config.model`, in the order the main job trains them:
+
+    embedding     Strohm et al.'s user-embedding encoder (triplet loss on sets of m pairs)
+    psm_network   Strohm et al.'s hypernetwork PSM network (conditioned on a user embedding)
+    multi_task    Xu et al.'s multi-task CNN (one head per training observer)
+    per_observer  one independent network per training observer (MultiConvNets / MultiCNN)
+    universal     the universal saliency network (image -> USM)
+
+A spec says how to read the model's architecture from a config (`config.network`, plus
+`config.architecture` for the per-observer networks), how to build it, its training loss, which
+data stream feeds it and which batch fields it reads. The training loop (`psm_jax.train`) and the
+restoring of trained models (`psm_jax.train.checkpoint.restore_model`, `psm_jax.inference`) both
+build models through `build_model`, so a workdir always rebuilds the network it was trained with.
+
+`discrepancy_outputs` is the one place that assembles a discrepancy model's input (image + USM, or
+RGB only for `in_channels=3`) and calls it with its condition (an observer index or an embedding):
+the training losses and the inference layer both use it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+from flax import nnx
+
+from psm_jax import losses, models
+from psm_jax.models import (
+    embedding,
+    layers,
+    multi_task,
+    personalised,
+    universal,
+)
+
+LossFn = Callable[[nnx.Module, dict, jax.Array], tuple[jax.Array, dict]]
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """What one trainable model needs (see the module docstring).
+
+    Attributes:
+      name: the `config.model` value.
+      summary: one line for help texts and reports.
+      stream: "embedding" (batches of m-pair sets of one observer each) or "regression" (batches
+        of (image, USM, PSM, discrepancy, observer) examples), see `psm_jax.data.pipeline`.
+      per_observer: parameters stacked over the training observers (built with their count,
+        updated observer-sparsely, `psm_jax.train.step`).
+      conditioned_on: what a discrepancy model is called with beside its input: "observer" (a
+        training observer's index), "embedding" (a user embedding), or None (not a discrepancy
+        model).
+      architecture: config -> the model's architecture config (a frozen dataclass).
+      build: (architecture, number of training observers or None, rngs) -> the model.
+      loss: config -> `(model, batch, observer) -> (loss, measurements)`.
+      batch_keys: config -> the batch fields the loss reads.
+    """
+
+    name: str
+    summary: str
+    stream: str
+    per_observer: bool
+    conditioned_on: str | None
+    architecture: Callable[[ml_collections.ConfigDict], Any]
+    build: Callable[[Any, int | None, nnx.Rngs], nnx.Module]
+    loss: Callable[[ml_collections.ConfigDict], LossFn]
+    batch_keys: Callable[[ml_collections.ConfigDict], tuple[str, ...]]
+
+
+def network_fields(config: ml_collections.ConfigDict) -> dict:
+    """`config.network` as keyword arguments of an architecture config (lists become tuples)."""
+    return {key: tuple(v) if isinstance(v, list) else v for key, v in config.network.items()}
+
+
+def discrepancy_outputs(model: nnx.Module, image, usm, condition) -> tuple[jax.Array, ...]:
+    """A discrepancy model's outputs (coarse to final, each (B, 15, 20)) for a batch.
+
+    Args:
+      model: a PSM network, multi-task CNN or per-observer networks.
+      image: (B, H, W, 3) uint8 or float in [0, 1]; usm: (B, H, W) in [0, 1].
+      condition: (B,) observer indices (multi-task, per-observer) or (B, d) user embeddings (the
+        PSM network).
+    """
+    inputs = layers.model_input(image, usm)
+    if model.config.in_channels == 3:  # the "RGB based" variants read no USM
+        inputs = inputs[..., :3]
+    return model(inputs, condition)
+
+
+def _deep_supervised(config):
+    def discrepancy_loss(outputs, batch):
+        return losses.deep_supervised_mse(
+            outputs, batch["discrepancy"], reduction=config.loss_reduction
+        )
+
+    return discrepancy_loss
+
+
+def _embedding_loss(config) -> LossFn:
+    def loss_fn(model, batch, observer):
+        user_embedding = model(batch["images"], batch["psms"])
+        return losses.triplet_loss(user_embedding, observer, config.margin, config.mining), {}
+
+    return loss_fn
+
+
+def _psm_network_loss(config) -> LossFn:
+    discrepancy_loss = _deep_supervised(config)
+
+    def loss_fn(model, batch, observer):
+        outputs = discrepancy_outputs(model, batch["image"], batch["usm"], batch["embedding"])
+        loss = discrepancy_loss(outputs, batch)
+        if not config.composed_kld_weight:
+            return loss, {}
+        kld = losses.composed_kld(outputs[-1], batch["usm"], batch["psm"])
+        return loss + config.composed_kld_weight * kld, {"composed_kld": kld}
+
+    return loss_fn
+
+
+def _per_observer_loss(config) -> LossFn:
+    discrepancy_loss = _deep_supervised(config)
+
+    def loss_fn(model, batch, observer):
+        outputs = discrepancy_outputs(model, batch["image"], batch["usm"], observer)
+        return discrepancy_loss(outputs, batch), {}
+
+    return loss_fn
+
+
+def _universal_loss(config) -> LossFn:
+    del config
+
+    def loss_fn(model, batch, observer):
+        logits = model(layers.model_input(batch["image"], None))
+        return jnp.mean(universal.usm_loss(logits, batch["usm"])), {}
+
+    return loss_fn
+
+
+_REGRESSION_KEYS = ("image", "usm", "discrepancy", "observer")
+
+_SPECS = (
+    ModelSpec(
+        name="embedding",
+        summary="user-embedding encoder (Strohm et al.), triplet loss",
+        stream="embedding",
+        per_observer=False,
+        conditioned_on=None,
+        architecture=lambda config: embedding.EncoderConfig(**network_fields(config)),
+        build=lambda arch, n, rngs: embedding.UserEmbeddingEncoder(arch, rngs=rngs),
+        loss=_embedding_loss,
+        batch_keys=lambda config: ("images", "psms", "observer"),
+    ),
+    ModelSpec(
+        name="psm_network",
+        summary="personalised saliency network (Strohm et al.), embedding-conditioned",
+        stream="regression",
+        per_observer=False,
+        conditioned_on="embedding",
+        architecture=lambda config: personalised.SaliencyNetworkConfig(**network_fields(config)),
+        build=lambda arch, n, rngs: personalised.PersonalisedSaliencyNetwork(arch, rngs=rngs),
+        loss=_psm_network_loss,
+        batch_keys=lambda config: (
+            _REGRESSION_KEYS + ("embedding",) + (("psm",) if config.composed_kld_weight else ())
+        ),
+    ),
+    ModelSpec(
+        name="multi_task",
+        summary="multi-task CNN (Xu et al.), one head per training observer",
+        stream="regression",
+        per_observer=True,
+        conditioned_on="observer",
+        architecture=lambda config: multi_task.MultiTaskConfig(**network_fields(config)),
+        build=lambda arch, n, rngs: multi_task.MultiTaskCNN(n, arch, rngs=rngs),
+        loss=_per_observer_loss,
+        batch_keys=lambda config: _REGRESSION_KEYS,
+    ),
+    ModelSpec(
+        name="per_observer",
+        summary="one network per training observer (MultiConvNets / MultiCNN)",
+        stream="regression",
+        per_observer=True,
+        conditioned_on="observer",
+        architecture=lambda config: models.per_observer_architecture(
+            config.architecture, **network_fields(config)
+        ),
+        build=lambda arch, n, rngs: models.build_per_observer_networks(arch, n, rngs=rngs),
+        loss=_per_observer_loss,
+        batch_keys=lambda config: _REGRESSION_KEYS,
+    ),
+    ModelSpec(
+        name="universal",
+        summary="universal saliency network (image -> USM)",
+        stream="regression",
+        per_observer=False,
+        conditioned_on=None,
+        architecture=lambda config: universal.UniversalConfig(**network_fields(config)),
+        build=lambda arch, n, rngs: universal.UniversalSaliencyNetwork(arch, rngs=rngs),
+        loss=_universal_loss,
+        batch_keys=lambda config: ("image", "usm"),
+    ),
+)
+
+MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in _SPECS}
+"""Every trainable model by name, in the order the main job trains them."""
+
+
+def get(name: str) -> ModelSpec:
+    """The spec of `name`; a ValueError naming the known models otherwise."""
+    if name not in MODELS:
+        raise ValueError(f"Unknown model {name!r}; known: {', '.join(MODELS)}.")
+    return MODELS[name]
+
+
+def build_model(
+    config: ml_collections.ConfigDict, num_observers: int | None, rngs: nnx.Rngs
+) -> nnx.Module:
+    """The model `config` describes, freshly initialised.
+
+    Args:
+      config: a training config (its `model`, `network` and, for the per-observer networks,
+        `architecture`).
+      num_observers: the number of training observers (models with per-observer parameters);
+        ignored by the others.
+      rngs: initialisation keys.
+    """
+    spec = get(config.model)
+    if spec.per_observer and not num_observers:
+        raise ValueError(f"Building {spec.name!r} needs the number of training observers.")
+    return spec.build(spec.architecture(config), num_observers, rngs)

@@ -1,0 +1,266 @@
+"""Checkpoint-based evaluation: pairs, rows with stable ids, tables, significance, the embedding
+studies, and restoring models with their parameters only."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import TINY, tiny_config
+
+from psm_jax import inference, metrics
+from psm_jax.evaluation import embeddings, methods, pairs, report
+from psm_jax.train import checkpoint, loop
+
+
+def test_tables_from_trained_workdirs(tiny_data_dir, tiny_workdirs, tmp_path):
+    models = methods.Models.restore(
+        {name: tiny_workdirs[name] for name in ("embedding", "psm_network", "per_observer")}
+    )
+    for protocol in ("closed", "open"):
+        evaluation = pairs.evaluation_set(TINY, tiny_data_dir, protocol)
+        count = len(evaluation.image)
+        assert evaluation.psm.shape == (count, 120, 160) and count > 0
+        table, rows, scores = report.evaluate(evaluation, models, usm_floor=0.3, m=3)
+        assert [row.id for row in rows] == ["gt_usm", "per_observer", "embedding"]
+        assert rows[1].name.endswith(", oracle") == (protocol == "open")
+        assert all(values.shape == (count,) for values in scores["gt_usm"].values())
+        expected_cc = metrics.cc(evaluation.pair_usm, evaluation.psm)
+        np.testing.assert_allclose(scores["gt_usm"]["cc"], expected_cc, rtol=1e-4, atol=1e-5)
+        assert table.mean("gt_usm", "cc") == pytest.approx(float(np.mean(expected_cc)), rel=1e-5)
+        path = table.write(tmp_path / "report")
+        assert "| USM (ground truth) |" in path.read_text()
+        stored = json.loads((tmp_path / "report" / f"{protocol}.json").read_text())
+        assert list(stored["rows"]) == ["gt_usm", "per_observer", "embedding"]
+        assert stored["rows"]["gt_usm"]["name"] == "USM (ground truth)"
+        assert (stored["usm_floor"], stored["m"], stored["pairs"]) == (0.3, 3, count)
+
+
+def test_every_row_of_the_closed_set_and_the_multi_task_row_only_there(
+    tiny_data_dir, tiny_workdirs
+):
+    models = methods.Models.restore(tiny_workdirs)
+    closed = pairs.evaluation_set(TINY, tiny_data_dir, "closed")
+    rows = methods.predict_rows(closed, models, usm_floor=0.3, m=3)
+    assert [row.id for row in rows] == [
+        "gt_usm",
+        "predicted_usm",
+        "multi_task",
+        "per_observer",
+        "embedding",
+    ]
+    for row in rows:
+        assert row.psm.shape == closed.psm.shape and np.isfinite(row.psm).all()
+    open_rows = methods.predict_rows(
+        pairs.evaluation_set(TINY, tiny_data_dir, "open"), models, usm_floor=0.3, m=3
+    )
+    assert "multi_task" not in [row.id for row in open_rows]  # no head for unseen observers
+
+
+def test_a_fine_tuned_universal_network_adds_the_pretrained_row(
+    tiny_data_dir, tiny_workdirs, tmp_path
+):
+    tuned = tiny_config("universal", tiny_data_dir, init_from=tiny_workdirs["universal"])
+    loop.train_and_evaluate(tuned, tmp_path / "tuned")
+    models = methods.Models.restore({"universal": str(tmp_path / "tuned")})
+    assert models.pretrained_universal.workdir == Path(tiny_workdirs["universal"])
+    rows = methods.predict_rows(
+        pairs.evaluation_set(TINY, tiny_data_dir, "closed"), models, usm_floor=0.3, m=3
+    )
+    assert [(row.id, row.name) for row in rows] == [
+        ("gt_usm", "USM (ground truth)"),
+        ("pretrained_usm", f"USM (universal network trained on {TINY}, not fine-tuned)"),
+        ("predicted_usm", "USM (fine-tuned universal network)"),
+    ]
+
+
+def test_restoring_builds_no_optimiser_and_opens_no_dataset(tiny_workdirs, monkeypatch):
+    """Parameters only: the network from config.json, shapes from eval_shape, values from the
+    checkpoint; equal to the parameters training saved."""
+    import optax
+    from flax import nnx
+
+    from psm_jax.data import pipeline
+    from psm_jax.train import tasks
+
+    calls = []
+    monkeypatch.setattr(pipeline, "open_split", lambda *a, **k: calls.append("open_split"))
+    monkeypatch.setattr(tasks, "optimizer", lambda *a, **k: calls.append("optimizer"))
+    for name in ("sgd", "adam"):
+        monkeypatch.setattr(optax, name, lambda *a, _n=name, **k: calls.append(_n))
+    restored = {name: inference.restore(workdir) for name, workdir in tiny_workdirs.items()}
+    assert calls == []
+    assert {name: r.kind for name, r in restored.items()} == {n: n for n in tiny_workdirs}
+    assert restored["multi_task"].model.num_observers == 4  # the tiny set's training observers
+    with pytest.raises(ValueError, match="holds a 'universal' model, not 'embedding'"):
+        inference.restore(tiny_workdirs["universal"], kind="embedding")
+    monkeypatch.undo()
+    # The same values as a whole-state restore of the run's best checkpoint.
+    config = checkpoint.load_config(tiny_workdirs["psm_network"])
+    _, metadata = pipeline.open_split(config.dataset, "train", config.data_dir)
+    task = tasks.make_task(config, metadata, np.zeros((4, 4, 8), np.float32))
+    from psm_jax.train import step as train_step
+
+    graphdef, state = train_step.init_state(
+        task.build_model(nnx.Rngs(0)), tasks.optimizer(config, 1)
+    )
+    mgr = checkpoint.manager(tiny_workdirs["psm_network"])
+    state, _ = checkpoint.restore(mgr, state, mgr.best_step())
+    whole = nnx.state(train_step.merge(graphdef, state), nnx.Param)
+    alone = nnx.state(restored["psm_network"].model, nnx.Param)
+    for a, b in zip(jax_leaves(whole), jax_leaves(alone), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def jax_leaves(state):
+    import jax
+
+    return [np.asarray(leaf) for leaf in jax.tree.leaves(state)]
+
+
+def test_a_workdir_saved_before_num_observers_was_recorded_still_restores(tiny_workdirs, tmp_path):
+    import shutil
+
+    old = tmp_path / "multi_task"
+    shutil.copytree(tiny_workdirs["multi_task"], old)
+    stored = json.loads((old / "config.json").read_text())
+    del stored["num_observers"], stored["working_size"]
+    (old / "config.json").write_text(json.dumps(stored))
+    restored = inference.restore(old)
+    assert restored.model.num_observers == 4  # read from the stored parameters' shapes
+    assert restored.working_size == (120, 160)
+
+
+def test_the_asterisk_marks_a_significant_win_over_the_strongest_row():
+    rng = np.random.default_rng(0)
+    evaluation = _FakeSet()
+    base = {m: rng.normal(0.5, 0.05, 200) for m in report.METRICS}
+    strong = {m: v + (0.2 if m != "kld" else -0.2) for m, v in base.items()}
+    rows = [
+        methods.Row("gt_usm", "USM", None),
+        methods.Row("per_observer", "Other", None),
+        methods.Row("embedding", "Ours", None),
+    ]
+    table = report.table(
+        evaluation,
+        rows,
+        {"gt_usm": base, "per_observer": dict(base), "embedding": strong},
+        usm_floor=0.3,
+        m=32,
+    )
+    assert all(table.rows["embedding"][m]["significant"] for m in report.METRICS)
+    assert not any(table.rows["gt_usm"][m]["significant"] for m in report.METRICS)
+    tie = report.table(
+        evaluation, rows[::2], {"gt_usm": base, "embedding": dict(base)}, usm_floor=0.3, m=32
+    )
+    assert not any(tie.rows["embedding"][m]["significant"] for m in report.METRICS)
+    assert "| Ours | 0.700* |" in table.markdown().replace(
+        f"{table.mean('embedding', 'cc'):.3f}", "0.700"
+    )
+
+
+class _FakeSet:
+    dataset, protocol = "d", "closed"
+    image = np.zeros(200)
+
+
+def test_preference_alignment_tracks_true_preference_distances():
+    rng = np.random.default_rng(0)
+    preferences = rng.dirichlet(np.ones(5), size=12)
+    logits = np.log(preferences)
+    logits -= logits.mean(axis=1, keepdims=True)
+    # Embeddings that are the (normalised) centred log-preferences plus a little set noise: their
+    # cosine distances follow the preference distances closely.
+    labels = np.repeat(np.arange(12), 4)
+    noisy = logits[labels] + 0.05 * rng.standard_normal((48, 5))
+    aligned = embeddings.preference_alignment(noisy + 3.0 * np.eye(5)[0], labels, preferences)
+    assert aligned["spearman"] > 0.5 and aligned["p_value"] < 0.01 and aligned["pairs"] == 66
+    unrelated = embeddings.preference_alignment(rng.standard_normal((48, 8)), labels, preferences)
+    assert abs(unrelated["spearman"]) < 0.3 and unrelated["p_value"] > 0.05
+
+
+def test_precision_at_1_versus_m_is_nan_where_the_images_cannot_supply_a_set(
+    tiny_data_dir, tiny_workdirs
+):
+    from psm_jax.data import pipeline
+
+    encoder = inference.restore(tiny_workdirs["embedding"])
+    source, metadata = pipeline.open_split(TINY, "train", tiny_data_dir)
+    precision = embeddings.precision_at_1_versus_m(
+        encoder, source, metadata, ms=(4, 16), sets_per_observer=3
+    )
+    assert 0.0 <= precision[4] <= 1.0 and np.isnan(precision[16])  # 24 training images
+    vectors, labels = embeddings.set_embeddings(
+        encoder, source, metadata, group="test", m=4, sets_per_observer=3
+    )
+    assert vectors.shape == (6, 8) and list(labels) == [0, 0, 0, 1, 1, 1]
+    with pytest.raises(ValueError, match="m = 16 pairs needs at least 32 training images"):
+        inference.embed_observers(encoder, source, metadata, group="test", m=16)
+
+
+def test_the_usm_floor_keeps_a_fraction_of_the_usm_where_the_discrepancy_erases_it():
+    usm = np.linspace(0.0, 0.8, 8 * 8, dtype=np.float32).reshape(1, 8, 8)
+    discrepancy = np.full((1, 2, 2), -0.5, np.float32)  # coarse, upsampled 4x
+    discrepancy[0, 0, 0] = 0.9  # and one cell pushed above 1
+    papers = inference.compose_psm(usm, discrepancy, usm_floor=0.0)
+    np.testing.assert_allclose(papers, np.clip(usm + _up(discrepancy), 0, 1))
+    floored = inference.compose_psm(usm, discrepancy, usm_floor=0.3)
+    erased = usm + _up(discrepancy) < 0.3 * usm
+    assert erased.sum() > 10  # the case the floor is for
+    np.testing.assert_allclose(floored[erased], 0.3 * usm[erased], rtol=1e-6)
+    np.testing.assert_allclose(floored[~erased], papers[~erased], rtol=1e-6)
+    assert floored.max() <= 1.0
+    with pytest.raises(ValueError, match="usm_floor"):
+        inference.compose_psm(usm, discrepancy, usm_floor=1.5)
+
+
+def test_the_training_loss_scores_the_papers_composition():
+    """losses.composed_kld's value is the KLD of compose_psm(..., usm_floor=0)."""
+    import jax.numpy as jnp
+
+    from psm_jax import losses
+
+    rng = np.random.default_rng(0)
+    usm = rng.random((2, 16, 24)).astype(np.float32)
+    psm = rng.random((2, 16, 24)).astype(np.float32)
+    discrepancy = rng.uniform(-0.6, 0.6, (2, 4, 6)).astype(np.float32)
+    composed = inference.compose_psm(usm, discrepancy, usm_floor=0.0)
+    assert (composed == 0).any()
+    p = composed / composed.sum(axis=(1, 2), keepdims=True)
+    q = psm / psm.sum(axis=(1, 2), keepdims=True)
+    expected = np.mean(np.sum(q * np.log(1e-7 + q / (p + 1e-7)), axis=(1, 2)))
+    value = losses.composed_kld(jnp.asarray(discrepancy), usm, psm, epsilon=1e-7)
+    np.testing.assert_allclose(value, expected, rtol=1e-4)
+
+
+def _up(discrepancy):
+    import jax
+
+    return np.asarray(jax.image.resize(discrepancy, (1, 8, 8), "bilinear"))
+
+
+def test_the_open_set_oracle_picks_each_unseen_observers_best_trained_network(
+    tiny_data_dir, tiny_workdirs
+):
+    """Strohm et al.'s oracle: per unseen observer, the trained observer's network with the lowest
+    discrepancy MSE against that observer's own targets (PSM - the pair's USM)."""
+    from psm_jax.data import saliency_maps
+
+    models = methods.Models.restore({"per_observer": tiny_workdirs["per_observer"]})
+    evaluation = pairs.evaluation_set(TINY, tiny_data_dir, "open")
+    oracle = methods.predict_rows(evaluation, models, usm_floor=0.0, m=3)[-1]
+    assert oracle.id == "per_observer"
+    usm = evaluation.pair_usm
+    target = saliency_maps.discrepancy_maps(evaluation.psm, usm, saliency_maps.OUTPUT_SIZE)
+    candidates = [
+        inference.predict_discrepancy(
+            models.per_observer, evaluation.pair_images, usm, np.full(len(usm), k, np.int32)
+        )
+        for k in range(models.per_observer.model.num_observers)
+    ]
+    for observer in np.unique(evaluation.observer):
+        own = evaluation.observer == observer
+        errors = [np.mean((c[own] - target[own]) ** 2) for c in candidates]
+        best = candidates[int(np.argmin(errors))][own]
+        expected = inference.compose_psm(usm[own], best, usm_floor=0.0)
+        np.testing.assert_allclose(oracle.psm[own], expected, atol=1e-6)

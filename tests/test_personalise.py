@@ -1,0 +1,223 @@
+"""New viewers: enrolment by embedding (Strohm) or by a new multi-task head (Xu), prediction, and
+the enrol / predict launchers."""
+
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+from conftest import TINY
+from flax import nnx
+from PIL import Image
+
+from psm_jax import figures, inference, personalise
+from psm_jax.data import pipeline, saliency_maps
+from psm_jax.models import layers
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _viewer_files(data_dir, directory, subjects=("",)):
+    """A new person's files as a user has them: images_dir with 3 PNGs and viewer.csv with the
+    fixations of test observer 0 on them (one more person's, shifted, per extra subject)."""
+    source, _ = pipeline.open_split(TINY, "test", data_dir)
+    images_dir = directory / "images"
+    images_dir.mkdir(exist_ok=True)
+    header = "image,x,y,duration_ms" + (",subject" if subjects != ("",) else "")
+    lines = [header]
+    for i in range(3):
+        record = source[i]
+        name = f"new_{i}.png"
+        Image.open(io.BytesIO(record["image"])).save(images_dir / name)
+        fixations = record["fixations"]
+        own = np.asarray(fixations["observer"]) == 0
+        for k, subject in enumerate(subjects):
+            for x, y in zip(
+                np.asarray(fixations["x"])[own], np.asarray(fixations["y"])[own], strict=True
+            ):
+                row = f"{name},{x + 5 * k},{y},200"
+                lines.append(row + (f",{subject}" if subject else ""))
+    path = directory / ("viewer.csv" if subjects == ("",) else "people.csv")
+    path.write_text("\n".join(lines) + "\n")
+    return images_dir, path
+
+
+def test_enroll_a_new_viewer_and_predict_their_map(tiny_data_dir, tiny_workdirs, tmp_path):
+    images_dir, csv = _viewer_files(tiny_data_dir, tmp_path)
+    images, psms, names = personalise.read_viewer(images_dir, csv)
+    assert images.shape == (3, 120, 160, 3) and psms.shape == (3, 120, 160) and len(names) == 3
+    np.testing.assert_allclose(psms.max(axis=(1, 2)), 1.0, rtol=1e-5)
+    encoder = inference.restore(tiny_workdirs["embedding"])
+    embedding = personalise.enroll(encoder, images, psms)
+    np.testing.assert_allclose(np.linalg.norm(embedding), 1.0, rtol=1e-5)
+
+    psm_network = inference.restore(tiny_workdirs["psm_network"])
+    universal = inference.restore(tiny_workdirs["universal"])
+    image, usm, psm = personalise.predict(
+        psm_network, universal, embedding, images_dir / names[0], usm_floor=0.3
+    )
+    assert image.shape == (120, 160, 3) and usm.shape == psm.shape == (120, 160)
+    assert 0.0 <= psm.min() and psm.max() <= 1.0
+    figures.save_overlay(image, psm, tmp_path / "overlay.png")
+    assert Image.open(tmp_path / "overlay.png").size == (160, 120)
+    with pytest.raises(ValueError, match="holds a 'psm_network' model, not 'embedding'"):
+        personalise.enroll(psm_network, images, psms)
+
+
+def test_bad_viewer_tables_are_named(tiny_data_dir, tmp_path):
+    images_dir, _ = _viewer_files(tiny_data_dir, tmp_path)
+    (tmp_path / "bad.csv").write_text("image,x\nnew_0.png,3\n")
+    with pytest.raises(ValueError, match="bad.csv lacks columns \\['y'\\]"):
+        personalise.read_viewer(images_dir, tmp_path / "bad.csv")
+    (tmp_path / "missing.csv").write_text("image,x,y\nnope.png,1,2\n")
+    with pytest.raises(FileNotFoundError, match="nope.png"):
+        personalise.read_viewer(images_dir, tmp_path / "missing.csv")
+    _, people = _viewer_files(tiny_data_dir, tmp_path, subjects=("alice", "bob"))
+    with pytest.raises(ValueError, match="fixations of 2 people \\(alice, bob\\).*--subject"):
+        personalise.read_viewer(images_dir, people)
+    alice = personalise.read_viewer(images_dir, people, subject="alice")[1]
+    bob = personalise.read_viewer(images_dir, people, subject="bob")[1]
+    assert not np.allclose(alice, bob)
+    # A NaN coordinate drops that fixation, not the image (as the dataset builders do).
+    (tmp_path / "nan.csv").write_text("image,x,y\nnew_0.png,10,20\nnew_0.png,nan,5\n")
+    images, _, names = personalise.read_viewer(images_dir, tmp_path / "nan.csv")
+    assert names == ["new_0.png"] and len(images) == 1
+
+
+def test_adapting_a_new_multi_task_head_leaves_the_shared_layers(tiny_data_dir, tiny_workdirs):
+    source, metadata = pipeline.open_split(TINY, "train", tiny_data_dir)
+    observer = metadata.observers("test")[0]  # a person the model never saw
+    images, psms, usms = [], [], []
+    for i in range(8):
+        record = source[i]
+        psm = np.asarray(record["psm"], np.float32)
+        usm, _ = saliency_maps.universal_saliency_maps(
+            psm, record["psm_valid"], mode="train", train_observers=metadata.train_mask
+        )
+        images.append(pipeline.decode_image(record["image"], metadata.working_size))
+        psms.append(psm[observer])
+        usms.append(usm[observer])
+    trained = inference.restore(tiny_workdirs["multi_task"])
+    person, history = personalise.adapt_multi_task_head(
+        trained, np.stack(images), np.stack(psms), np.stack(usms), steps=30, batch_size=8
+    )
+    assert history[-5:].mean() < history[:5].mean()  # the new head fits the person's maps
+    shared = nnx.state(trained.model, nnx.All(nnx.Param, nnx.Not(layers.ObserverParam)))
+    adapted = nnx.state(person.model, nnx.All(nnx.Param, nnx.Not(layers.ObserverParam)))
+    for a, b in zip(jax.tree.leaves(shared), jax.tree.leaves(adapted), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert jax.tree.leaves(nnx.state(person.model, layers.ObserverParam))[0].shape[0] == 1
+
+
+def _run_launcher(script: str, *flags: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "launch" / script), *flags],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "JAX_PLATFORMS": "cpu"},
+    )
+
+
+def test_both_enrolments_and_predictions_through_the_launchers(
+    tiny_data_dir, tiny_workdirs, tmp_path
+):
+    """launch/enroll.py writes an embedding (Strohm) or fits and saves a head (Xu);
+    launch/predict.py uses either; a missing flag, a workdir of the wrong kind, a head of another
+    model and a file that is no head are refused by name."""
+    images_dir, csv = _viewer_files(tiny_data_dir, tmp_path)
+    person = (f"--images_dir={images_dir}", f"--fixations={csv}")
+    enrolled = _run_launcher(
+        "enroll.py",
+        *person,
+        f"--encoder_workdir={tiny_workdirs['embedding']}",
+        f"--output={tmp_path / 'alice'}",
+    )
+    assert enrolled.returncode == 0, enrolled.stderr[-2000:]
+    assert f"-> {tmp_path / 'alice.npy'}" in enrolled.stdout
+    wrong_kind = _run_launcher(
+        "enroll.py",
+        *person,
+        f"--encoder_workdir={tiny_workdirs['universal']}",
+        f"--output={tmp_path / 'nobody'}",
+    )
+    assert wrong_kind.returncode != 0
+    assert "holds a 'universal' model, not 'embedding'" in wrong_kind.stderr
+    predicted = _run_launcher(
+        "predict.py",
+        f"--psm_network={tiny_workdirs['psm_network']}",
+        f"--embedding={tmp_path / 'alice.npy'}",
+        f"--universal={tiny_workdirs['universal']}",
+        f"--image={images_dir / 'new_0.png'}",
+        f"--output={tmp_path / 'alice_strohm'}",
+        "--usm_floor=0",
+    )
+    assert predicted.returncode == 0, predicted.stderr[-2000:]
+    _, _, expected = personalise.predict(
+        inference.restore(tiny_workdirs["psm_network"]),
+        inference.restore(tiny_workdirs["universal"]),
+        np.load(tmp_path / "alice.npy"),
+        images_dir / "new_0.png",
+        usm_floor=0.0,
+    )
+    np.testing.assert_allclose(np.load(tmp_path / "alice_strohm.npy"), expected, atol=1e-6)
+
+    head = (
+        "--method=multi_task_head",
+        *person,
+        f"--output={tmp_path / 'head'}",  # no suffix: the head goes to head.npz, and says so
+        "--steps=20",
+    )
+    refused = _run_launcher("enroll.py", *head)
+    assert refused.returncode != 0 and "--multi_task_workdir" in refused.stderr
+    enrolled = _run_launcher(
+        "enroll.py",
+        *head,
+        f"--multi_task_workdir={tiny_workdirs['multi_task']}",
+        f"--universal={tiny_workdirs['universal']}",
+    )
+    assert enrolled.returncode == 0, enrolled.stderr[-2000:]
+    assert "Multi-task head fitted to 3" in enrolled.stdout
+    assert f"-> {tmp_path / 'head.npz'}" in enrolled.stdout
+
+    trained = inference.restore(tiny_workdirs["multi_task"])
+    adapted = personalise.head_arrays(personalise.load_head(trained, tmp_path / "head.npz").model)
+    mean_head = {
+        k: v.mean(axis=0, keepdims=True) for k, v in personalise.head_arrays(trained.model).items()
+    }
+    assert adapted.keys() == mean_head.keys()
+    # 20 SGD steps moved the head away from its start, the mean of the trained heads.
+    assert any(not np.allclose(adapted[k], mean_head[k]) for k in adapted)
+
+    predicted = _run_launcher(
+        "predict.py",
+        f"--multi_task={tiny_workdirs['multi_task']}",
+        f"--head={tmp_path / 'head.npz'}",
+        f"--universal={tiny_workdirs['universal']}",
+        f"--image={images_dir / 'new_0.png'}",
+        f"--output={tmp_path / 'alice_xu'}",
+    )
+    assert predicted.returncode == 0, predicted.stderr[-2000:]
+    psm = np.load(tmp_path / "alice_xu.npy")
+    _, usm, expected = personalise.predict_with_head(
+        trained,
+        tmp_path / "head.npz",
+        inference.restore(tiny_workdirs["universal"]),
+        images_dir / "new_0.png",
+        usm_floor=0.3,
+    )
+    np.testing.assert_allclose(psm, expected, atol=1e-6)
+    assert not np.allclose(psm, usm)  # the head's discrepancy changed the universal map
+    assert (tmp_path / "alice_xu.png").exists() and (tmp_path / "alice_xu_usm.png").exists()
+
+    np.savez(tmp_path / "wrong.npz", kernel=np.zeros(3))
+    with pytest.raises(ValueError, match="wrong.npz is not a head"):
+        personalise.load_head(trained, tmp_path / "wrong.npz")
+    np.save(tmp_path / "embedding.npy", np.zeros(8))
+    with pytest.raises(ValueError, match="embedding.npy is not a .npz head"):
+        personalise.load_head(trained, tmp_path / "embedding.npy")
+    with pytest.raises(ValueError, match="Cannot read the head .*missing.npz"):
+        personalise.load_head(trained, tmp_path / "missing.npz")
