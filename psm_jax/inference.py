@@ -154,7 +154,8 @@ def embed_observers(
     per_observer: int = 1,
     sets_per_observer: int = 1,
     seed: int = 0,
-) -> np.ndarray:
+    with_image_index: bool = False,
+):
     """Embeddings of random m-pair sets of each observer of `group`, drawn from the images of
     `source` (the dataset's training images, never its test images): (observers in group,
     per_observer, d).
@@ -168,6 +169,8 @@ def embed_observers(
       sets_per_observer: sets each observer draws per window of images
         (`psm_jax.data.pipeline.embedding_dataset`).
       seed: the draws' seed.
+      with_image_index: also return the record indices of each set's images (observers, per
+        observer, m): the enrolment data the embeddings were made from.
     """
     _expect(encoder, "embedding")
     if len(source) < 2 * m:
@@ -187,7 +190,9 @@ def embed_observers(
         drop_remainder=False,
     )
     count = len(metadata.observers(group))
-    return embedding_lib.collect_embeddings(encoder.model, stream, count, per_observer)
+    return embedding_lib.collect_embeddings(
+        encoder.model, stream, count, per_observer, with_image_index=with_image_index
+    )
 
 
 def _expect(restored: Restored, kind: str) -> None:

@@ -130,7 +130,7 @@ def _evaluate(dataset, data_dir, workdir: Path, models: methods.Models, evaluati
             evaluation_set, models, usm_floor=evaluation.usm_floor, m=evaluation.m
         )
         table.write(output)
-        sections.append(table.markdown())
+        sections += [table.markdown(), table.versus_usm_markdown()]
         results[protocol] = table
         ours = [row for row in rows if row.id == methods.OURS]
         grid_path = output / f"examples_{protocol}.png"

@@ -93,6 +93,30 @@ def discrepancy_outputs(model: nnx.Module, image, usm, condition) -> tuple[jax.A
     return model(inputs, condition)
 
 
+def relu_activity(model: nnx.Module, batch: dict) -> dict[str, jax.Array]:
+    """How alive each ReLU layer of a PSM network (or of Strohm's per-observer networks) is on a
+    batch: "live_units/<layer>", the fraction of its activations above 0, and
+    "live_channels/<layer>", the fraction of its channels above 0 somewhere in the batch. A layer
+    whose units never fire passes no gradient (dying ReLU). Other models: {}.
+
+    Args:
+      model: the model; batch: a regression batch (image, usm and embedding or observer).
+    """
+    if not isinstance(
+        model, personalised.PersonalisedSaliencyNetwork | personalised.PerObserverSaliencyNetworks
+    ):
+        return {}
+    condition = batch["embedding"] if "embedding" in batch else batch["observer"]
+    activations: dict[str, jax.Array] = {}
+    model(layers.model_input(batch["image"], batch["usm"]), condition, activations=activations)
+    result = {}
+    for name, values in activations.items():
+        live = values > 0
+        result[f"live_units/{name}"] = jnp.mean(live)
+        result[f"live_channels/{name}"] = jnp.mean(jnp.any(live, axis=(0, 1, 2)))
+    return result
+
+
 def _deep_supervised(config):
     def discrepancy_loss(outputs, batch):
         return losses.deep_supervised_mse(

@@ -146,9 +146,20 @@ def test_main_job_on_tiny(tmp_path, capsys, monkeypatch):
     assert "closed set" in report and "open set" in report
     for row in ("USM (ground truth)", "Multi-task CNN", "Per-observer networks", "Embedding +"):
         assert row in report
+    for baseline in ("Centre bias", "observer's mean discrepancy", "observer's mean PSM"):
+        assert report.count(baseline) >= 4  # closed and open tables, each with its USM table
+    assert report.count("Against the ground-truth USM") == 2 and "IG (bits/fix.)" in report
     assert "Multi-task CNN" not in report.split("open set")[1]  # no head for unseen observers
     closed = result["closed"]
-    assert set(closed.rows["gt_usm"]) == {"name", "cc", "sim", "auc_judd", "nss", "kld"}
+    assert set(closed.rows["gt_usm"]) == {
+        "name",
+        "cc",
+        "sim",
+        "auc_judd",
+        "nss",
+        "kld",
+        "information_gain",
+    }
     assert closed.usm_floor == 0.3 and closed.m == 3  # the tiny encoder's m
     stored = json.loads((tmp_path / "runs" / "report" / "closed.json").read_text())
     assert stored["usm_floor"] == 0.3 and "embedding" in stored["rows"]

@@ -22,16 +22,27 @@ def test_tables_from_trained_workdirs(tiny_data_dir, tiny_workdirs, tmp_path):
         count = len(evaluation.image)
         assert evaluation.psm.shape == (count, 120, 160) and count > 0
         table, rows, scores = report.evaluate(evaluation, models, usm_floor=0.3, m=3)
-        assert [row.id for row in rows] == ["gt_usm", "per_observer", "embedding"]
-        assert rows[1].name.endswith(", oracle") == (protocol == "open")
+        ids = ["gt_usm", "centre_bias", "mean_discrepancy", "prior_blend", "per_observer"]
+        assert [row.id for row in rows] == ids + ["embedding"]
+        assert rows[4].name.endswith(", oracle") == (protocol == "open")
         assert all(values.shape == (count,) for values in scores["gt_usm"].values())
         expected_cc = metrics.cc(evaluation.pair_usm, evaluation.psm)
         np.testing.assert_allclose(scores["gt_usm"]["cc"], expected_cc, rtol=1e-4, atol=1e-5)
         assert table.mean("gt_usm", "cc") == pytest.approx(float(np.mean(expected_cc)), rel=1e-5)
         path = table.write(tmp_path / "report")
         assert "| USM (ground truth) |" in path.read_text()
+        assert "Against the ground-truth USM" in path.read_text()
         stored = json.loads((tmp_path / "report" / f"{protocol}.json").read_text())
-        assert list(stored["rows"]) == ["gt_usm", "per_observer", "embedding"]
+        assert list(stored["rows"]) == ids + ["embedding"]
+        usm_row = stored["rows"]["gt_usm"]
+        assert usm_row["information_gain"] == pytest.approx(0.0, abs=1e-6)
+        assert usm_row["cc"]["versus_usm"]["p"] == 1.0
+        np.testing.assert_allclose(
+            stored["rows"]["embedding"]["cc"]["versus_usm"]["difference"],
+            stored["rows"]["embedding"]["cc"]["mean"] - usm_row["cc"]["mean"],
+            atol=1e-6,
+        )
+        assert 0.0 <= stored["rows"]["embedding"]["kld"]["versus_usm"]["p"] <= 1.0
         assert stored["rows"]["gt_usm"]["name"] == "USM (ground truth)"
         assert (stored["usm_floor"], stored["m"], stored["pairs"]) == (0.3, 3, count)
 
@@ -45,6 +56,9 @@ def test_every_row_of_the_closed_set_and_the_multi_task_row_only_there(
     assert [row.id for row in rows] == [
         "gt_usm",
         "predicted_usm",
+        "centre_bias",
+        "mean_discrepancy",
+        "prior_blend",
         "multi_task",
         "per_observer",
         "embedding",
@@ -65,7 +79,11 @@ def test_a_fine_tuned_universal_network_adds_the_pretrained_row(
     models = methods.Models.restore({"universal": str(tmp_path / "tuned")})
     assert models.pretrained_universal.workdir == Path(tiny_workdirs["universal"])
     rows = methods.predict_rows(
-        pairs.evaluation_set(TINY, tiny_data_dir, "closed"), models, usm_floor=0.3, m=3
+        pairs.evaluation_set(TINY, tiny_data_dir, "closed"),
+        models,
+        usm_floor=0.3,
+        m=3,
+        baselines=False,
     )
     assert [(row.id, row.name) for row in rows] == [
         ("gt_usm", "USM (ground truth)"),
@@ -264,3 +282,48 @@ def test_the_open_set_oracle_picks_each_unseen_observers_best_trained_network(
         best = candidates[int(np.argmin(errors))][own]
         expected = inference.compose_psm(usm[own], best, usm_floor=0.0)
         np.testing.assert_allclose(oracle.psm[own], expected, atol=1e-6)
+
+
+def test_baselines_come_from_the_data_the_embedding_gets(tiny_data_dir, tiny_workdirs):
+    """Closed set: every training image an observer viewed; open set: their m enrolment pairs.
+    The blend weight is the grid value with the lowest KLD on those pairs."""
+    from psm_jax.data import pipeline, saliency_maps
+    from psm_jax.evaluation import priors
+
+    source, metadata = pipeline.open_split(TINY, "train", tiny_data_dir)
+    closed = priors.observer_priors(source, metadata, "train")
+    observer = metadata.observers("train")[1]
+    psms, usms = [], []
+    for index in range(len(source)):
+        record = source[index]
+        psm = np.asarray(record["psm"], np.float32)
+        valid = np.asarray(record["psm_valid"], bool)
+        usm, usm_valid = saliency_maps.universal_saliency_maps(
+            psm, valid, mode="train", train_observers=metadata.train_mask
+        )
+        if valid[observer] and usm_valid[0]:
+            psms.append(psm[observer])
+            usms.append(usm[0])
+    psms, usms = np.stack(psms), np.stack(usms)
+    assert closed.pairs[1] == len(psms)
+    np.testing.assert_allclose(closed.mean_psm[1], psms.mean(axis=0), atol=1e-6)
+    np.testing.assert_allclose(closed.mean_discrepancy[1], (psms - usms).mean(axis=0), atol=1e-6)
+    losses = {
+        a: float(np.mean(metrics.kld(priors.blend(usms, psms.mean(axis=0), a), psms)))
+        for a in priors.BLEND_WEIGHTS
+    }
+    assert losses[float(closed.blend[1])] == pytest.approx(min(losses.values()), abs=1e-7)
+
+    encoder = inference.restore(tiny_workdirs["embedding"])
+    _, enrolment = inference.embed_observers(
+        encoder, source, metadata, group="test", m=3, with_image_index=True
+    )
+    opened = priors.observer_priors(source, metadata, "test", enrolment[:, 0])
+    test_observer = metadata.observers("test")[0]
+    own = np.stack(
+        [np.asarray(source[int(i)]["psm"], np.float32)[test_observer] for i in enrolment[0, 0]]
+    )
+    assert opened.pairs[0] == 3
+    np.testing.assert_allclose(opened.mean_psm[0], own.mean(axis=0), atol=1e-6)
+    centre = priors.centre_bias(source, metadata)
+    assert centre.shape == (120, 160) and 0 < centre.max() <= 1

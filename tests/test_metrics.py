@@ -358,3 +358,34 @@ def test_inter_observer_consistency_matches_the_pairwise_reference():
     ]
     value = metrics.inter_observer_consistency(psm, rows, cols, mask, valid)
     assert float(value) == pytest.approx(np.mean(expected), abs=1e-5)
+
+
+def test_information_gain_in_bits_per_fixation_against_a_direct_computation():
+    rng = np.random.default_rng(3)
+    prediction = rng.random((3, 6, 8)).astype(np.float32)
+    baseline = rng.random((3, 6, 8)).astype(np.float32)
+    x = rng.uniform(0, 79, (3, 4)).astype(np.float32)  # native 60x80 images
+    y = rng.uniform(0, 59, (3, 4)).astype(np.float32)
+    mask = np.array([[1, 1, 1, 0], [1, 0, 0, 0], [0, 0, 0, 0]], bool)
+    size = np.array([60, 80])
+    gain = np.asarray(metrics.information_gain(prediction, baseline, x, y, mask, size, grid=(6, 8)))
+    rows, cols = (np.asarray(a) for a in metrics.fixations_to_grid(x, y, size, (6, 8)))
+
+    def density(m):
+        return 0.99 * m / m.sum() + 0.01 / m.size
+
+    for b in range(2):
+        p, q = density(prediction[b]), density(baseline[b])
+        own = mask[b]
+        expected = np.mean(np.log2(p[rows[b, own], cols[b, own]] / q[rows[b, own], cols[b, own]]))
+        assert gain[b] == pytest.approx(expected, rel=1e-4, abs=1e-5)
+    assert np.isnan(gain[2])  # no fixation
+    same = metrics.information_gain(baseline, baseline, x, y, mask, size, grid=(6, 8))
+    np.testing.assert_allclose(np.asarray(same)[:2], 0.0, atol=1e-6)
+    # A map with all its mass on the fixated pixels gains over a uniform one.
+    peaked = np.zeros((1, 6, 8), np.float32)
+    peaked[0, rows[0, :3], cols[0, :3]] = 1.0
+    better = metrics.information_gain(
+        peaked, np.ones((1, 6, 8), np.float32), x[:1], y[:1], mask[:1], size, grid=(6, 8)
+    )
+    assert float(better[0]) > 3.9  # log2(0.99 * 48 / 3 + 0.01) ~ 3.99 bits, or more

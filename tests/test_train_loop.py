@@ -49,6 +49,10 @@ def test_every_model_trains_checkpoints_and_logs(model, data_dir, encoder_workdi
     assert np.isfinite(measurements["loss"]) and np.isfinite(measurements["validation_loss"])
     if model == "psm_network":
         assert np.isfinite(measurements["composed_kld"]) and measurements["composed_kld"] > 0
+        # How alive each ReLU layer is, logged beside the validation loss.
+        for layer in ("trunk_0", "dynamic", "head"):
+            assert 0.0 <= measurements[f"live_units/{layer}"] <= 1.0
+            assert 0.0 <= measurements[f"live_channels/{layer}"] <= 1.0
     assert checkpoint.load_config(tmp_path).model == model
     assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
     steps = sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit())

@@ -308,6 +308,7 @@ class _SetsOfWindow(grain.transforms.RandomMap):
         images = np.stack([r.image for r in window])
         psms = np.stack([r.psm for r in window])
         valid = np.stack([r.psm_valid for r in window])
+        indices = np.array([r.image_index for r in window], np.int32)
         sets = []
         for k, o in enumerate(self.observers):
             viewed = np.flatnonzero(valid[:, o])
@@ -316,7 +317,12 @@ class _SetsOfWindow(grain.transforms.RandomMap):
             for _ in range(self.sets_per_observer):
                 chosen = rng.choice(viewed, size=self.m, replace=False)
                 sets.append(
-                    {"images": images[chosen], "psms": psms[chosen, o], "observer": np.int32(k)}
+                    {
+                        "images": images[chosen],
+                        "psms": psms[chosen, o],
+                        "observer": np.int32(k),
+                        "image_index": indices[chosen],
+                    }
                 )
         order = rng.permutation(len(sets))
         return [sets[i] for i in order]
@@ -392,7 +398,8 @@ def embedding_dataset(
 
     Returns:
       An IterDataset of dicts: images (B, m, H, W, 3) uint8, psms (B, m, H, W) float32,
-      observer (B,) int32 (index in the group).
+      observer (B,) int32 (index in the group), image_index (B, m) int32 (record indices in the
+      split of the set's images).
     """
     sets = embedding_sets(
         source,

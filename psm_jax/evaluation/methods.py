@@ -6,6 +6,12 @@ Rows (id: what it is), in table order; a row is left out when its model is not g
                   (`config.init_from`), that pretrained network's USM as it came (the papers'
                   DeepGaze row);
   predicted_usm   the universal network's USM (the fine-tuned DeepGaze row when fine-tuned);
+  centre_bias, mean_discrepancy, prior_blend
+                  baselines without learning (ours, `psm_jax.evaluation.priors`): the mean training
+                  USM; USM + the observer's mean discrepancy; a x USM + (1 - a) x the observer's
+                  mean PSM. They use exactly the data the embedding network gets: the observer's
+                  training images in the closed set, their m enrolment pairs in the open set (so
+                  there, only when the encoder is given);
   multi_task      Xu et al.'s multi-task CNN (closed set only: it has no head for an unseen
                   observer);
   per_observer    the per-observer networks; in the open set Strohm et al.'s oracle: for each unseen
@@ -27,11 +33,25 @@ import numpy as np
 
 from psm_jax import inference
 from psm_jax.data import pipeline, saliency_maps
+from psm_jax.evaluation import priors as priors_lib
 from psm_jax.evaluation.pairs import EvaluationSet
 
 GT_USM, PRETRAINED_USM, PREDICTED_USM = "gt_usm", "pretrained_usm", "predicted_usm"
+CENTRE_BIAS, MEAN_DISCREPANCY, PRIOR_BLEND = "centre_bias", "mean_discrepancy", "prior_blend"
 MULTI_TASK, PER_OBSERVER, EMBEDDING = "multi_task", "per_observer", "embedding"
-ROW_IDS = (GT_USM, PRETRAINED_USM, PREDICTED_USM, MULTI_TASK, PER_OBSERVER, EMBEDDING)
+ROW_IDS = (
+    GT_USM,
+    PRETRAINED_USM,
+    PREDICTED_USM,
+    CENTRE_BIAS,
+    MEAN_DISCREPANCY,
+    PRIOR_BLEND,
+    MULTI_TASK,
+    PER_OBSERVER,
+    EMBEDDING,
+)
+BASELINES = (CENTRE_BIAS, MEAN_DISCREPANCY, PRIOR_BLEND)
+"""The rows without learning (ours)."""
 OURS = EMBEDDING
 """The row the papers' asterisks are about (Strohm et al.'s method)."""
 
@@ -115,8 +135,39 @@ def _per_observer_oracle(model: inference.Restored, evaluation: EvaluationSet, u
     return predictions[chosen, np.arange(len(chosen))]
 
 
+def _baseline_rows(
+    evaluation: EvaluationSet, source, metadata, enrolment, usm_floor: float
+) -> list[Row]:
+    """The rows without learning; `enrolment`: the open set's enrolment image indices per
+    observer (None in the closed set, where every training image counts)."""
+    pair_usm = evaluation.pair_usm
+    centre = priors_lib.centre_bias(source, metadata)
+    rows = [
+        Row(
+            CENTRE_BIAS,
+            "Centre bias (mean training USM; ours)",
+            np.broadcast_to(centre, pair_usm.shape),
+        )
+    ]
+    if evaluation.protocol == "open" and enrolment is None:
+        return rows
+    priors = priors_lib.observer_priors(source, metadata, evaluation.group, enrolment)
+    observer = evaluation.observer
+    discrepancy = priors.mean_discrepancy[observer]
+    rows.append(
+        Row(
+            MEAN_DISCREPANCY,
+            "USM + observer's mean discrepancy (ours)",
+            inference.compose_psm(pair_usm, discrepancy, usm_floor),
+        )
+    )
+    blended = priors_lib.blend(pair_usm, priors.mean_psm[observer], priors.blend[observer])
+    rows.append(Row(PRIOR_BLEND, "a USM + (1 - a) observer's mean PSM (ours)", blended))
+    return rows
+
+
 def predict_rows(
-    evaluation: EvaluationSet, models: Models, *, usm_floor: float, m: int
+    evaluation: EvaluationSet, models: Models, *, usm_floor: float, m: int, baselines: bool = True
 ) -> list[Row]:
     """Every row whose model is given, in table order (module docstring).
 
@@ -125,9 +176,23 @@ def predict_rows(
       models: the restored models.
       usm_floor: the composition's floor (`psm_jax.configs.evaluation`).
       m: pairs per evaluated observer's embedding.
+      baselines: add the rows without learning.
     """
     pair_usm = evaluation.pair_usm
     images = evaluation.pair_images
+    source, metadata = pipeline.open_split(evaluation.dataset, "train", evaluation.data_dir)
+    embeddings = enrolment = None
+    open_baselines = baselines and evaluation.protocol == "open"
+    if models.embedding is not None and (models.psm_network is not None or open_baselines):
+        embeddings, enrolment = inference.embed_observers(
+            models.embedding,
+            source,
+            metadata,
+            group=evaluation.group,
+            m=m,
+            with_image_index=True,
+        )
+        embeddings, enrolment = embeddings[:, 0], enrolment[:, 0]
     rows = [Row(GT_USM, "USM (ground truth)", pair_usm)]
     predicted_usm = None
     if models.pretrained_universal is not None:
@@ -144,6 +209,9 @@ def predict_rows(
             else "USM (predicted by the universal network)"
         )
         rows.append(Row(PREDICTED_USM, name, predicted_usm))
+    if baselines:
+        open_enrolment = enrolment if evaluation.protocol == "open" else None
+        rows += _baseline_rows(evaluation, source, metadata, open_enrolment, usm_floor)
 
     def base_usm(restored: inference.Restored) -> np.ndarray:
         if restored.predicted_usm and predicted_usm is not None:
@@ -173,10 +241,6 @@ def predict_rows(
         if models.embedding is None:
             raise ValueError("The embedding network's row needs the encoder too.")
         usm = base_usm(models.psm_network)
-        source, metadata = pipeline.open_split(evaluation.dataset, "train", evaluation.data_dir)
-        embeddings = inference.embed_observers(
-            models.embedding, source, metadata, group=evaluation.group, m=m
-        )[:, 0]
         discrepancy = inference.predict_discrepancy(
             models.psm_network, images, usm, embeddings[evaluation.observer]
         )

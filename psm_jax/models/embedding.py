@@ -95,7 +95,8 @@ def collect_embeddings(
     num_observers: int,
     per_observer: int,
     progress=None,
-) -> np.ndarray:
+    with_image_index: bool = False,
+):
     """The encoder's embeddings of the first `per_observer` sets of each observer in `batches`.
 
     The one loop that embeds observers: the PSM network's training pool, the evaluated observers'
@@ -108,20 +109,29 @@ def collect_embeddings(
       num_observers: observers to collect for.
       per_observer: sets per observer.
       progress: optional tqdm-like object, updated once per collected embedding.
+      with_image_index: also return which images each embedded set holds (the batches'
+        `image_index`).
 
     Returns:
-      (num_observers, per_observer, d) float32.
+      (num_observers, per_observer, d) float32; with `with_image_index`, also
+      (num_observers, per_observer, m) int: the record indices of each set's images.
     """
     collected: list[list[np.ndarray]] = [[] for _ in range(num_observers)]
+    images: list[list[np.ndarray]] = [[] for _ in range(num_observers)]
     for batch in batches:
         vectors = np.asarray(_encode(encoder, batch["images"], batch["psms"]))
-        for vector, observer in zip(vectors, batch["observer"], strict=True):
+        for row, (vector, observer) in enumerate(zip(vectors, batch["observer"], strict=True)):
             if len(collected[observer]) < per_observer:
                 collected[observer].append(vector)
+                if with_image_index:
+                    images[observer].append(np.asarray(batch["image_index"][row]))
                 if progress is not None:
                     progress.update(1)
         if all(len(sets) == per_observer for sets in collected):
-            return np.stack([np.stack(sets) for sets in collected]).astype(np.float32)
+            vectors = np.stack([np.stack(sets) for sets in collected]).astype(np.float32)
+            if with_image_index:
+                return vectors, np.stack([np.stack(sets) for sets in images])
+            return vectors
     short = [k for k, sets in enumerate(collected) if len(sets) < per_observer]
     raise ValueError(
         f"The stream ended before observers {short} had {per_observer} sets each "

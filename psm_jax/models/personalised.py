@@ -63,9 +63,13 @@ class _Decoder(nnx.Module):
         self.projection_2 = conv(config.head_width, 1, 1, layers.xavier_uniform)
         self.conv_out = conv(config.head_width, 1, 3, layers.xavier_uniform)
 
-    def __call__(self, features, observer=None) -> tuple[jax.Array, jax.Array, jax.Array]:
+    def __call__(
+        self, features, observer=None, activations: dict | None = None
+    ) -> tuple[jax.Array, jax.Array, jax.Array]:
         first = jnp.tanh(self.projection_1(features, observer))
         hidden = jax.nn.relu(self.conv_1(features, observer))
+        if activations is not None:
+            activations["head"] = hidden
         second = jnp.tanh(self.projection_2(hidden, observer))
         final = jnp.tanh(self.conv_out(hidden, observer))
         return first[..., 0], second[..., 0], final[..., 0]
@@ -83,9 +87,11 @@ class _Trunk(nnx.Module):
             )
             in_features = width
 
-    def __call__(self, features, observer=None):
-        for conv in self.convs:
+    def __call__(self, features, observer=None, activations: dict | None = None):
+        for index, conv in enumerate(self.convs):
             features = jax.nn.relu(conv(features, observer))
+            if activations is not None:
+                activations[f"trunk_{index}"] = features
         return features
 
 
@@ -125,11 +131,15 @@ class PersonalisedSaliencyNetwork(nnx.Module):
         kernels = generated[:, :kernel_size].reshape((-1,) + self.kernel_shape)
         return kernels, generated[:, kernel_size:]
 
-    def __call__(self, inputs: jax.Array, embedding: jax.Array):
-        features = self.trunk(inputs)
+    def __call__(self, inputs: jax.Array, embedding: jax.Array, activations: dict | None = None):
+        """The three outputs; `activations`, if given, receives every ReLU layer's output by
+        name (trunk_0.., dynamic, head), for diagnostics (`psm_jax.registry.relu_activity`)."""
+        features = self.trunk(inputs, activations=activations)
         kernels, biases = self.dynamic_kernels(embedding)
         features = jax.nn.relu(layers.per_example_conv(features, kernels, biases))
-        return self.decoder(features)
+        if activations is not None:
+            activations["dynamic"] = features
+        return self.decoder(features, activations=activations)
 
 
 class PerObserverSaliencyNetworks(nnx.Module):
@@ -159,7 +169,10 @@ class PerObserverSaliencyNetworks(nnx.Module):
         )
         self.decoder = _Decoder(config, num_observers, rngs)
 
-    def __call__(self, inputs: jax.Array, observer: jax.Array):
-        features = self.trunk(inputs, observer)
+    def __call__(self, inputs: jax.Array, observer: jax.Array, activations: dict | None = None):
+        """As `PersonalisedSaliencyNetwork.__call__`, each example with its observer's layers."""
+        features = self.trunk(inputs, observer, activations=activations)
         features = jax.nn.relu(self.observer_conv(features, observer))
-        return self.decoder(features, observer)
+        if activations is not None:
+            activations["dynamic"] = features
+        return self.decoder(features, observer, activations=activations)

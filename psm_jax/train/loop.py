@@ -5,7 +5,9 @@ The loop: open the dataset, build the task's model and optimiser, restore the la
 state, so a restarted run continues exactly where the killed one stopped), then step the
 data-parallel train step (`psm_jax.train.step`) with a progress bar, log to the console and to
 TensorBoard every `log_every` steps, and every `checkpoint_every` steps (and at the end) measure
-the validation loss and save. A non-finite loss or gradient stops the run with the step named;
+the validation loss and save; for the PSM networks it also logs how alive each ReLU layer is on the
+validation batches (`psm_jax.registry.relu_activity`: a dying layer shows as its live fraction
+falling to 0). A non-finite loss or gradient stops the run with the step named;
 the checkpoints saved before it stay.
 """
 
@@ -179,6 +181,7 @@ def train_and_evaluate(
     )
     validation = _validation_batches(task, config, mesh)
     validation_loss_fn = jax.jit(_validation_loss(graphdef, task))
+    activity_fn = jax.jit(_validation_activity(graphdef))
     writer = _summary_writer(workdir) if is_main else None
     measurements: dict = {}
     progress = tqdm(
@@ -206,11 +209,16 @@ def train_and_evaluate(
                     np.mean([float(validation_loss_fn(state, batch)) for batch in validation])
                 )
                 measurements["validation_loss"] = validation_loss
-                _write(writer, done, {"validation_loss": validation_loss})
+                activity = _mean_activity(activity_fn, state, validation)
+                measurements.update(activity)
+                _write(writer, done, {"validation_loss": validation_loss, **activity})
                 checkpoint.save(mgr, done, state, iterator.get_state(), validation_loss)
                 if is_main:
+                    live = activity.get("live_units/dynamic")
+                    alive = "" if live is None else f", dynamic layer {100 * live:.2g}% live"
                     tqdm.write(
-                        f"step {done}: validation loss {validation_loss:.5g}, checkpoint saved"
+                        f"step {done}: validation loss {validation_loss:.5g}{alive}, "
+                        "checkpoint saved"
                     )
             progress.update(1)
     finally:
@@ -231,6 +239,22 @@ def _validation_loss(graphdef, task: tasks.Task):
         return value
 
     return loss
+
+
+def _validation_activity(graphdef):
+    def activity(state, batch):
+        model = train_step.merge(graphdef, state)
+        model.eval()
+        return registry.relu_activity(model, batch)
+
+    return activity
+
+
+def _mean_activity(activity_fn, state, batches) -> dict[str, float]:
+    """The ReLU layers' live fractions (`registry.relu_activity`) averaged over the validation
+    batches: logged beside the validation loss, so a dying layer shows in TensorBoard."""
+    values = [jax.device_get(activity_fn(state, batch)) for batch in batches]
+    return {k: float(np.mean([v[k] for v in values])) for k in (values[0] if values else {})}
 
 
 def _check_finite(state, mgr, workdir) -> None:
