@@ -133,6 +133,18 @@ class _ImageRecord:
     psm_valid: np.ndarray
 
 
+def ground_truth_maps(record, metadata: DatasetMetadata):
+    """A record's PSMs (O, H, W) float32, their validity (O,), and its ground-truth USM (H, W),
+    the mean PSM of the training observers (`usm_mode="train"`), or None when none of them has a
+    valid map on the image."""
+    psm = np.asarray(record["psm"], np.float32)
+    valid = np.asarray(record["psm_valid"], bool)
+    usm, usm_valid = saliency_maps.universal_saliency_maps(
+        psm, valid, mode="train", train_observers=metadata.train_mask
+    )
+    return psm, valid, (usm[0] if usm_valid[0] else None)
+
+
 def image_id(record) -> str:
     """A record's image id as text (data sources give bytes)."""
     value = record["image_id"]

@@ -14,7 +14,7 @@ import dataclasses
 
 import numpy as np
 
-from psm_jax.data import pipeline, saliency_maps
+from psm_jax.data import pipeline
 
 PROTOCOLS = {"closed": "train", "open": "test"}
 """Protocol -> the observer group it evaluates."""
@@ -93,17 +93,13 @@ def evaluation_set(
     images, image_ids, usms, pairs = [], [], [], []
     for index in range(len(source)):
         record = source[index]
-        psm = np.asarray(record["psm"], np.float32)
-        valid = np.asarray(record["psm_valid"], bool)
-        usm, usm_valid = saliency_maps.universal_saliency_maps(
-            psm, valid, mode="train", train_observers=metadata.train_mask
-        )
-        if not usm_valid[0]:
+        psm, valid, usm = pipeline.ground_truth_maps(record, metadata)
+        if usm is None:
             continue
         image_index = len(images)
         images.append(pipeline.decode_image(record["image"], metadata.working_size))
         image_ids.append(pipeline.image_id(record))
-        usms.append(usm[0])
+        usms.append(usm)
         fixations = record["fixations"]
         for k, o in enumerate(group):
             own = np.asarray(fixations["observer"]) == o

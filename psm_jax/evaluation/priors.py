@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from psm_jax import metrics
-from psm_jax.data import saliency_maps
+from psm_jax.data import pipeline
 
 BLEND_WEIGHTS = tuple(np.round(np.linspace(0.0, 1.0, 11), 2))
 
@@ -41,21 +41,11 @@ class ObserverPriors:
     pairs: np.ndarray
 
 
-def _record_maps(record, metadata) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """(PSMs (O, H, W), validity (O,), ground-truth USM (H, W) or None) of a training record."""
-    psm = np.asarray(record["psm"], np.float32)
-    valid = np.asarray(record["psm_valid"], bool)
-    usm, usm_valid = saliency_maps.universal_saliency_maps(
-        psm, valid, mode="train", train_observers=metadata.train_mask
-    )
-    return psm, valid, (usm[0] if usm_valid[0] else None)
-
-
 def centre_bias(source, metadata) -> np.ndarray:
     """(H, W): the mean ground-truth USM over the training images of `source`."""
     total, count = 0.0, 0
     for index in range(len(source)):
-        _, _, usm = _record_maps(source[index], metadata)
+        _, _, usm = pipeline.ground_truth_maps(source[index], metadata)
         if usm is not None:
             total, count = total + usm, count + 1
     if not count:
@@ -85,7 +75,7 @@ def observer_priors(
                 wanted.setdefault(int(index), []).append(k)
     maps = {}
     for index in sorted(wanted):
-        psm, valid, usm = _record_maps(source[index], metadata)
+        psm, valid, usm = pipeline.ground_truth_maps(source[index], metadata)
         if usm is None:
             continue
         for k in wanted[index]:

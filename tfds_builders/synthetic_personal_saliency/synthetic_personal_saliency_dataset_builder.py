@@ -37,6 +37,13 @@ class Builder(PersonalSaliencyBuilder):
             observer_split=(20, 5, 5),
         ),
         SyntheticConfig(
+            name="seed2",
+            description="The default with generator seed 2: a third draw, for results across "
+            "draws.",
+            spec=SyntheticSpec(seed=2),
+            observer_split=(20, 5, 5),
+        ),
+        SyntheticConfig(
             name="tiny",
             description="30 scenes at 120x160, 8 observers (4/2/2), 4 viewings; for tests.",
             spec=SyntheticSpec(num_images=30, num_observers=8, image_size=(120, 160), sigma_px=5.0),

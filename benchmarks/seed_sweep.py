@@ -1,0 +1,78 @@
+"""The main job on several synthetic generator draws: do the results hold across draws?
+
+    python benchmarks/seed_sweep.py --data_dir=/tmp/tfds_sweep --workdir=/tmp/sweep
+
+Runs `launch/main.py`'s job (quick schedules, default evaluation settings) on
+`synthetic_personal_saliency` (seed 0), `/seed1` and `/seed2`, one workdir each below
+`--workdir` (a finished stage is reused, so a sweep can be resumed or extended), then prints, per
+protocol, the mean +- sd over draws of every row's metrics, each row's difference to the GT USM
+with the number of draws where it is significant (paired Wilcoxon p < 0.05) in the right
+direction, and the unseen observers' precision@1 at m = 32. Paste the output into RESULTS.md.
+"""
+
+import numpy as np
+from absl import app, flags
+
+import tfds_builders  # noqa: F401  (registers the datasets with TFDS)
+from psm_jax import main_job, metrics
+from psm_jax.evaluation import report
+
+_DATA_DIR = flags.DEFINE_string("data_dir", "data/tfds", "Where the datasets are built.")
+_WORKDIR = flags.DEFINE_string("workdir", "runs/seed_sweep", "One workdir per draw below it.")
+_DATASETS = flags.DEFINE_list(
+    "datasets",
+    [
+        "synthetic_personal_saliency",
+        "synthetic_personal_saliency/seed1",
+        "synthetic_personal_saliency/seed2",
+    ],
+    "The draws.",
+)
+
+
+def _summary(tables: list[report.Table]) -> str:
+    """Mean +- sd over draws per row and metric, and per row the draws where it beats the USM."""
+    row_ids = [r for r in tables[0].rows if all(r in t.rows for t in tables)]
+    header = "| Row | " + " | ".join(report.HEADERS[m] for m in report.METRICS)
+    lines = [header + " | IG (bits/fix.) |", "|---|" + "---|" * (len(report.METRICS) + 1)]
+    for row_id in row_ids:
+        cells = []
+        for metric in report.METRICS:
+            means = [t.rows[row_id][metric]["mean"] for t in tables]
+            better = sum(
+                (t.rows[row_id][metric]["versus_usm"]["difference"] > 0)
+                == metrics.HIGHER_IS_BETTER[metric]
+                and t.rows[row_id][metric]["versus_usm"]["p"] < 0.05
+                for t in tables
+            )
+            cells.append(f"{np.mean(means):.3f} +- {np.std(means):.3f} ({better}/{len(tables)})")
+        gains = [t.rows[row_id][report.INFORMATION_GAIN] for t in tables]
+        cells.append(f"{np.mean(gains):+.3f} +- {np.std(gains):.3f}")
+        lines.append(f"| {tables[0].rows[row_id]['name']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv):
+    del argv
+    results = {}
+    for dataset in _DATASETS.value:
+        workdir = f"{_WORKDIR.value}/{dataset.replace('/', '_')}"
+        results[dataset] = main_job.run(dataset, data_dir=_DATA_DIR.value, workdir=workdir)
+    print(
+        f"\n## Seed sweep: {', '.join(results)}\n\nMean +- sd over the {len(results)} draws; in "
+        "brackets, the draws where the row beats the ground-truth USM on that metric with a "
+        "paired Wilcoxon p < 0.05.\n"
+    )
+    for protocol in ("closed", "open"):
+        print(f"### {protocol} set\n")
+        print(_summary([r[protocol] for r in results.values()]))
+    precision = [r["precision_at_1"][32] for r in results.values()]
+    print(
+        "Unseen observers' precision@1 at m = 32: "
+        + ", ".join(f"{p:.2f}" for p in precision)
+        + f" (mean {np.mean(precision):.2f})."
+    )
+
+
+if __name__ == "__main__":
+    app.run(main)
