@@ -73,6 +73,7 @@ def run(
 
     Returns:
       {protocol: report.Table, "precision_at_1": {m: p}, "preference_alignment": {...},
+      "psm_network_activity": {layer measure: fraction},
       "report": path, "seconds": s}.
     """
     evaluation = evaluation or main_configs.evaluation_config(dataset)
@@ -132,6 +133,14 @@ def _evaluate(dataset, data_dir, workdir: Path, models: methods.Models, evaluati
         table.write(output)
         sections += [table.markdown(), table.versus_usm_markdown()]
         results[protocol] = table
+        if protocol == "closed":
+            count = min(64, len(evaluation_set.image))
+            activity = methods.psm_network_activity(
+                evaluation_set, models, m=evaluation.m, count=count
+            )
+            if activity:
+                results["psm_network_activity"] = activity
+                sections.append(report.activity_markdown(activity, count))
         ours = [row for row in rows if row.id == methods.OURS]
         grid_path = output / f"examples_{protocol}.png"
         if ours and report.example_figure(evaluation_set, ours[0].psm, grid_path):

@@ -149,6 +149,8 @@ def test_main_job_on_tiny(tmp_path, capsys, monkeypatch):
     for baseline in ("Centre bias", "observer's mean discrepancy", "observer's mean PSM"):
         assert report.count(baseline) >= 4  # closed and open tables, each with its USM table
     assert report.count("Against the ground-truth USM") == 2 and "IG (bits/fix.)" in report
+    assert "ReLU activity of the PSM network" in report
+    assert 0.0 <= result["psm_network_activity"]["live_units/dynamic"] <= 1.0
     assert "Multi-task CNN" not in report.split("open set")[1]  # no head for unseen observers
     closed = result["closed"]
     assert set(closed.rows["gt_usm"]) == {

@@ -31,7 +31,7 @@ import dataclasses
 
 import numpy as np
 
-from psm_jax import inference
+from psm_jax import inference, registry
 from psm_jax.data import pipeline, saliency_maps
 from psm_jax.evaluation import priors as priors_lib
 from psm_jax.evaluation.pairs import EvaluationSet
@@ -247,3 +247,24 @@ def predict_rows(
         name = "Embedding + hypernetwork (Strohm et al.)" + _suffix(models.psm_network)
         rows.append(Row(EMBEDDING, name, inference.compose_psm(usm, discrepancy, usm_floor)))
     return rows
+
+
+def psm_network_activity(
+    evaluation: EvaluationSet, models: Models, *, m: int, count: int = 64
+) -> dict[str, float]:
+    """How alive each ReLU layer of the PSM network is on the first `count` pairs
+    (`psm_jax.registry.relu_activity`; the observers embedded as for the table); {} without it."""
+    if models.psm_network is None or models.embedding is None:
+        return {}
+    source, metadata = pipeline.open_split(evaluation.dataset, "train", evaluation.data_dir)
+    embeddings = inference.embed_observers(
+        models.embedding, source, metadata, group=evaluation.group, m=m
+    )[:, 0]
+    chosen = slice(0, count)
+    batch = {
+        "image": evaluation.pair_images[chosen],
+        "usm": evaluation.pair_usm[chosen],
+        "embedding": embeddings[evaluation.observer[chosen]],
+    }
+    activity = registry.relu_activity(models.psm_network.model, batch)
+    return {name: float(value) for name, value in activity.items()}

@@ -258,6 +258,22 @@ def alignment_markdown(alignment: dict[str, dict[str, float]]) -> str:
     )
 
 
+def activity_markdown(activity: dict[str, float], pairs: int) -> str:
+    """The PSM network's ReLU layers: live units and channels (`registry.relu_activity`)."""
+    layers = [k.split("/", 1)[1] for k in activity if k.startswith("live_units/")]
+    return (
+        f"### ReLU activity of the PSM network ({pairs} closed-set test pairs)\n\n"
+        "A layer whose units never fire passes no gradient (dying ReLU); `dynamic` is the layer "
+        "whose kernels the embedding generates.\n\n"
+        "| Layer | " + " | ".join(layers) + " |\n|---|" + "---|" * len(layers) + "\n"
+        "| live units | "
+        + " | ".join(f"{100 * activity[f'live_units/{n}']:.1f}%" for n in layers)
+        + " |\n| live channels | "
+        + " | ".join(f"{100 * activity[f'live_channels/{n}']:.0f}%" for n in layers)
+        + " |\n"
+    )
+
+
 def composition(usm_floor: float) -> str:
     """The predicted-PSM composition a report scored, in words."""
     if usm_floor == 0:
