@@ -389,3 +389,30 @@ def test_information_gain_in_bits_per_fixation_against_a_direct_computation():
         peaked, np.ones((1, 6, 8), np.float32), x[:1], y[:1], mask[:1], size, grid=(6, 8)
     )
     assert float(better[0]) > 3.9  # log2(0.99 * 48 / 3 + 0.01) ~ 3.99 bits, or more
+
+
+def test_kld_and_sim_of_maps_with_negative_values_zeros_and_ties_match_the_reference():
+    """Both entry points, `kld` / `sim` alone and inside `saliency_metrics` (where XLA fuses
+    differently), on maps with negative values, exact zeros, ties and near-zero values."""
+    rng = np.random.default_rng(7)
+    maps = rng.normal(size=(12, 12, 16)).astype(np.float32)  # negative values
+    maps[1] = np.maximum(maps[1], 0.0)  # exact zeros
+    maps[2] = np.round(maps[2])  # ties
+    maps[3] = np.abs(maps[3]) * 1e-30  # near zero
+    maps[4] = 0.0  # all zero: uniform
+    maps[5] -= 10.0  # all negative
+    truth = np.abs(rng.normal(size=(12, 12, 16))).astype(np.float32)
+    truth[6] = np.where(truth[6] > 1.0, truth[6], 0.0)
+    x = rng.uniform(0, 15, (12, 4)).astype(np.float32)
+    y = rng.uniform(0, 11, (12, 4)).astype(np.float32)
+    mask = np.ones((12, 4), bool)
+    together = metrics.saliency_metrics(maps, truth, x, y, mask, np.array([12, 16]), grid=(12, 16))
+    alone_kld = np.asarray(metrics.kld(maps, truth))
+    alone_sim = np.asarray(metrics.sim(maps, truth))
+    for b in range(12):
+        expected_kld = reference.kld(maps[b], truth[b])
+        expected_sim = reference.sim(maps[b], truth[b])
+        assert float(together["kld"][b]) == pytest.approx(expected_kld, rel=1e-4, abs=1e-5), b
+        assert alone_kld[b] == pytest.approx(expected_kld, rel=1e-4, abs=1e-5), b
+        assert float(together["sim"][b]) == pytest.approx(expected_sim, rel=1e-4, abs=1e-5), b
+        assert alone_sim[b] == pytest.approx(expected_sim, rel=1e-4, abs=1e-5), b
