@@ -49,12 +49,13 @@ def main(argv):
         )
     universal = inference.restore(_UNIVERSAL.value, kind="universal")
     if strohm:
+        psm_network = inference.restore(_PSM_NETWORK.value, kind="psm_network")
+        try:
+            embedding = personalise.check_embedding(psm_network, np.load(_EMBEDDING.value))
+        except ValueError as error:
+            raise app.UsageError(f"--embedding={_EMBEDDING.value}: {error}") from error
         image, usm, psm = personalise.predict(
-            inference.restore(_PSM_NETWORK.value, kind="psm_network"),
-            universal,
-            np.load(_EMBEDDING.value),
-            _IMAGE.value,
-            shared_flags.USM_FLOOR.value,
+            psm_network, universal, embedding, _IMAGE.value, shared_flags.USM_FLOOR.value
         )
     else:
         image, usm, psm = personalise.predict_with_head(

@@ -122,6 +122,22 @@ def enroll(encoder: inference.Restored, images: np.ndarray, psms: np.ndarray) ->
     return np.asarray(encoder.model(images[None], psms[None])[0])
 
 
+def check_embedding(psm_network: inference.Restored, user_embedding) -> np.ndarray:
+    """The embedding as float32 (d,); a ValueError if its size is not the PSM network's or it
+    holds NaN or infinite values (a network would turn it into an all-NaN map)."""
+    user_embedding = np.asarray(user_embedding, np.float32)
+    expected = (psm_network.model.config.embedding_size,)
+    if user_embedding.shape != expected:
+        raise ValueError(
+            f"the embedding has shape {user_embedding.shape}; the PSM network in "
+            f"{psm_network.workdir} takes {expected} (enrol with its own encoder: "
+            "launch/enroll.py)."
+        )
+    if not np.isfinite(user_embedding).all():
+        raise ValueError("the embedding holds NaN or infinite values; enrol the person again.")
+    return user_embedding
+
+
 def predict(
     psm_network: inference.Restored,
     universal: inference.Restored,
@@ -131,6 +147,7 @@ def predict(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(image (H, W, 3) uint8, predicted USM, predicted PSM), maps (H, W) in [0, 1] at the
     networks' working resolution."""
+    user_embedding = check_embedding(psm_network, user_embedding)
     image, _ = load_image(Path(image_path), psm_network.working_size)
     usm = inference.predicted_usms(universal, image[None])
     discrepancy = inference.predict_discrepancy(psm_network, image[None], usm, user_embedding[None])

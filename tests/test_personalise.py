@@ -66,6 +66,11 @@ def test_enroll_a_new_viewer_and_predict_their_map(tiny_data_dir, tiny_workdirs,
     assert Image.open(tmp_path / "overlay.png").size == (160, 120)
     with pytest.raises(ValueError, match="holds a 'psm_network' model, not 'embedding'"):
         personalise.enroll(psm_network, images, psms)
+    # A NaN or wrongly sized embedding is refused, not turned into an all-NaN map.
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        personalise.predict(psm_network, universal, embedding * np.nan, images_dir / names[0], 0.3)
+    with pytest.raises(ValueError, match=r"shape \(4,\); the PSM network .* takes \(8,\)"):
+        personalise.predict(psm_network, universal, embedding[:4], images_dir / names[0], 0.3)
 
 
 def test_bad_viewer_tables_are_named(tiny_data_dir, tmp_path):
@@ -73,6 +78,9 @@ def test_bad_viewer_tables_are_named(tiny_data_dir, tmp_path):
     (tmp_path / "bad.csv").write_text("image,x\nnew_0.png,3\n")
     with pytest.raises(ValueError, match="bad.csv lacks columns \\['y'\\]"):
         personalise.read_viewer(images_dir, tmp_path / "bad.csv")
+    (tmp_path / "ragged.csv").write_text("image,x,y\nnew_0.png,1,2\nnew_0.png,3\n")
+    with pytest.raises(ValueError, match=r"ragged.csv: rows \[3\] do not have 3 fields"):
+        personalise.read_viewer(images_dir, tmp_path / "ragged.csv")
     (tmp_path / "missing.csv").write_text("image,x,y\nnope.png,1,2\n")
     with pytest.raises(FileNotFoundError, match="nope.png"):
         personalise.read_viewer(images_dir, tmp_path / "missing.csv")
@@ -164,6 +172,17 @@ def test_both_enrolments_and_predictions_through_the_launchers(
         usm_floor=0.0,
     )
     np.testing.assert_allclose(np.load(tmp_path / "alice_strohm.npy"), expected, atol=1e-6)
+    np.save(tmp_path / "broken.npy", np.full(8, np.nan, np.float32))
+    refused = _run_launcher(
+        "predict.py",
+        f"--psm_network={tiny_workdirs['psm_network']}",
+        f"--embedding={tmp_path / 'broken.npy'}",
+        f"--universal={tiny_workdirs['universal']}",
+        f"--image={images_dir / 'new_0.png'}",
+        f"--output={tmp_path / 'broken'}",
+    )
+    assert refused.returncode != 0 and not (tmp_path / "broken.npy.png").exists()
+    assert f"--embedding={tmp_path / 'broken.npy'}: the embedding holds NaN" in refused.stderr
 
     head = (
         "--method=multi_task_head",

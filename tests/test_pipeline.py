@@ -4,6 +4,7 @@ import io
 
 import numpy as np
 import pytest
+from conftest import TINY
 from PIL import Image
 
 from psm_jax.data import pipeline, saliency_maps
@@ -243,3 +244,10 @@ def test_external_usm_errors_name_the_file(tmp_path):
     (tmp_path / "broken.png").write_bytes(b"not a png")
     with pytest.raises(ValueError, match="broken.png"):
         usms("broken.jpg")
+
+
+def test_an_embedding_stream_with_too_few_images_for_m_is_an_error_not_a_hang(tiny_data_dir):
+    """The encoder with m = 4 on the tiny set's 3 validation images used to wait forever."""
+    source, metadata = pipeline.open_split(TINY, "validation", tiny_data_dir)
+    with pytest.raises(ValueError, match="m = 4 .* need 4 distinct images.* has 3 in this split"):
+        pipeline.embedding_dataset(source, metadata, batch_size=2, m=4)

@@ -177,3 +177,11 @@ def test_launch_train_names_an_unknown_model(tmp_path):
     )
     assert result.returncode != 0
     assert "Unknown model 'deepgaze'" in result.stderr
+
+
+def test_a_second_run_in_the_same_workdir_is_refused(data_dir, tmp_path):
+    config = _config("universal", data_dir)
+    with checkpoint.workdir_lock(tmp_path):  # as another process training there would hold it
+        with pytest.raises(RuntimeError, match="Another run is training in"):
+            loop.train_and_evaluate(config, tmp_path)
+    assert loop.train_and_evaluate(config, tmp_path)["validation_loss"] > 0  # free again

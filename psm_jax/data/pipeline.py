@@ -366,6 +366,16 @@ def embedding_sets(
     if window_images < m:
         raise ValueError(f"window_images={window_images} must be at least m={m}.")
     shard = _process_shard(shard_index, shard_count)
+    records_per_shard = len(range(shard[0], len(source), shard[1]))
+    if records_per_shard < m:
+        # A set needs m distinct images; windows that wrap around the epochs never hold more than
+        # the split has, so with fewer no set is ever drawn and the stream would wait forever.
+        raise ValueError(
+            f"Sets of m = {m} (image, PSM) pairs need {m} distinct images, but {metadata.name} "
+            f"has {records_per_shard} in this split"
+            + (f" for this process (of {shard[1]})" if shard[1] > 1 else "")
+            + ": lower m (--config.m)."
+        )
     records = _records(source, seed, True, num_epochs, shard).map(
         _RecordDecoder(metadata.working_size)
     )

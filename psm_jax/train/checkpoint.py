@@ -2,6 +2,7 @@
 
 Layout of a workdir:
     config.json            the resolved config (written once, read by evaluation)
+    .lock                  held while a run trains there (`workdir_lock`)
     checkpoints/<step>/    state (TrainState: parameters, optimiser state, step, BatchNorm and
                            dropout RNG state) + data (the grain iterator state, JSON) + metrics
     tensorboard/           event files
@@ -19,6 +20,8 @@ checkpoint. Training restores whole states with `restore`.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 from pathlib import Path
 
@@ -34,6 +37,32 @@ from psm_jax.configs import base
 from psm_jax.models import layers
 
 VALIDATION_LOSS = "validation_loss"
+LOCK = ".lock"
+
+
+@contextlib.contextmanager
+def workdir_lock(workdir: str | Path, enabled: bool = True):
+    """Holds `<workdir>/.lock` (an flock, which the kernel releases even when the process is
+    killed) while a run trains there: a second run in the same workdir is refused by name instead
+    of both writing the same checkpoints. `enabled=False` (processes other than 0 of a
+    multi-process run) takes no lock."""
+    if not enabled:
+        yield
+        return
+    path = Path(workdir) / LOCK
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RuntimeError(
+                f"Another run is training in {workdir} (it holds {path}): wait for it to finish, "
+                "or train in another --workdir."
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def manager(workdir: str | Path, keep_best: int = 1) -> ocp.CheckpointManager:

@@ -137,6 +137,11 @@ def train_and_evaluate(
         main job); otherwise it is restored from `config.encoder_workdir`.
     """
     workdir = Path(workdir)
+    with checkpoint.workdir_lock(workdir, enabled=jax.process_index() == 0):
+        return _train_and_evaluate(config, workdir, encoder)
+
+
+def _train_and_evaluate(config, workdir: Path, encoder) -> dict:
     is_main = jax.process_index() == 0
     source, metadata = pipeline.open_split(config.dataset, "train", config.data_dir)
     _record_dataset_facts(config, metadata)
