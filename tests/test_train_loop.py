@@ -185,3 +185,23 @@ def test_a_second_run_in_the_same_workdir_is_refused(data_dir, tmp_path):
         with pytest.raises(RuntimeError, match="Another run is training in"):
             loop.train_and_evaluate(config, tmp_path)
     assert loop.train_and_evaluate(config, tmp_path)["validation_loss"] > 0  # free again
+
+
+def test_a_restart_with_another_config_is_refused_and_the_recorded_config_kept(
+    data_dir, tmp_path
+):
+    import json
+
+    loop.train_and_evaluate(_config("universal", data_dir), tmp_path)
+    recorded = (tmp_path / "config.json").read_text()
+    changed = _config("universal", data_dir, learning_rate=0.5, batch_size=4)
+    with pytest.raises(ValueError, match="batch_size: 8 -> 4; learning_rate: 0.02 -> 0.5"):
+        loop.train_and_evaluate(changed, tmp_path)
+    assert (tmp_path / "config.json").read_text() == recorded
+    longer = _config("universal", data_dir, num_steps=9)  # a longer schedule resumes
+    assert loop.train_and_evaluate(longer, tmp_path)["validation_loss"] > 0
+    changed.allow_config_change = True
+    changed.num_steps = 12
+    loop.train_and_evaluate(changed, tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text())["learning_rate"] == 0.5
+    assert json.loads((tmp_path / "config.9.json").read_text())["learning_rate"] == 0.02

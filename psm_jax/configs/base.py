@@ -47,6 +47,9 @@ def get_config(model: str = "psm_network") -> ml_collections.ConfigDict:
     # A trained workdir of the same model and network to start from (fine-tuning, e.g. a universal
     # network trained on another dataset: the papers' "fine-tuned" universal row); "": from scratch.
     config.init_from = ""
+    # Resume a workdir's checkpoints although this config differs from theirs in more than the
+    # schedule (psm_jax.train.checkpoint.RESUMABLE_FIELDS); the old config.json is kept beside.
+    config.allow_config_change = False
     # Optimiser (SGD unless optimizer == "adam").
     config.optimizer = "sgd"
     config.learning_rate = 0.02

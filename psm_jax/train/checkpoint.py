@@ -110,9 +110,57 @@ def restore(mgr: ocp.CheckpointManager, state_like, step: int | None = None):
     return restored.state, restored.data
 
 
+RESUMABLE_FIELDS = frozenset(
+    {
+        "num_steps",
+        "log_every",
+        "checkpoint_every",
+        "eval_batches",
+        "keep_best",
+        "data_dir",
+        "manual_dir",
+        "num_workers",
+        "allow_config_change",
+    }
+)
+"""Fields a restarted run may change (a longer schedule, where the data lives); any other change
+would resume the checkpoints under settings they were not trained with."""
+
+
+def changed_fields(
+    stored: ml_collections.ConfigDict, config: ml_collections.ConfigDict
+) -> dict[str, tuple]:
+    """The fields, outside `RESUMABLE_FIELDS`, whose values differ: name -> (stored, new). Fields
+    only one of them has (added to or removed from psm-jax since the stored one was written) are
+    not compared."""
+    old, new = json.loads(stored.to_json_best_effort()), json.loads(config.to_json_best_effort())
+    return {
+        key: (old[key], new[key])
+        for key in sorted(set(old) & set(new))
+        if key not in RESUMABLE_FIELDS and old[key] != new[key]
+    }
+
+
 def save_config(workdir: str | Path, config: ml_collections.ConfigDict) -> None:
+    """Writes config.json. A workdir that holds checkpoints keeps the config they were trained
+    with: a restart whose config differs in a field outside `RESUMABLE_FIELDS` is refused, naming
+    the fields, unless `config.allow_config_change` (then the old file is kept beside as
+    config.<latest step>.json)."""
     path = Path(workdir) / "config.json"
     path.parent.mkdir(parents=True, exist_ok=True)
+    step = manager(workdir).latest_step() if path.exists() else None
+    if step is not None:
+        stored = ml_collections.ConfigDict(json.loads(path.read_text()))
+        changed = changed_fields(stored, config)
+        if changed and not config.get("allow_config_change"):
+            listed = "; ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changed.items())
+            raise ValueError(
+                f"{workdir} holds checkpoints (step {step}) trained with another config "
+                f"({listed}). Train in a new --workdir, or pass "
+                "--config.allow_config_change=True to resume them under the new settings."
+            )
+        if changed:
+            path.rename(path.with_name(f"config.{step}.json"))
     path.write_text(config.to_json_best_effort(indent=2, sort_keys=True))
 
 
