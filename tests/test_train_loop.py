@@ -194,7 +194,9 @@ def test_a_restart_with_another_config_is_refused_and_the_recorded_config_kept(
 
     loop.train_and_evaluate(_config("universal", data_dir), tmp_path)
     recorded = (tmp_path / "config.json").read_text()
-    changed = _config("universal", data_dir, learning_rate=0.5, batch_size=4)
+    # A finished run is left alone, whatever the config says (nothing to train).
+    assert loop.train_and_evaluate(_config("universal", data_dir, seed=5), tmp_path) == {}
+    changed = _config("universal", data_dir, learning_rate=0.5, batch_size=4, num_steps=9)
     with pytest.raises(ValueError, match="batch_size: 8 -> 4; learning_rate: 0.02 -> 0.5"):
         loop.train_and_evaluate(changed, tmp_path)
     assert (tmp_path / "config.json").read_text() == recorded

@@ -143,15 +143,16 @@ def train_and_evaluate(
 
 def _train_and_evaluate(config, workdir: Path, encoder) -> dict:
     is_main = jax.process_index() == 0
+    mgr = checkpoint.manager(workdir, config.keep_best)
+    if (mgr.latest_step() or 0) >= config.num_steps:
+        # Nothing to train: the workdir and its config.json stay as they are.
+        if is_main:
+            print(f"{workdir} already holds step {mgr.latest_step()}: nothing to train.")
+        return {}
     source, metadata = pipeline.open_split(config.dataset, "train", config.data_dir)
     _record_dataset_facts(config, metadata)
     if is_main:
         checkpoint.save_config(workdir, config)
-    mgr = checkpoint.manager(workdir, config.keep_best)
-    if (mgr.latest_step() or 0) >= config.num_steps:
-        if is_main:
-            print(f"{workdir} already holds step {mgr.latest_step()}: nothing to train.")
-        return {}
     pool = None
     if registry.get(config.model).conditioned_on == "embedding":
         if encoder is None:
