@@ -187,9 +187,7 @@ def test_a_second_run_in_the_same_workdir_is_refused(data_dir, tmp_path):
     assert loop.train_and_evaluate(config, tmp_path)["validation_loss"] > 0  # free again
 
 
-def test_a_restart_with_another_config_is_refused_and_the_recorded_config_kept(
-    data_dir, tmp_path
-):
+def test_a_restart_with_another_config_is_refused_and_the_recorded_config_kept(data_dir, tmp_path):
     import json
 
     loop.train_and_evaluate(_config("universal", data_dir), tmp_path)
