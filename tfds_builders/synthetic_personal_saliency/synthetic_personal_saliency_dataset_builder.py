@@ -29,19 +29,15 @@ class Builder(PersonalSaliencyBuilder):
             spec=SyntheticSpec(),
             observer_split=(20, 5, 5),
         ),
-        SyntheticConfig(
-            name="seed1",
-            description="The default with generator seed 1: new scenes and observers, for checking "
-            "settings on data they were not chosen on.",
-            spec=SyntheticSpec(seed=1),
-            observer_split=(20, 5, 5),
-        ),
-        SyntheticConfig(
-            name="seed2",
-            description="The default with generator seed 2: a third draw, for results across "
-            "draws.",
-            spec=SyntheticSpec(seed=2),
-            observer_split=(20, 5, 5),
+        *(
+            SyntheticConfig(
+                name=f"seed{seed}",
+                description=f"The default with generator seed {seed}: new scenes and observers, "
+                "for checking settings on data they were not chosen on (results across draws).",
+                spec=SyntheticSpec(seed=seed),
+                observer_split=(20, 5, 5),
+            )
+            for seed in (1, 2)
         ),
         SyntheticConfig(
             name="tiny",
