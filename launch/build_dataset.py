@@ -2,11 +2,17 @@
 
 python launch/build_dataset.py --dataset=synthetic_personal_saliency/tiny
 python launch/build_dataset.py --dataset=osie_personal --manual_dir=../shared/datasets/osie
+
+A release in a known layout with other sizes (e.g. OSIE's format with 12 observers at 1024x768):
+--observer_split=6,3,3 --sigma_px=31 build the config "default+observers_6_3_3+sigma_31", whose
+full name (printed) is what --dataset of the other launchers takes.
 """
 
+import runner
 from absl import app, flags
 
 import tfds_builders  # noqa: F401  (registers the datasets with TFDS)
+from psm_jax.data import builder as builder_lib
 from psm_jax.data import datasets
 
 _DATASET = flags.DEFINE_string(
@@ -22,19 +28,51 @@ _FILE_FORMAT = flags.DEFINE_enum(
     "file_format", "array_record", ["array_record", "tfrecord"], "tfrecord needs TensorFlow."
 )
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Rebuild even if already prepared.")
+_OBSERVER_SPLIT = flags.DEFINE_list(
+    "observer_split",
+    None,
+    "train,validation,test observer counts (default: the config's, e.g. OSIE 9,3,3).",
+)
+_SIGMA_PX = flags.DEFINE_float(
+    "sigma_px",
+    None,
+    "Gaussian sigma of the PSMs in native image pixels (default: the release's; OSIE 24 px at "
+    "800x600, about 1 degree: scale it with the image width for another resolution).",
+)
+
+
+def dataset_name(dataset: str, observer_split: list[str] | None, sigma_px: float | None) -> str:
+    """--dataset with the config derived from --observer_split and --sigma_px."""
+    if observer_split is None and sigma_px is None:
+        return dataset
+    name, _, config = dataset.partition("/")
+    try:
+        split = None if observer_split is None else tuple(int(c) for c in observer_split)
+    except ValueError:
+        raise app.UsageError(
+            f"--observer_split={','.join(observer_split)}: expected three integers."
+        ) from None
+    try:
+        derived = builder_lib.config_name(config or "default", split, sigma_px)
+    except ValueError as error:
+        raise app.UsageError(str(error)) from None
+    return f"{name}/{derived}"
 
 
 def main(argv):
     del argv
+    name = dataset_name(_DATASET.value, _OBSERVER_SPLIT.value, _SIGMA_PX.value)
     builder = datasets.build_dataset(
-        _DATASET.value,
+        name,
         data_dir=_DATA_DIR.value,
         manual_dir=_MANUAL_DIR.value,
         file_format=_FILE_FORMAT.value,
         overwrite=_OVERWRITE.value,
     )
     print(datasets.summarise(builder))
+    if name != _DATASET.value:
+        print(f"Pass --dataset={name} to the other launchers.")
 
 
 if __name__ == "__main__":
-    app.run(main)
+    runner.run(main)

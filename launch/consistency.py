@@ -6,7 +6,8 @@ python launch/consistency.py --dataset=synthetic_personal_saliency/tiny
 
 import time
 
-from absl import app, flags
+import runner
+from absl import flags
 
 import tfds_builders  # noqa: F401  (registers the datasets with TFDS)
 from psm_jax import analysis
@@ -35,4 +36,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    runner.run(main)

@@ -20,6 +20,7 @@ clipped, as the dataset builders do, and both are counted in a warning.
 """
 
 import numpy as np
+import runner
 from absl import app, flags
 
 from psm_jax import inference, personalise
@@ -85,4 +86,4 @@ def main(argv):
 
 if __name__ == "__main__":
     flags.mark_flags_as_required(["images_dir", "fixations", "output"])
-    app.run(main)
+    runner.run(main)

@@ -15,6 +15,7 @@ psm_jax/configs/evaluation.py: predicted PSM = clip(USM + discrepancy, 0.3 x USM
 --usm_floor=0 scores the papers' clip(USM + discrepancy, 0, 1).
 """
 
+import runner
 import shared_flags
 from absl import app, flags
 
@@ -54,4 +55,4 @@ def main(argv):
 
 if __name__ == "__main__":
     flags.mark_flags_as_required(["output_dir"])
-    app.run(main)
+    runner.run(main)

@@ -10,6 +10,7 @@ option) reads: `<image stem>.npy`, the map at the working resolution in [0, 1].
 from pathlib import Path
 
 import numpy as np
+import runner
 from absl import app, flags
 from tqdm import tqdm
 
@@ -47,4 +48,4 @@ def main(argv):
 
 if __name__ == "__main__":
     flags.mark_flags_as_required(["workdir", "output_dir"])
-    app.run(main)
+    runner.run(main)

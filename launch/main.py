@@ -5,8 +5,9 @@ python launch/main.py --dataset=osie_personal --manual_dir=../shared/datasets/os
 python launch/main.py --dataset=synthetic_personal_saliency/tiny --workdir=/tmp/tiny_run
 """
 
+import runner
 import shared_flags
-from absl import app, flags
+from absl import flags
 
 import tfds_builders  # noqa: F401  (registers the datasets with TFDS)
 from psm_jax import main_job
@@ -39,4 +40,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    runner.run(main)

@@ -17,6 +17,7 @@ alice_photo_usm.png (the universal map, for comparison).
 """
 
 import numpy as np
+import runner
 import shared_flags
 from absl import app, flags
 
@@ -73,4 +74,4 @@ def main(argv):
 
 if __name__ == "__main__":
     flags.mark_flags_as_required(["universal", "image", "output"])
-    app.run(main)
+    runner.run(main)

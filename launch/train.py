@@ -18,7 +18,8 @@ process per host, or several on one machine for testing) add
 """
 
 import jax
-from absl import app, flags
+import runner
+from absl import flags
 from ml_collections import config_flags
 
 import tfds_builders  # noqa: F401  (registers the datasets with TFDS)
@@ -56,4 +57,4 @@ def main(argv):
 
 if __name__ == "__main__":
     flags.mark_flags_as_required(["config", "workdir"])
-    app.run(main)
+    runner.run(main)

@@ -70,7 +70,9 @@ def read_viewer(
         each image's width.
       weight_by_duration: weight fixations by their duration.
     """
-    image_names, people, table = table_lib.read_fixation_table(fixations, one_person=True)
+    image_names, people, table, read_counts = table_lib.read_fixation_table(
+        fixations, one_person=True
+    )
     if subject is not None:
         if subject not in people:
             raise ValueError(f"{fixations} has no subject {subject!r}; it has {people}.")
@@ -88,6 +90,7 @@ def read_viewer(
         loaded.append(load_image(path, working_size))
     sizes = np.array([native for _, native in loaded], np.int64).reshape(-1, 2)
     table, counts = fixations_lib.clean_fixations(table, sizes)
+    counts.update(read_counts)
     if any(counts.values()):
         logging.warning("%s: %s", fixations, ", ".join(f"{n} {k}" for k, n in counts.items() if n))
     images, psms, names = [], [], []

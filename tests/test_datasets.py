@@ -213,3 +213,88 @@ def test_tfrecord_and_tfds_load_with_tensorflow(tmp_path):
     example = next(iter(tfds.as_numpy(dataset)))
     assert example["image"].shape == (120, 160, 3)
     assert example["psm"].shape == (8, 120, 160)
+
+
+def test_records_built_from_another_release_are_refused_with_the_rebuild_command(tmp_path):
+    import shutil
+
+    release = tmp_path / "osie"
+    shutil.copytree(DUMMY["osie_personal"], release)
+    data_dir = str(tmp_path / "tfds")
+    built = datasets.build_dataset("osie_personal", data_dir=data_dir, manual_dir=str(release))
+    assert built.info.metadata["release_fingerprint"]["root"] == str(release.resolve())
+    # The same release copied elsewhere is the same release: reused.
+    copy = tmp_path / "copy"
+    shutil.copytree(release, copy)
+    datasets.build_dataset("osie_personal", data_dir=data_dir, manual_dir=str(copy))
+    # A re-exported fixation file, or an image more or less, is another release.
+    (copy / "data" / "stimuli" / "1010.jpg").unlink()
+    with pytest.raises(
+        ValueError,
+        match=r"(?s)were built from the release in .*osie.*another one \(11 files.*10 files.*"
+        r"launch/build_dataset.py --dataset=osie_personal --manual_dir=.*--overwrite",
+    ):
+        datasets.build_dataset("osie_personal", data_dir=data_dir, manual_dir=str(copy))
+    import scipy.io
+
+    mat = release / "data" / "eye" / "fixations.mat"  # re-exported (another header date)
+    scipy.io.savemat(mat, {"fixations": scipy.io.loadmat(mat)["fixations"]}, do_compression=True)
+    with pytest.raises(ValueError, match="changed data files: data/eye/fixations.mat"):
+        datasets.build_dataset("osie_personal", data_dir=data_dir, manual_dir=str(release))
+    # --overwrite rebuilds from the new release and records its fingerprint.
+    rebuilt = datasets.build_dataset(
+        "osie_personal", data_dir=data_dir, manual_dir=str(release), overwrite=True
+    )
+    datasets.build_dataset("osie_personal", data_dir=data_dir, manual_dir=str(release))
+    with pytest.raises(ValueError, match="changed data files"):  # the old one is now the other
+        datasets.build_dataset(
+            "osie_personal", data_dir=data_dir, manual_dir=str(DUMMY["osie_personal"])
+        )
+    assert rebuilt.info.metadata["num_images"] == 10
+
+
+def test_observer_split_and_sigma_come_from_the_dataset_name(tmp_path, caplog):
+    from psm_jax.data import builder as builder_lib
+
+    data_dir = str(tmp_path / "tfds")
+    manual = str(DUMMY["osie_personal"])
+    # The dummy release has 5 observers: OSIE's 9/3/3 does not add up, and the fallback says so.
+    with caplog.at_level("WARNING"):
+        default = datasets.build_dataset("osie_personal", data_dir=data_dir, manual_dir=manual)
+    assert "(9, 3, 3) adds up to 15 observers but the release has 5" in caplog.text
+    assert [len(v) for v in default.info.metadata["observer_split"].values()] == [3, 1, 1]
+
+    name = "osie_personal/" + builder_lib.config_name("default", (2, 2, 1), 6.0)
+    assert name == "osie_personal/default+observers_2_2_1+sigma_6"
+    derived = datasets.build_dataset(name, data_dir=data_dir, manual_dir=manual)
+    assert [len(v) for v in derived.info.metadata["observer_split"].values()] == [2, 2, 1]
+    assert derived.info.metadata["psm"]["sigma_native_px_range"] == [6.0, 6.0]
+    assert derived.data_path != default.data_path  # records of their own
+    source, _ = pipeline.open_split(name, "test", data_dir)  # loads by name, as launchers do
+    wide, _ = pipeline.open_split("osie_personal", "test", data_dir)
+    sharp, broad = source[0]["psm"].astype(np.float32), wide[0]["psm"].astype(np.float32)
+    assert (sharp > 0.5).mean() < (broad > 0.5).mean()  # a smaller sigma, a peakier map
+    with pytest.raises(ValueError, match=r"Cannot read 'sigma_x' of the dataset config"):
+        datasets.builder("osie_personal/default+sigma_x", data_dir=data_dir)
+    with pytest.raises(ValueError, match=r"as 'default\+observers_2_2_1\+sigma_6'"):
+        datasets.builder("osie_personal/default+sigma_6+observers_2_2_1", data_dir=data_dir)
+
+
+def test_build_dataset_launcher_builds_the_derived_config(tmp_path):
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "launch" / "build_dataset.py"),
+            "--dataset=osie_personal",
+            f"--manual_dir={DUMMY['osie_personal']}",
+            f"--data_dir={tmp_path}",
+            "--observer_split=3,1,1",
+            "--sigma_px=4",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "--dataset=osie_personal/default+observers_3_1_1+sigma_4" in result.stdout
+    assert "observers: 5 (train 3, validation 1, test 1)" in result.stdout

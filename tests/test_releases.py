@@ -72,7 +72,9 @@ def test_ps_reader_maps_screen_to_image_pixels():
 
 
 def test_table_reader_csv_and_parquet_agree(tmp_path):
-    names, observers, table = read_fixation_table(DUMMY["individual_differences"] / "fixations.csv")
+    names, observers, table, _ = read_fixation_table(
+        DUMMY["individual_differences"] / "fixations.csv"
+    )
     assert len(names) == 10 and len(observers) == 6
     assert set(np.unique(table.viewing)) == {0, 1}  # two sessions
     assert np.isnan(table.x).sum() == 1
@@ -85,7 +87,7 @@ def test_table_reader_csv_and_parquet_agree(tmp_path):
         pyarrow.csv.read_csv(DUMMY["individual_differences"] / "fixations.csv"), parquet
     )
     assert pa is not None
-    names2, observers2, table2 = read_fixation_table(parquet)
+    names2, observers2, table2, _ = read_fixation_table(parquet)
     assert names2 == names and observers2 == observers
     np.testing.assert_allclose(table2.x, table.x, equal_nan=True)
 
@@ -98,6 +100,30 @@ def test_table_reader_errors_name_file_and_column(tmp_path):
     bad.write_text("subject,image,x,y,duration_ms\ns1,a.jpg,one,2,100\n")
     with pytest.raises(ValueError, match=r"column 'x' row 2 holds 'one'"):
         read_fixation_table(bad)
+    # A header-only file used to die in a NumPy reduction.
+    bad.write_text("subject,image,x,y,duration_ms\n")
+    with pytest.raises(ValueError, match=r"fixations.csv has a header row but no fixations"):
+        read_fixation_table(bad)
+    # Line numbers stay those of the file after duplicate rows are dropped.
+    bad.write_text("subject,image,x,y,duration_ms\ns1,a,1,2,3\ns1,a,1,2,3\ns1,a,x,2,3\n")
+    with pytest.raises(ValueError, match=r"column 'x' row 4 holds 'x'"):
+        read_fixation_table(bad)
+
+
+def test_table_reader_drops_and_counts_exact_duplicate_rows(tmp_path):
+    table = tmp_path / "fixations.csv"
+    table.write_text(
+        "subject,image,x,y,duration_ms\n"
+        "s1,a.jpg,1,2,100\n"
+        "s1,a.jpg,1,2,100\n"  # the row above, written twice: dropped
+        "s2,a.jpg,1,2,100\n"  # another person at the same place: kept
+        "s1,a.jpg,1,2,150\n"  # another duration: kept
+        "s1,a.jpg,1,2,100\n"  # a third copy: dropped
+    )
+    _, observers, fixations, counts = read_fixation_table(table)
+    assert counts == {"duplicate_rows_dropped": 2}
+    assert len(fixations) == 3 and observers == ["s1", "s2"]
+    np.testing.assert_array_equal(fixations.duration_ms, [100, 100, 150])  # file order kept
 
 
 def test_table_release_missing_files(tmp_path):
@@ -139,3 +165,64 @@ def test_grayscale_image_becomes_rgb_jpeg():
 
     with Image.open(BytesIO(encoded)) as image:
         assert image.mode == "RGB" and image.format == "JPEG" and size == (48, 64)
+
+
+def _osie_with(tmp_path, edit):
+    """A copy of the dummy OSIE release whose fixations.mat has been changed by `edit(records)`."""
+    import scipy.io
+
+    root = tmp_path / "osie"
+    shutil.copytree(DUMMY["osie_personal"], root)
+    mat = root / "data" / "eye" / "fixations.mat"
+    records = scipy.io.loadmat(mat, squeeze_me=True, struct_as_record=False)["fixations"]
+    plain = []
+    for record in records:
+        subjects = np.empty(len(record.subjects), dtype=object)
+        subjects[:] = [
+            {k: np.atleast_1d(getattr(s, k)) for k in ("fix_x", "fix_y", "fix_duration")}
+            for s in record.subjects
+        ]
+        plain.append({"img": record.img, "subjects": subjects})
+    edit(plain)
+    cell = np.empty(len(plain), dtype=object)
+    cell[:] = plain
+    scipy.io.savemat(mat, {"fixations": cell})
+    return root
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (  # a duration vector shorter than fix_x used to be stretched silently by np.resize
+            lambda r: r[2]["subjects"][1].update(
+                fix_duration=r[2]["subjects"][1]["fix_duration"][:0]
+            ),
+            r"image 1003.jpg \(entry 3\), subject 2: fix_x, fix_y and fix_duration must be vectors "
+            r"of one length",
+        ),
+        (  # fix_y shorter than fix_x used to die in a reshape
+            lambda r: r[4]["subjects"][0].update(fix_y=np.array([1.0])),
+            r"image 1005.jpg \(entry 5\), subject 1: fix_x, fix_y",
+        ),
+        (  # a subject that is not a struct used to raise AttributeError
+            lambda r: r[1]["subjects"].__setitem__(3, np.array([1.0, 2.0])),
+            r"image 1002.jpg \(entry 2\), subject 4 is not a struct with a field 'fix_x'",
+        ),
+        (  # an image entry that is not a struct
+            lambda r: r.__setitem__(6, np.array([7.0])),
+            r"entry 7 of fixations is not a struct with a field 'img'",
+        ),
+    ],
+)
+def test_a_malformed_osie_file_names_the_image_and_the_observer(tmp_path, edit, message):
+    root = _osie_with(tmp_path, edit)
+    with pytest.raises(ValueError, match=message):
+        read_osie(root)
+
+
+def test_the_osie_rewrite_of_the_dummy_release_reads_as_before(tmp_path):
+    # The helper above round-trips the file faithfully, so the errors come from the edits alone.
+    before = read_osie(DUMMY["osie_personal"]).fixations
+    after = read_osie(_osie_with(tmp_path, lambda records: None)).fixations
+    np.testing.assert_array_equal(before.x, after.x)
+    np.testing.assert_array_equal(before.duration_ms, after.duration_ms)

@@ -34,7 +34,7 @@ import tensorflow_datasets as tfds
 
 from psm_jax.data import saliency_maps, splits
 from psm_jax.data.fixations import FixationTable, clean_fixations
-from psm_jax.data.releases.base import Release, as_rgb_jpeg
+from psm_jax.data.releases.base import Release, as_rgb_jpeg, fingerprint
 
 _FIXATION_COLUMNS = ("x", "y", "duration_ms", "observer", "viewing")
 
@@ -46,15 +46,67 @@ class PersonalSaliencyConfig(tfds.core.BuilderConfig):
     Attributes:
       working_size: (H, W) of the stored PSMs.
       weight_by_duration: weight fixations by duration in the PSMs.
-      observer_split: (train, validation, test) observer counts; None or counts that do not add up
-        to the release's observers give a 60/20/20 split.
+      observer_split: (train, validation, test) observer counts; None gives a 60/20/20 split, and
+        so do counts that do not add up to the release's observers (with a warning naming both).
       split_seed: seed of the image and observer splits.
+      sigma_px: Gaussian sigma of the PSMs in native image pixels (both axes) for every image;
+        None keeps the release's own (e.g. OSIE's 24 px at 800x600).
     """
 
     working_size: tuple[int, int] = saliency_maps.WORKING_SIZE
     weight_by_duration: bool = False
     observer_split: tuple[int, int, int] | None = None
     split_seed: int = splits.DEFAULT_SEED
+    sigma_px: float | None = None
+
+
+def config_name(
+    base: str = "default",
+    observer_split: tuple[int, int, int] | None = None,
+    sigma_px: float | None = None,
+) -> str:
+    """The name of a builder config derived from config `base` with another observer split or
+    sigma: "default+observers_6_2_2+sigma_12". Any psm-jax builder understands such names
+    (`PersonalSaliencyBuilder.get_builder_config`), so "osie_personal/default+observers_6_2_2"
+    works wherever a dataset name does, and its records live in a folder of their own."""
+    name = base
+    if observer_split is not None:
+        if len(observer_split) != 3 or min(observer_split) < 0:
+            raise ValueError(
+                "An observer split is three counts (train, validation, test), got "
+                f"{observer_split}."
+            )
+        name += "+observers_" + "_".join(str(int(c)) for c in observer_split)
+    if sigma_px is not None:
+        if not sigma_px > 0:
+            raise ValueError(f"sigma_px must be positive, got {sigma_px}.")
+        name += f"+sigma_{float(sigma_px):g}"
+    return name
+
+
+def _derive_config(
+    base: PersonalSaliencyConfig, name: str, parts: list[str]
+) -> PersonalSaliencyConfig:
+    changes = {}
+    for part in parts:
+        key, _, value = part.partition("_")
+        try:
+            if key == "observers":
+                changes["observer_split"] = tuple(int(c) for c in value.split("_"))
+            elif key == "sigma":
+                changes["sigma_px"] = float(value)
+            else:
+                raise ValueError
+        except ValueError:
+            raise ValueError(
+                f"Cannot read {part!r} of the dataset config {name!r}: expected "
+                "<config>+observers_<train>_<validation>_<test> and/or +sigma_<native px>, "
+                "e.g. default+observers_6_2_2+sigma_12."
+            ) from None
+    canonical = config_name(base.name, changes.get("observer_split"), changes.get("sigma_px"))
+    if canonical != name:
+        raise ValueError(f"Write the dataset config {name!r} as {canonical!r}.")
+    return dataclasses.replace(base, name=name, **changes)
 
 
 def _pairs_with_fixations(fixations: FixationTable, num_observers: int, by_duration: bool):
@@ -71,6 +123,23 @@ class PersonalSaliencyBuilder(tfds.core.GeneratorBasedBuilder, skip_registration
 
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "Initial release."}
+
+    _derived_configs: dict = {}
+
+    @classmethod
+    def get_builder_config(cls, name, version=None):
+        """A config of BUILDER_CONFIGS, or one derived from it by name (`config_name`)."""
+        config = super().get_builder_config(name, version)
+        if config is not None or "+" not in name:
+            return config
+        base_name, *parts = name.split("+")
+        base = super().get_builder_config(base_name, version)
+        if base is None:
+            return None
+        key = (cls, name)
+        if key not in cls._derived_configs:  # one object per name, as TFDS expects
+            cls._derived_configs[key] = _derive_config(base, name, parts)
+        return cls._derived_configs[key]
 
     @abc.abstractmethod
     def _read_release(self, dl_manager: tfds.download.DownloadManager) -> Release:
@@ -111,7 +180,12 @@ class PersonalSaliencyBuilder(tfds.core.GeneratorBasedBuilder, skip_registration
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
         config = self.builder_config
         release = self._read_release(dl_manager)
+        if config.sigma_px is not None:
+            release = dataclasses.replace(
+                release, sigma=np.full_like(release.sigma, config.sigma_px)
+            )
         fixations, quality = clean_fixations(release.fixations, release.image_sizes)
+        quality.update(release.quality)
         image_split = splits.split_images(release.image_ids, seed=config.split_seed)
         observer_split = splits.split_observers(
             release.observer_ids, config.observer_split, seed=config.split_seed
@@ -144,6 +218,9 @@ class PersonalSaliencyBuilder(tfds.core.GeneratorBasedBuilder, skip_registration
             quality=quality,
             release=release.metadata,
         )
+        if self.MANUAL_DOWNLOAD_INSTRUCTIONS:
+            # What `psm_jax.data.datasets.build_dataset` checks a later --manual_dir against.
+            self.info.metadata["release_fingerprint"] = fingerprint(dl_manager.manual_dir)
         rows = fixations.rows_by_image(release.num_images)
         return {
             name: self._generate_examples(release, fixations, rows, [index_of[i] for i in ids])

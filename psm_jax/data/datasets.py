@@ -11,8 +11,12 @@ no import cycle.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import tensorflow_datasets as tfds
+
+from psm_jax.data.releases.base import fingerprint, fingerprint_differences
 
 DEFAULT_DATA_DIR = "data/tfds"
 
@@ -61,8 +65,23 @@ def build_dataset(
 
     Returns:
       The prepared builder (its `info.metadata` holds splits and data-quality counts).
+
+    Raises:
+      ValueError with the command to rebuild, when the records in `data_dir` were built from
+      another release than the one in `manual_dir` (the fingerprint recorded at build time:
+      `psm_jax.data.releases.base.fingerprint`).
     """
     prepared = builder(name, data_dir=data_dir, file_format=file_format)
+    if not overwrite and manual_dir is not None and prepared.is_prepared():
+        _check_release(prepared, name, data_dir, manual_dir)
+    needs_release = prepared.MANUAL_DOWNLOAD_INSTRUCTIONS and (
+        overwrite or not prepared.is_prepared()
+    )
+    if needs_release and manual_dir is not None and not Path(manual_dir).is_dir():
+        raise FileNotFoundError(
+            f"{name}: the release folder {manual_dir} (--manual_dir) does not exist.\n"
+            f"{prepared.MANUAL_DOWNLOAD_INSTRUCTIONS}"
+        )
     mode = (
         tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS
         if not overwrite
@@ -72,6 +91,21 @@ def build_dataset(
         download_config=tfds.download.DownloadConfig(manual_dir=manual_dir, download_mode=mode)
     )
     return prepared
+
+
+def _check_release(prepared, name: str, data_dir: str, manual_dir: str) -> None:
+    recorded = prepared.info.metadata.get("release_fingerprint")
+    if recorded is None or not Path(manual_dir).is_dir():
+        return  # built before fingerprints were recorded, or nothing to compare with
+    differences = fingerprint_differences(recorded, fingerprint(manual_dir))
+    if differences:
+        raise ValueError(
+            f"The records of {name} in {prepared.data_dir} were built from the release in "
+            f"{recorded['root']}, and --manual_dir {manual_dir} is another one "
+            f"({'; '.join(differences)}). Rebuild them: python launch/build_dataset.py "
+            f"--dataset={name} --manual_dir={manual_dir} --data_dir={data_dir} --overwrite "
+            "(or build into another --data_dir)."
+        )
 
 
 def summarise(builder: tfds.core.DatasetBuilder) -> str:
@@ -96,6 +130,7 @@ def summarise(builder: tfds.core.DatasetBuilder) -> str:
         f"  data quality: {quality['nan_fixations_dropped']} NaN fixations dropped, "
         f"{quality['outside_fixations_clipped']} outside fixations clipped, "
         f"{quality['invalid_durations_zeroed']} invalid durations zeroed, "
+        f"{quality.get('duplicate_rows_dropped', 0)} duplicate rows dropped, "
         f"{quality['empty_pairs']} (image, observer) pairs without fixations (masked)",
     ]
     release = md.get("release", {})

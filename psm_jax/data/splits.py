@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from absl import logging
 
 SPLIT_NAMES = ("train", "validation", "test")
 IMAGE_FRACTIONS = (0.8, 0.1, 0.1)
@@ -55,9 +56,23 @@ def split_observers(
     Args:
       observer_ids: all observers of the dataset.
       counts: (train, validation, test) counts; if None or if they do not add up to the number of
-        observers (a release with another number of observers than the paper's), a 60/20/20 split.
+        observers (a release with another number of observers than the paper's), a 60/20/20 split,
+        with a warning naming both in the second case.
       seed: permutation seed.
     """
-    if counts is None or sum(counts) != len(observer_ids):
+    if counts is not None and sum(counts) != len(observer_ids):
+        fallback = split_counts(len(observer_ids), (0.6, 0.2, 0.2))
+        logging.warning(
+            "The observer split %s adds up to %d observers but the release has %d: using the "
+            "60/20/20 split %s instead. Choose one with the dataset config "
+            "'<config>+observers_<train>_<validation>_<test>' (launch/build_dataset.py "
+            "--observer_split).",
+            tuple(counts),
+            sum(counts),
+            len(observer_ids),
+            fallback,
+        )
+        counts = fallback
+    if counts is None:
         counts = split_counts(len(observer_ids), (0.6, 0.2, 0.2))
     return _assign(observer_ids, counts, seed)

@@ -28,6 +28,7 @@ from pathlib import Path
 import jax
 import ml_collections
 import orbax.checkpoint as ocp
+from absl import logging
 from etils import epath
 from flax import nnx
 from orbax.checkpoint import checkpoint_managers
@@ -97,6 +98,64 @@ def save(mgr: ocp.CheckpointManager, step: int, state, iterator_state, validatio
     )
 
 
+CORRUPT = "checkpoints_corrupt"
+"""Where checkpoints that no longer restore are set aside (never deleted)."""
+
+
+def _summary(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    return f"{type(error).__name__}: {text[:300]}{'...' if len(text) > 300 else ''}"
+
+
+def _set_aside(workdir: Path, step: int) -> Path:
+    target = workdir / CORRUPT / str(step)
+    suffix = 0
+    while target.exists():
+        suffix += 1
+        target = workdir / CORRUPT / f"{step}.{suffix}"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    (workdir.absolute() / "checkpoints" / str(step)).rename(target)
+    return target
+
+
+def restore_newest_intact(
+    mgr: ocp.CheckpointManager, workdir: str | Path, state_like, *, set_aside: bool = True
+):
+    """(state, iterator_state, step) of the newest checkpoint that restores.
+
+    A checkpoint that does not restore (a truncated or deleted file, a disk that failed) is
+    skipped with a message saying which step and why; with `set_aside` (the process that owns the
+    workdir) it is moved to `<workdir>/checkpoints_corrupt/<step>` (kept, never deleted), so that
+    the resumed run can save that step again.
+
+    Raises:
+      RuntimeError naming every step and its error when none restores (nothing is moved: the
+      cause is then more likely the code or the config than the files).
+    """
+    failures = []
+    for step in sorted(mgr.all_steps(), reverse=True):
+        try:
+            state, iterator_state = restore(mgr, state_like, step)
+        except Exception as error:  # noqa: BLE001 (whatever a damaged checkpoint raises)
+            failures.append((step, error))
+            continue
+        for bad, error in failures:
+            where = _set_aside(Path(workdir), bad) if set_aside else None
+            message = (
+                f"Checkpoint step {bad} in {Path(workdir) / 'checkpoints'} does not restore "
+                f"({_summary(error)}); resuming from step {step}"
+                + (f". It was moved to {where} (not deleted)." if where else ".")
+            )
+            logging.warning(message)
+        if failures:
+            mgr.reload()
+        return state, iterator_state, step
+    listed = "; ".join(f"step {step}: {_summary(error)}" for step, error in failures)
+    raise RuntimeError(
+        f"No checkpoint in {Path(workdir) / 'checkpoints'} restores ({listed})."
+    ) from (failures[0][1] if failures else None)
+
+
 def restore(mgr: ocp.CheckpointManager, state_like, step: int | None = None):
     """(state, iterator_state) at `step` (default: the latest), shaped like `state_like`."""
     step = mgr.latest_step() if step is None else step
@@ -127,13 +186,29 @@ RESUMABLE_FIELDS = frozenset(
 would resume the checkpoints under settings they were not trained with."""
 
 
+PATH_FIELDS = ("data_dir", "manual_dir", "encoder_workdir", "init_from")
+"""Fields holding paths: recorded absolute (`resolve_paths`), so that evaluating, enrolling or
+predicting from another directory finds what the run used."""
+
+
+def resolve_paths(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """A copy of `config` with its relative `PATH_FIELDS` made absolute (from the current
+    directory); empty fields stay empty."""
+    config = ml_collections.ConfigDict(config.to_dict())
+    with config.unlocked():
+        for field in PATH_FIELDS:
+            if config.get(field):
+                config[field] = str(Path(config[field]).absolute())
+    return config
+
+
 def changed_fields(
     stored: ml_collections.ConfigDict, config: ml_collections.ConfigDict
 ) -> dict[str, tuple]:
     """The fields, outside `RESUMABLE_FIELDS`, whose values differ: name -> (stored, new). Fields
     only one of them has (added to or removed from psm-jax since the stored one was written) are
-    not compared."""
-    old, new = json.loads(stored.to_json_best_effort()), json.loads(config.to_json_best_effort())
+    not compared; paths compare by their absolute form."""
+    old, new = (json.loads(resolve_paths(c).to_json_best_effort()) for c in (stored, config))
     return {
         key: (old[key], new[key])
         for key in sorted(set(old) & set(new))
@@ -216,23 +291,43 @@ def restore_model(workdir: str | Path, which: str = "best"):
         abstract, layers.ObserverParam, nnx.Param, ...
     )
     mgr = manager(workdir, config.keep_best)
-    step = mgr.best_step() if which == "best" else mgr.latest_step()
-    if step is None:
+    chosen = mgr.best_step() if which == "best" else mgr.latest_step()
+    if chosen is None:
         raise FileNotFoundError(f"No checkpoint in {Path(workdir) / 'checkpoints'}.")
     # The TrainState's model fields only (psm_jax.train.step.TrainState); the optimiser state and
     # the counters stay on disk.
     wanted = {"observer_params": observer_params, "params": params, "rest": rest}
     wanted = jax.tree.map(ocp.utils.to_shape_dtype_struct, wanted)
-    restored = mgr.restore(
-        step,
-        args=ocp.args.Composite(
-            state=ocp.args.PyTreeRestore(
-                item=wanted,
-                restore_args=ocp.checkpoint_utils.construct_restore_args(wanted),
-                partial_restore=True,
-            )
-        ),
-    ).state
+    args = ocp.args.Composite(
+        state=ocp.args.PyTreeRestore(
+            item=wanted,
+            restore_args=ocp.checkpoint_utils.construct_restore_args(wanted),
+            partial_restore=True,
+        )
+    )
+    # A damaged checkpoint is skipped (said, not moved: evaluation does not change a workdir).
+    others = sorted((s for s in mgr.all_steps() if s != chosen), reverse=True)
+    failures = []
+    for step in (chosen, *others):
+        try:
+            restored = mgr.restore(step, args=args).state
+        except Exception as error:  # noqa: BLE001 (whatever a damaged checkpoint raises)
+            failures.append((step, error))
+            continue
+        break
+    else:
+        listed = "; ".join(f"step {step}: {_summary(error)}" for step, error in failures)
+        raise RuntimeError(
+            f"No checkpoint in {Path(workdir) / 'checkpoints'} restores ({listed})."
+        ) from failures[0][1]
+    for bad, error in failures:
+        logging.warning(
+            "Checkpoint step %d of %s does not restore (%s); using step %d instead.",
+            bad,
+            workdir,
+            _summary(error),
+            step,
+        )
     model = nnx.merge(graphdef, restored["observer_params"], restored["params"], restored["rest"])
     model.eval()
     return model, config, step

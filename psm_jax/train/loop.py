@@ -149,6 +149,7 @@ def _train_and_evaluate(config, workdir: Path, encoder) -> dict:
         if is_main:
             print(f"{workdir} already holds step {mgr.latest_step()}: nothing to train.")
         return {}
+    config = checkpoint.resolve_paths(config)  # recorded absolute: usable from anywhere
     source, metadata = pipeline.open_split(config.dataset, "train", config.data_dir)
     _record_dataset_facts(config, metadata)
     if is_main:
@@ -175,7 +176,9 @@ def _train_and_evaluate(config, workdir: Path, encoder) -> dict:
     stream = task.stream(source, seed=config.seed, shuffle=True, num_epochs=None)
     iterator = iter(stream)
     if mgr.latest_step() is not None:
-        state, iterator_state = checkpoint.restore(mgr, state, mgr.latest_step())
+        state, iterator_state, _ = checkpoint.restore_newest_intact(
+            mgr, workdir, state, set_aside=is_main
+        )
         state = train_step.replicate(state, mesh)
         iterator.set_state(iterator_state)
         if is_main:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
 import os
 from collections.abc import Callable, Sequence
@@ -30,6 +31,8 @@ class Release:
       read_image: returns the encoded bytes (JPEG or PNG) of image i.
       image_source: where image i comes from (its path), for error messages.
       metadata: anything dataset-specific to store in the dataset metadata (JSON-serialisable).
+      quality: what the reader itself dropped (e.g. duplicate rows), counts added to the
+        builder's data-quality counts.
     """
 
     name: str
@@ -41,6 +44,7 @@ class Release:
     read_image: Callable[[int], bytes]
     image_source: Callable[[int], str]
     metadata: dict = dataclasses.field(default_factory=dict)
+    quality: dict = dataclasses.field(default_factory=dict)
 
     @property
     def num_images(self) -> int:
@@ -107,3 +111,49 @@ def require_path(path: Path, release: str, instructions: str) -> Path:
     if not path.exists():
         raise FileNotFoundError(f"{release}: {path} does not exist.\n{instructions}")
     return path
+
+
+def fingerprint(root: str | os.PathLike) -> dict:
+    """What identifies a release on disk, recorded in the dataset metadata at build time.
+
+    Every file below `root` by relative path and size, and the content (SHA-256) of the files
+    that are not images (the fixation data: small, and what a re-export changes). A copy of the
+    same release elsewhere has the same fingerprint; another release, a re-exported fixation file,
+    or added or removed images do not.
+
+    Returns:
+      {"root": the absolute path, "num_files", "bytes", "listing": SHA-256 of the (path, size) list,
+       "data_files": {relative path: SHA-256} of the non-image files}.
+    """
+    root = Path(root).resolve()
+    listing, data_files, total, count = hashlib.sha256(), {}, 0, 0
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        relative = path.relative_to(root).as_posix()
+        size = path.stat().st_size
+        total += size
+        count += 1
+        listing.update(f"{relative}\0{size}\n".encode())
+        if path.suffix.lower() not in IMAGE_SUFFIXES:
+            data_files[relative] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return {
+        "root": str(root),
+        "num_files": count,
+        "bytes": total,
+        "listing": listing.hexdigest(),
+        "data_files": data_files,
+    }
+
+
+def fingerprint_differences(recorded: dict, current: dict) -> list[str]:
+    """How two `fingerprint`s differ, in words (empty when they match; the root may differ)."""
+    differences = []
+    if recorded["listing"] != current["listing"]:
+        differences.append(
+            f"{recorded['num_files']} files, {recorded['bytes']} bytes then; "
+            f"{current['num_files']} files, {current['bytes']} bytes now"
+        )
+    old, new = recorded["data_files"], current["data_files"]
+    changed = sorted(n for n in set(old) | set(new) if old.get(n) != new.get(n))
+    if changed:
+        differences.append(f"changed data files: {', '.join(changed[:5])}")
+    return differences

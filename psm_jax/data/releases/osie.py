@@ -21,8 +21,8 @@ from psm_jax.data.releases.base import Release, image_size, require_path
 INSTRUCTIONS = """\
 Download the OSIE release (MIT License) from the NUS-VIP repository
 "predicting-human-gaze-beyond-pixels" and pass its root as manual_dir, so that
-<manual_dir>/data/stimuli/*.jpg and <manual_dir>/data/eye/fixations.mat exist.
-A copy lives at ../shared/datasets/osie in this project's workspace."""
+<manual_dir>/data/stimuli/*.jpg and <manual_dir>/data/eye/fixations.mat exist:
+python launch/build_dataset.py --dataset=osie_personal --manual_dir=<the release root>"""
 
 SIGMA_PX = 24.0
 """OSIE's own code blurs fixations with sigma = 24 px at 800x600 (about 1 degree)."""
@@ -52,24 +52,23 @@ def read_osie(manual_dir: str | Path, sigma_px: float = SIGMA_PX) -> Release:
     image_ids, columns = [], {k: [] for k in ("image", "observer", "x", "y", "duration_ms")}
     num_observers = None
     for image_index, record in enumerate(records):
-        image_ids.append(str(record.img))
-        subjects = np.atleast_1d(record.subjects)
+        image = _field(record, "img", f"{mat_path}: entry {image_index + 1} of fixations")
+        image_ids.append(str(image))
+        where = f"{mat_path}: image {image} (entry {image_index + 1})"
+        subjects = np.atleast_1d(_field(record, "subjects", where))
         if num_observers is None:
             num_observers = len(subjects)
         elif len(subjects) != num_observers:
             raise ValueError(
-                f"{mat_path}: image {record.img} has {len(subjects)} subjects, "
-                f"the first image has {num_observers}."
+                f"{where} has {len(subjects)} subjects, the first image has {num_observers}."
             )
         for observer, subject in enumerate(subjects):
-            x = np.atleast_1d(np.asarray(subject.fix_x, np.float64)) - 1.0
-            y = np.atleast_1d(np.asarray(subject.fix_y, np.float64)) - 1.0
-            duration = np.atleast_1d(np.asarray(subject.fix_duration, np.float64))
+            x, y, duration = _subject_fixations(subject, f"{where}, subject {observer + 1}")
             columns["image"].append(np.full(len(x), image_index))
             columns["observer"].append(np.full(len(x), observer))
-            columns["x"].append(x)
-            columns["y"].append(y)
-            columns["duration_ms"].append(np.resize(duration, len(x)))
+            columns["x"].append(x - 1.0)
+            columns["y"].append(y - 1.0)
+            columns["duration_ms"].append(duration)
     fixations = FixationTable.from_columns(**{k: np.concatenate(v) for k, v in columns.items()})
 
     paths = []
@@ -89,3 +88,31 @@ def read_osie(manual_dir: str | Path, sigma_px: float = SIGMA_PX) -> Release:
         read_image=lambda i: paths[i].read_bytes(),
         image_source=lambda i: str(paths[i]),
     )
+
+
+def _field(entry, name: str, where: str):
+    """`entry.name` of a MATLAB struct, or an error naming where the malformed entry is."""
+    try:
+        return getattr(entry, name)
+    except AttributeError:
+        raise ValueError(
+            f"{where} is not a struct with a field {name!r} (it is a {type(entry).__name__})."
+        ) from None
+
+
+def _subject_fixations(subject, where: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(x, y, duration) of one subject's struct, 1-based; they must have one value per fixation."""
+    values = []
+    for name in ("fix_x", "fix_y", "fix_duration"):
+        value = _field(subject, name, where)
+        try:
+            values.append(np.atleast_1d(np.asarray(value, np.float64)))
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{where}: {name} is not numeric ({error}).") from None
+    x, y, duration = values
+    if any(v.shape != x.shape for v in values) or x.ndim != 1:
+        raise ValueError(
+            f"{where}: fix_x, fix_y and fix_duration must be vectors of one length, got "
+            f"{x.shape}, {y.shape} and {duration.shape}."
+        )
+    return x, y, duration

@@ -41,6 +41,8 @@ def _read_columns(path: Path) -> dict[str, np.ndarray]:
         except ImportError as error:
             raise ImportError(f"Reading {path} needs pyarrow: pip install pyarrow") from error
         table = pq.read_table(path)
+        if table.num_rows == 0:
+            raise ValueError(f"{path} has no fixations.")
         return {
             name: np.asarray(table.column(name).to_pylist(), object) for name in table.column_names
         }
@@ -53,6 +55,8 @@ def _read_columns(path: Path) -> dict[str, np.ndarray]:
                 f"{path} is empty; expected a header row {REQUIRED_COLUMNS}."
             ) from None
         rows = list(reader)
+    if not rows:
+        raise ValueError(f"{path} has a header row but no fixations.")
     bad = [i + 2 for i, row in enumerate(rows) if len(row) != len(header)]
     if bad:
         raise ValueError(
@@ -62,21 +66,30 @@ def _read_columns(path: Path) -> dict[str, np.ndarray]:
     return {name: data[:, i] for i, name in enumerate(header)}
 
 
-def _as_float(values: np.ndarray, path: Path, column: str) -> np.ndarray:
+def _as_float(values: np.ndarray, path: Path, column: str, lines: np.ndarray) -> np.ndarray:
+    """The column as floats; `lines` are the rows' line numbers in the file, for the error."""
     out = np.empty(len(values))
     for i, value in enumerate(values):
         try:
             out[i] = np.nan if value is None or value == "" else float(value)
         except (TypeError, ValueError):
             raise ValueError(
-                f"{path}: column {column!r} row {i + 2} holds {value!r}, not a number."
+                f"{path}: column {column!r} row {lines[i]} holds {value!r}, not a number."
             ) from None
     return out
 
 
+def _unique_rows(columns: dict[str, np.ndarray]) -> np.ndarray:
+    """Indices of the rows that do not repeat an earlier row exactly (every column equal, as
+    read), in file order: an export that wrote a fixation twice would count it twice in a map."""
+    keys = np.stack([columns[n].astype(str) for n in sorted(columns)], axis=1)
+    _, first = np.unique(keys, axis=0, return_index=True)
+    return np.sort(first)
+
+
 def read_fixation_table(
     path: str | Path, *, one_person: bool = False
-) -> tuple[list[str], list[str], FixationTable]:
+) -> tuple[list[str], list[str], FixationTable, dict[str, int]]:
     """Parses a long-format fixation table (columns in the module docstring).
 
     Args:
@@ -91,9 +104,17 @@ def read_fixation_table(
       fixations: image/observer indices into those lists; viewing = index of the distinct
         (session, trial) pair, or 0 without those columns; empty or missing numbers become NaN
         (and are dropped, counted, by `clean_fixations`).
+      counts: {"duplicate_rows_dropped": rows that repeated an earlier row exactly, dropped}.
+
+    Raises:
+      ValueError naming the file: no header, no rows, missing columns, ragged rows, non-numbers.
     """
     path = Path(path)
     columns = _read_columns(path)
+    keep = _unique_rows(columns)
+    duplicates = len(next(iter(columns.values()))) - len(keep)
+    columns = {name: values[keep] for name, values in columns.items()}
+    lines = keep + 2  # the header is line 1
     optional = ("subject", "duration_ms") if one_person else ()
     missing = [c for c in REQUIRED_COLUMNS if c not in columns and c not in optional]
     if missing:
@@ -114,11 +135,11 @@ def read_fixation_table(
         image=image,
         observer=observer,
         viewing=viewing.reshape(-1),
-        x=_as_float(columns["x"], path, "x"),
-        y=_as_float(columns["y"], path, "y"),
-        duration_ms=_as_float(columns["duration_ms"], path, "duration_ms"),
+        x=_as_float(columns["x"], path, "x", lines),
+        y=_as_float(columns["y"], path, "y", lines),
+        duration_ms=_as_float(columns["duration_ms"], path, "duration_ms", lines),
     )
-    return list(image_names), list(observer_ids), fixations
+    return list(image_names), list(observer_ids), fixations, {"duplicate_rows_dropped": duplicates}
 
 
 def read_table_release(
@@ -133,7 +154,7 @@ def read_table_release(
             f"{instructions}"
         )
     stimuli = require_path(root / "stimuli", name, instructions)
-    image_names, observer_ids, fixations = read_fixation_table(tables[0])
+    image_names, observer_ids, fixations, counts = read_fixation_table(tables[0])
 
     by_name, by_stem = {}, {}
     for path in sorted(stimuli.rglob("*")):
@@ -158,4 +179,5 @@ def read_table_release(
         read_image=lambda i: paths[i].read_bytes(),
         image_source=lambda i: str(paths[i]),
         metadata={"fixation_table": tables[0].name},
+        quality=counts,
     )
