@@ -196,3 +196,38 @@ def triplet_loss(
     """
     losses, pair_mask, _ = mined_triplet_losses(embeddings, labels, margin, mining, valid)
     return jnp.sum(losses) / jnp.maximum(jnp.sum(pair_mask), 1)
+
+
+def triplet_diagnostics(
+    embeddings: jax.Array,
+    labels: jax.Array,
+    margin: float = 0.05,
+    mining: Mining = "semi_hard",
+    valid: jax.Array | None = None,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """`triplet_loss` and what shows whether the encoder learns (logged per step):
+
+    positive_pairs: anchor-positive pairs in the batch (0: no gradient at all);
+    active_triplets: the fraction of them whose mined triplet has a loss > 0 (near 0: nothing
+      left to learn in the batch; near 1 with a loss near the margin: collapsed embeddings);
+    positive_cosine, negative_cosine: mean cosine similarity of same-label and of
+      different-label pairs (both near 1: the embeddings collapsed to one direction).
+    """
+    losses, pair_mask, _ = mined_triplet_losses(embeddings, labels, margin, mining, valid)
+    pairs = jnp.sum(pair_mask)
+    similarity = cosine_similarity_matrix(embeddings)
+    batch = embeddings.shape[0]
+    valid = jnp.ones((batch,), bool) if valid is None else valid.astype(bool)
+    both = valid[:, None] & valid[None, :] & ~jnp.eye(batch, dtype=bool)
+    same = (labels[:, None] == labels[None, :]) & both
+    different = (labels[:, None] != labels[None, :]) & both
+
+    def mean_over(mask):
+        return jnp.sum(jnp.where(mask, similarity, 0.0)) / jnp.maximum(jnp.sum(mask), 1)
+
+    return jnp.sum(losses) / jnp.maximum(pairs, 1), {
+        "positive_pairs": pairs.astype(jnp.float32),
+        "active_triplets": jnp.sum(pair_mask & (losses > 0)) / jnp.maximum(pairs, 1),
+        "positive_cosine": mean_over(same),
+        "negative_cosine": mean_over(different),
+    }

@@ -25,6 +25,7 @@ import numpy as np
 from psm_jax import figures, inference, registry
 from psm_jax.configs import main as main_configs
 from psm_jax.data import datasets, pipeline
+from psm_jax.data.releases import table as table_lib
 from psm_jax.evaluation import embeddings, methods, pairs, report
 from psm_jax.train import loop
 
@@ -107,7 +108,8 @@ def run(
         {name: str(path) for name, path in workdirs.items()}, restored={"embedding": encoder}
     )
     results, sections = _evaluate(dataset, data_dir, workdir, models, evaluation)
-    stages.done("evaluated")
+    study = write_example_study(dataset, data_dir, workdir / "example_study", evaluation.m)
+    stages.done(f"evaluated; an example new viewer in {study}")
     path = report.write_main_report(
         workdir / "report.md",
         dataset=dataset,
@@ -119,6 +121,46 @@ def run(
     print("\n".join(sections))
     print(f"Report: {path} ({stages.seconds:.0f} s)")
     return {**results, "report": path, "seconds": stages.seconds}
+
+
+def write_example_study(dataset: str, data_dir: str, out: Path, m: int) -> Path:
+    """A new viewer's study, as a user would bring one: `images/` (m training images they viewed,
+    as stored) and `viewer.csv` (their fixations in the fixation-table layout,
+    `psm_jax.data.releases.table`), plus `photo.jpg` (a test image) to predict for. The viewer is
+    the first test observer, whom no model was trained on. README's enrol/predict commands run on
+    it."""
+    source, metadata = pipeline.open_split(dataset, "train", data_dir)
+    observer = int(metadata.observers("test")[0])
+    subject = str(metadata.observer_ids[observer])
+    columns = {k: [] for k in ("subject", "image", "x", "y", "duration_ms", "trial")}
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    count = 0
+    for index in range(len(source)):
+        record = source[index]
+        if count == m:
+            break
+        if not record["psm_valid"][observer]:
+            continue
+        name = pipeline.image_id(record)
+        (out / "images" / name).write_bytes(record["image"])
+        fixations = record["fixations"]
+        own = fixations["observer"] == observer
+        columns["subject"] += [subject] * int(own.sum())
+        columns["image"] += [name] * int(own.sum())
+        for column, key in (("x", "x"), ("y", "y"), ("duration_ms", "duration_ms")):
+            columns[column] += [float(v) for v in fixations[key][own]]
+        columns["trial"] += [int(v) for v in fixations["viewing"][own]]
+        count += 1
+    table_lib.write_fixation_table(out / "viewer.csv", columns)
+    test_source, _ = pipeline.open_split(dataset, "test", data_dir)
+    (out / "photo.jpg").write_bytes(test_source[0]["image"])
+    (out / "README.md").write_text(
+        f"An example new viewer: observer {subject} of {dataset}, a test observer no model was "
+        f"trained on; viewer.csv holds their fixations on the {count} images in images/ (training "
+        "images of the dataset), photo.jpg is a test image. The repository README's enrol and "
+        "predict commands run on this folder.\n"
+    )
+    return out
 
 
 def _evaluate(dataset, data_dir, workdir: Path, models: methods.Models, evaluation):

@@ -102,6 +102,7 @@ def read_viewer(
             table.x[rows],
             table.y[rows],
             np.zeros(len(rows), np.int64),
+            viewing=table.viewing[rows],
             num_observers=1,
             native_size=native,
             sigma=sigma_px or OSIE_SIGMA_PX * native[1] / OSIE_WIDTH,

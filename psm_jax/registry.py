@@ -129,7 +129,7 @@ def _deep_supervised(config):
 def _embedding_loss(config) -> LossFn:
     def loss_fn(model, batch, observer):
         user_embedding = model(batch["images"], batch["psms"])
-        return losses.triplet_loss(user_embedding, observer, config.margin, config.mining), {}
+        return losses.triplet_diagnostics(user_embedding, observer, config.margin, config.mining)
 
     return loss_fn
 

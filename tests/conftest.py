@@ -77,3 +77,32 @@ def tiny_workdirs(tiny_data_dir, tmp_path_factory):
         config = tiny_config(model, tiny_data_dir, encoder_workdir=workdirs.get("embedding", ""))
         loop.train_and_evaluate(config, workdirs[model])
     return workdirs
+
+
+@pytest.fixture(scope="session")
+def tiny_main_job(tmp_path_factory):
+    """The main job run once on the tiny dataset, laid out as `make demo` lays out its own run
+    (a folder holding data/tfds and runs/synthetic_personal_saliency): a dict with root, result,
+    printed (its stdout) and restored (the workdirs restored, in order)."""
+    import contextlib
+    import io
+
+    from psm_jax import main_job
+    from psm_jax.train import checkpoint
+
+    root = tmp_path_factory.mktemp("tiny_main_job")
+    restored, original = [], checkpoint.restore_model
+
+    def counting_restore(workdir, which="best"):
+        restored.append(Path(workdir).name)
+        return original(workdir, which)
+
+    printed = io.StringIO()
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(printed):
+        patch.setattr(checkpoint, "restore_model", counting_restore)
+        result = main_job.run(
+            TINY,
+            data_dir=str(root / "data" / "tfds"),
+            workdir=str(root / "runs" / "synthetic_personal_saliency"),
+        )
+    return {"root": root, "result": result, "printed": printed.getvalue(), "restored": restored}

@@ -4,13 +4,12 @@ import json
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import DUMMY, OSIE_DIR, ROOT
 
-from psm_jax import main_job, registry
+from psm_jax import registry
 from psm_jax.data import datasets, pipeline
 
 NO_TF_SCRIPT = textwrap.dedent(
@@ -117,25 +116,12 @@ def test_open_split_of_unbuilt_dataset_says_how_to_build(tmp_path):
         pipeline.open_split("osie_personal", "train", str(tmp_path))
 
 
-def test_main_job_on_tiny(tmp_path, capsys, monkeypatch):
-    from psm_jax.train import checkpoint
-
-    restored = []
-    restore_model = checkpoint.restore_model
-
-    def counting_restore(workdir, which="best"):
-        restored.append(Path(workdir).name)
-        return restore_model(workdir, which)
-
-    monkeypatch.setattr(checkpoint, "restore_model", counting_restore)
-    result = main_job.run(
-        "synthetic_personal_saliency/tiny",
-        data_dir=str(tmp_path / "tfds"),
-        workdir=str(tmp_path / "runs"),
-    )
+def test_main_job_on_tiny(tiny_main_job):
+    result, printed = tiny_main_job["result"], tiny_main_job["printed"]
+    run = tiny_main_job["root"] / "runs" / "synthetic_personal_saliency"
+    restored = tiny_main_job["restored"]
     # Each model is restored once, the encoder included (its embedding pool and the evaluation).
     assert sorted(restored) == sorted(registry.MODELS)
-    printed = capsys.readouterr().out
     assert "images: 30 (train 24, validation 3, test 3)" in printed
     for stage in ("[2/7] Training embedding", "[3/7] Training psm_network", "[7/7] Evaluating"):
         assert stage in printed
@@ -163,10 +149,10 @@ def test_main_job_on_tiny(tmp_path, capsys, monkeypatch):
         "information_gain",
     }
     assert closed.usm_floor == 0.3 and closed.m == 3  # the tiny encoder's m
-    stored = json.loads((tmp_path / "runs" / "report" / "closed.json").read_text())
+    stored = json.loads((run / "report" / "closed.json").read_text())
     assert stored["usm_floor"] == 0.3 and "embedding" in stored["rows"]
     for figure in ("examples_closed.png", "examples_open.png", "embeddings_tsne.png"):
-        assert (tmp_path / "runs" / "report" / figure).stat().st_size > 1000
+        assert (run / "report" / figure).stat().st_size > 1000
         assert f"report/{figure}" in report
     alignment = result["preference_alignment"]  # tiny: 4 training observers, 2 unseen (skipped)
     assert set(alignment) == {"train"} and alignment["train"]["pairs"] == 6

@@ -110,3 +110,20 @@ def test_triplet_loss_without_pairs_is_zero_and_is_differentiable():
     assert np.all(np.isfinite(gradient)) and float(jnp.abs(gradient).max()) > 0
     with pytest.raises(ValueError, match="mining"):
         losses.triplet_loss(embeddings, labels, mining="easy")
+
+
+def test_triplet_diagnostics_say_when_embeddings_collapse():
+    import jax.numpy as jnp
+
+    labels = jnp.array([0, 0, 1, 1])
+    collapsed = jnp.ones((4, 3))
+    loss, d = losses.triplet_diagnostics(collapsed, labels, margin=0.05)
+    assert float(loss) == pytest.approx(0.05)  # every triplet at the margin
+    assert float(d["positive_pairs"]) == 4 and float(d["active_triplets"]) == 1.0
+    assert float(d["positive_cosine"]) == pytest.approx(1.0)
+    assert float(d["negative_cosine"]) == pytest.approx(1.0)
+    separated = jnp.array([[1.0, 0, 0], [1.0, 0.01, 0], [0, 1.0, 0], [0, 1.0, 0.01]])
+    loss, d = losses.triplet_diagnostics(separated, labels, margin=0.05)
+    assert float(loss) == 0 and float(d["active_triplets"]) == 0
+    assert float(d["negative_cosine"]) == pytest.approx(0.0, abs=0.02)
+    assert float(loss) == float(losses.triplet_loss(separated, labels, margin=0.05))

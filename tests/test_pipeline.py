@@ -251,3 +251,30 @@ def test_an_embedding_stream_with_too_few_images_for_m_is_an_error_not_a_hang(ti
     source, metadata = pipeline.open_split(TINY, "validation", tiny_data_dir)
     with pytest.raises(ValueError, match="m = 4 .* need 4 distinct images.* has 3 in this split"):
         pipeline.embedding_dataset(source, metadata, batch_size=2, m=4)
+
+
+@pytest.mark.parametrize("disjoint", [True, False])
+def test_an_observers_sets_from_one_window_share_no_image_unless_asked(fake_split, disjoint):
+    """Strohm et al.'s Eq. 1 makes the positive of other images than the anchor: two sets of one
+    person that share (image, PSM) pairs can be matched without learning anything personal."""
+    records, metadata = fake_split
+    stream = pipeline.embedding_sets(
+        records,
+        metadata,
+        m=3,
+        seed=1,
+        observers="validation",  # one observer, who viewed every image: two sets per window
+        sets_per_observer=2,
+        disjoint=disjoint,
+        shard_index=0,
+        shard_count=1,
+    )
+    iterator = iter(stream)
+    shared = []
+    for _ in range(20):  # windows of 6 images
+        a, b = next(iterator), next(iterator)
+        shared.append(len(set(a["image_index"].tolist()) & set(b["image_index"].tolist())))
+    if disjoint:
+        assert max(shared) == 0
+    else:
+        assert np.mean(shared) > 1  # m^2 / window = 1.5 expected

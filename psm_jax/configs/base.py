@@ -66,6 +66,10 @@ def get_config(model: str = "psm_network") -> ml_collections.ConfigDict:
     config.architecture = "xu"  # per_observer: "xu" or "strohm"
     config.m = 32  # pairs per embedding set
     config.sets_per_observer = 2  # sets per observer per window (positives for the triplet loss)
+    # True: an observer's sets in a window may share images (psm-jax before 2026-11-30, kept to
+    # measure it); False: they never do, as Strohm et al.'s Eq. 1 draws the positive from other
+    # images than the anchor (psm_jax.data.pipeline.embedding_dataset).
+    config.overlapping_sets = False
     config.margin = 0.05
     config.mining = "semi_hard"
     config.encoder_workdir = ""  # psm_network: the trained embedding encoder's workdir

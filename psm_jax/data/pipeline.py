@@ -12,7 +12,10 @@ sharded per process for multi-host runs:
 - `embedding_dataset`: batches of sets of m (image, PSM) pairs of one observer each, for the
   user-embedding encoder. Records are read in windows of images; in each window every observer of
   the group draws `sets_per_observer` sets of m of the window's images that they viewed, so the
-  sets of different observers share images and differ by who looked.
+  sets of different observers share images and differ by who looked. One observer's sets from a
+  window share no image (Strohm et al., Eq. 1: the positive is made of other images than the
+  anchor), so that matching two sets of a person never reduces to finding the same (image, PSM)
+  pair in both.
 
 Per-observer fields use `observer` = the index of the observer in the requested group, in the
 order of the dataset metadata's `observer_split[group]` (`DatasetMetadata.observers(group)`).
@@ -308,10 +311,18 @@ def psm_regression_dataset(
 class _SetsOfWindow(grain.transforms.RandomMap):
     """Sets of m (image, PSM) pairs per observer from a window of decoded records."""
 
-    def __init__(self, metadata: DatasetMetadata, group: str, m: int, sets_per_observer: int):
+    def __init__(
+        self,
+        metadata: DatasetMetadata,
+        group: str,
+        m: int,
+        sets_per_observer: int,
+        disjoint: bool = True,
+    ):
         self.observers = metadata.observers(group)
         self.m = m
         self.sets_per_observer = sets_per_observer
+        self.disjoint = disjoint
 
     def random_map(self, window: list[_ImageRecord], rng: np.random.Generator):
         # A window that spans an epoch boundary can hold an image twice: keep it once.
@@ -326,8 +337,15 @@ class _SetsOfWindow(grain.transforms.RandomMap):
             viewed = np.flatnonzero(valid[:, o])
             if len(viewed) < self.m:
                 continue
-            for _ in range(self.sets_per_observer):
-                chosen = rng.choice(viewed, size=self.m, replace=False)
+            shuffled = rng.permutation(viewed)
+            for j in range(self.sets_per_observer):
+                if self.disjoint:
+                    # Consecutive chunks of one permutation: as many sets as the window holds.
+                    if (j + 1) * self.m > len(shuffled):
+                        break
+                    chosen = shuffled[j * self.m : (j + 1) * self.m]
+                else:
+                    chosen = rng.choice(viewed, size=self.m, replace=False)
                 sets.append(
                     {
                         "images": images[chosen],
@@ -360,6 +378,7 @@ def embedding_sets(
     num_epochs: int | None = None,
     shard_index: int | None = None,
     shard_count: int | None = None,
+    disjoint: bool = True,
 ) -> grain.IterDataset:
     """Unbatched sets of m (image, PSM) pairs, each from one observer; see `embedding_dataset`."""
     window_images = window_images or 2 * m
@@ -381,7 +400,7 @@ def embedding_sets(
     )
     windows = records.batch(window_images, drop_remainder=True, batch_fn=list)
     sets = windows.random_map(
-        _SetsOfWindow(metadata, observers, m, sets_per_observer), seed=seed + 1
+        _SetsOfWindow(metadata, observers, m, sets_per_observer, disjoint), seed=seed + 1
     ).to_iter_dataset(_READ_OPTIONS)
     fan_out = len(metadata.observers(observers)) * sets_per_observer
     flat = grain_experimental.FlatMapIterDataset(sets, _Flatten(max(fan_out, 1)))
@@ -403,6 +422,7 @@ def embedding_dataset(
     shard_index: int | None = None,
     shard_count: int | None = None,
     num_workers: int = 0,
+    disjoint: bool = True,
 ) -> grain.IterDataset:
     """Batches of sets of m (image, PSM) pairs, each set from one observer (a triplet-loss label).
 
@@ -415,6 +435,10 @@ def embedding_dataset(
       sets_per_observer: sets each observer draws from each window.
       window_images: records per window (default 2 m); an observer who viewed fewer than m of
         them draws no set from that window.
+      disjoint: one observer's sets from a window share no image (as many sets as the images
+        they viewed in the window allow, up to `sets_per_observer`); False draws each set
+        independently, so an observer's sets share about half their images (psm-jax before
+        2026-11-30; `config.overlapping_sets`, kept to measure its effect).
       num_epochs, drop_remainder, shard_index, shard_count, num_workers: as in
         `psm_regression_dataset`.
 
@@ -434,6 +458,7 @@ def embedding_dataset(
         num_epochs=num_epochs,
         shard_index=shard_index,
         shard_count=shard_count,
+        disjoint=disjoint,
     )
     return _finish(sets, batch_size, drop_remainder, num_workers)
 
@@ -459,6 +484,7 @@ def combined_embedding_dataset(
     num_epochs: int | None = None,
     drop_remainder: bool = True,
     num_workers: int = 0,
+    disjoint: bool = True,
 ) -> grain.IterDataset:
     """Sets of several datasets mixed into one stream (Strohm et al.'s combined dataset, CD).
 
@@ -469,7 +495,8 @@ def combined_embedding_dataset(
 
     Args:
       parts: (source, metadata) of each dataset's split.
-      batch_size, m, seed, observers, sets_per_observer, num_epochs, drop_remainder, num_workers:
+      batch_size, m, seed, observers, sets_per_observer, num_epochs, drop_remainder, num_workers,
+      disjoint:
         as in `embedding_dataset`.
     """
     sizes = {tuple(metadata.working_size) for _, metadata in parts}
@@ -485,6 +512,7 @@ def combined_embedding_dataset(
             observers=observers,
             sets_per_observer=sets_per_observer,
             num_epochs=num_epochs,
+            disjoint=disjoint,
         )
         streams.append(sets.map(_OffsetObserver(offset)))
         count = len(metadata.observers(observers))

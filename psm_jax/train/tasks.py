@@ -85,6 +85,7 @@ class Task:
                 sets_per_observer=config.sets_per_observer,
                 num_epochs=num_epochs,
                 num_workers=config.num_workers,
+                disjoint=not config.get("overlapping_sets", False),
             )
         if self.stream_kind == "embedding":
             return pipeline.embedding_dataset(
@@ -96,6 +97,7 @@ class Task:
                 sets_per_observer=config.sets_per_observer,
                 num_epochs=num_epochs,
                 num_workers=config.num_workers,
+                disjoint=not config.get("overlapping_sets", False),
             )
         return pipeline.psm_regression_dataset(
             source,

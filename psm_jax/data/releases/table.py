@@ -22,6 +22,7 @@ Reading Parquet needs pyarrow (`pip install pyarrow`).
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -140,6 +141,31 @@ def read_fixation_table(
         duration_ms=_as_float(columns["duration_ms"], path, "duration_ms", lines),
     )
     return list(image_names), list(observer_ids), fixations, {"duplicate_rows_dropped": duplicates}
+
+
+def write_fixation_table(path: str | Path, columns: dict[str, Sequence]) -> Path:
+    """Writes a fixation table as CSV, the layout `read_fixation_table` reads (the module doc).
+
+    Args:
+      path: the .csv to write.
+      columns: name -> values, all of one length; must hold `REQUIRED_COLUMNS`, may hold
+        `OPTIONAL_COLUMNS`; floats are written with 2 decimals.
+    """
+    missing = [c for c in REQUIRED_COLUMNS if c not in columns]
+    if missing:
+        raise ValueError(f"A fixation table needs columns {missing}.")
+    names = list(REQUIRED_COLUMNS) + [c for c in OPTIONAL_COLUMNS if c in columns]
+    lengths = {len(columns[c]) for c in names}
+    if len(lengths) > 1:
+        raise ValueError(f"The columns differ in length: {lengths}.")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(names)
+        for row in zip(*(columns[c] for c in names), strict=True):
+            writer.writerow(f"{v:.2f}" if isinstance(v, float | np.floating) else v for v in row)
+    return path
 
 
 def read_table_release(

@@ -1,0 +1,116 @@
+"""Does the user-embedding encoder learn on every synthetic draw? Variants side by side.
+
+    python benchmarks/encoder_study.py --data_dir=/tmp/tfds_base --workdir=/tmp/encoder_study \
+        --variants='overlapping:overlapping_sets=True' --variants='disjoint:'
+
+Trains the main job's encoder (psm_jax/configs/synthetic.py:embedding, the quick schedule) on each
+draw (`--datasets`) once per variant (`name:field=value,field=value` config overrides; a finished
+workdir is reused), then scores it on the VALIDATION observers, people the encoder never saw, with
+sets drawn from the training images (settings are chosen on these; the test observers are left for
+the main job's tables): precision@1 at each m of `--ms` (10 sets per observer; chance is about
+9/59 = 0.15 with 6 observers), and the mean cosine similarity between different observers'
+embeddings (near 1: the embeddings collapsed). Prints one markdown table for RESULTS.md.
+"""
+
+import ast
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+from absl import app, flags
+
+import tfds_builders  # noqa: F401  (registers the datasets with TFDS)
+from psm_jax import inference
+from psm_jax.configs import synthetic
+from psm_jax.data import datasets, pipeline
+from psm_jax.evaluation import embeddings
+from psm_jax.train import loop
+
+_DATA_DIR = flags.DEFINE_string("data_dir", "data/tfds", "Where the datasets are built.")
+_WORKDIR = flags.DEFINE_string("workdir", "runs/encoder_study", "One workdir per run below it.")
+_DATASETS = flags.DEFINE_list(
+    "datasets",
+    [
+        "synthetic_personal_saliency",
+        "synthetic_personal_saliency/seed1",
+        "synthetic_personal_saliency/seed2",
+    ],
+    "The draws.",
+)
+_VARIANTS = flags.DEFINE_multi_string(
+    "variants", ["disjoint:"], "name:field=value,... config overrides of the encoder."
+)
+_MS = flags.DEFINE_list("ms", ["8", "32"], "Set sizes m of the precision@1.")
+_OUTPUT = flags.DEFINE_string("output", None, "Also write the results as JSON here.")
+
+
+def _variant(text: str) -> tuple[str, dict]:
+    name, _, overrides = text.partition(":")
+    fields = {}
+    for item in filter(None, overrides.split(",")):
+        key, _, value = item.partition("=")
+        try:
+            fields[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            fields[key] = value
+    return name, fields
+
+
+def _mean_cross_cosine(vectors: np.ndarray, labels: np.ndarray) -> float:
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    similarity = unit @ unit.T
+    return float(similarity[labels[:, None] != labels[None, :]].mean())
+
+
+def main(argv):
+    del argv
+    ms = tuple(int(m) for m in _MS.value)
+    rows = []
+    for dataset in _DATASETS.value:
+        datasets.build_dataset(dataset, data_dir=_DATA_DIR.value)
+        source, metadata = pipeline.open_split(dataset, "train", _DATA_DIR.value)
+        for text in _VARIANTS.value:
+            name, fields = _variant(text)
+            config = synthetic.get_config("embedding")
+            config.dataset = dataset
+            config.data_dir = _DATA_DIR.value
+            for key, value in fields.items():
+                config[key] = value
+            workdir = Path(_WORKDIR.value) / dataset.replace("/", "_") / name
+            start = time.perf_counter()
+            loop.train_and_evaluate(config, workdir)
+            seconds = time.perf_counter() - start
+            encoder = inference.restore(workdir, kind="embedding")
+            precision = embeddings.precision_at_1_versus_m(
+                encoder, source, metadata, group="validation", ms=ms, seed=1
+            )
+            vectors, labels = embeddings.set_embeddings(
+                encoder, source, metadata, group="validation", m=max(ms), seed=2
+            )
+            rows.append(
+                {
+                    "dataset": dataset,
+                    "variant": name,
+                    "overrides": fields,
+                    "precision_at_1": precision,
+                    "cross_cosine": _mean_cross_cosine(vectors, labels),
+                    "train_seconds": seconds,
+                }
+            )
+            print(json.dumps(rows[-1]), flush=True)
+    header = "| draw | variant | " + " | ".join(f"p@1 m={m}" for m in ms)
+    print(header + " | cosine between observers | train s |")
+    print("|---|---|" + "---|" * len(ms) + "---|---|")
+    for row in rows:
+        cells = " | ".join(f"{row['precision_at_1'][m]:.2f}" for m in ms)
+        print(
+            f"| {row['dataset'].split('/')[-1]} | {row['variant']} | {cells} | "
+            f"{row['cross_cosine']:.3f} | {row['train_seconds']:.0f} |"
+        )
+    if _OUTPUT.value:
+        Path(_OUTPUT.value).write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    app.run(main)

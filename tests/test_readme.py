@@ -1,0 +1,107 @@
+"""The README's commands run as written after `make demo` (on the tiny dataset), and the main job
+repeats itself exactly."""
+
+import re
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import ROOT, TINY
+
+from psm_jax import main_job, personalise
+from psm_jax.data import pipeline
+
+
+def readme_commands() -> list[str]:
+    """Every `.venv/bin/python launch/...` command of the README's code blocks, continuation
+    lines joined."""
+    commands, current = [], None
+    for line in (ROOT / "README.md").read_text().splitlines():
+        text = line.strip()
+        if current is not None:
+            current += " " + text.rstrip("\\").strip()
+            if not text.endswith("\\"):
+                commands.append(current)
+                current = None
+        elif line.startswith("    .venv/bin/python launch/"):
+            current = text.rstrip("\\").strip()
+            if not text.endswith("\\"):
+                commands.append(current)
+                current = None
+    return commands
+
+
+def _as_tiny(command: str) -> str:
+    """The command on the tiny dataset: training configs get the tiny option, the evaluation the
+    tiny dataset's m (its 24 training images cannot make sets of 32)."""
+    command = re.sub(r"(psm_jax/configs/synthetic\.py:\w+)", r"\1,tiny", command)
+    if "launch/evaluate.py" in command:
+        command += " --m=3"
+    return command.replace(".venv/bin/python", sys.executable, 1)
+
+
+def test_the_readme_has_the_commands_a_newcomer_needs():
+    scripts = {re.search(r"launch/(\w+)\.py", c).group(1) for c in readme_commands()}
+    assert {"build_dataset", "train", "evaluate", "enroll", "predict"} <= scripts
+
+
+def test_every_readme_command_runs_as_written_after_the_demo(tiny_main_job, tmp_path):
+    """A copy of a demo run's folder (data/ and runs/ as `make demo` writes them), with the code
+    beside it; each command runs there as written (training configs on the tiny dataset), except
+    those that need the OSIE release from ../shared."""
+    sandbox = tmp_path / "clone"
+    shutil.copytree(tiny_main_job["root"], sandbox, symlinks=True)
+    for name in ("launch", "psm_jax", "tfds_builders"):
+        (sandbox / name).symlink_to(ROOT / name)
+    ran = []
+    for command in readme_commands():
+        if "../shared" in command:
+            continue
+        result = subprocess.run(
+            _as_tiny(command), shell=True, cwd=sandbox, capture_output=True, text=True
+        )
+        assert result.returncode == 0, f"{command}\n{result.stderr[-3000:]}"
+        ran.append(command)
+    assert any("launch/enroll.py" in c for c in ran) and any("launch/predict.py" in c for c in ran)
+    assert (sandbox / "alice.npy").exists() and (sandbox / "alice_photo.png").exists()
+
+
+def test_the_example_study_reproduces_the_datasets_maps(tiny_main_job):
+    """The demo's example viewer (a test observer), read back as a user's study, gives the maps
+    stored in the dataset for that person."""
+    root = tiny_main_job["root"]
+    study = root / "runs" / "synthetic_personal_saliency" / "example_study"
+    source, metadata = pipeline.open_split(TINY, "train", str(root / "data" / "tfds"))
+    sigma = metadata.raw["psm"]["sigma_native_px_range"][0]
+    images, psms, names = personalise.read_viewer(
+        study / "images", study / "viewer.csv", sigma_px=sigma
+    )
+    assert len(names) == 3  # the tiny evaluation's m
+    observer = int(metadata.observers("test")[0])
+    by_name = {pipeline.image_id(source[i]): source[i] for i in range(len(source))}
+    for psm, name in zip(psms, names, strict=True):
+        stored = by_name[name]["psm"][observer].astype(np.float32)
+        np.testing.assert_allclose(psm, stored, atol=2e-3)  # float16 storage, 2-decimal CSV
+
+
+def test_two_main_jobs_give_the_same_report(tiny_main_job, tmp_path):
+    again = main_job.run(
+        TINY,
+        data_dir=str(tiny_main_job["root"] / "data" / "tfds"),
+        workdir=str(tmp_path / "again"),
+    )
+    wall_time = re.compile(r"Main job wall time: \d+ s")
+    first = wall_time.sub("", tiny_main_job["result"]["report"].read_text())
+    second = wall_time.sub("", again["report"].read_text())
+    assert first == second
+    for name in ("closed.json", "open.json"):
+        a = tiny_main_job["result"]["report"].parent / "report" / name
+        assert a.read_text() == (tmp_path / "again" / "report" / name).read_text()
+
+
+@pytest.mark.parametrize("script", ["enroll", "predict"])
+def test_the_readme_names_the_example_study(script):
+    command = next(c for c in readme_commands() if f"launch/{script}.py" in c)
+    assert "runs/synthetic_personal_saliency/example_study/" in command
