@@ -16,6 +16,8 @@ writes alice_photo.npy (the PSM at the working resolution, [0, 1]), alice_photo.
 alice_photo_usm.png (the universal map, for comparison).
 """
 
+from pathlib import Path
+
 import numpy as np
 import runner
 import shared_flags
@@ -67,8 +69,16 @@ def main(argv):
             shared_flags.USM_FLOOR.value,
         )
     np.save(f"{_OUTPUT.value}.npy", psm)
-    figures.save_overlay(image, psm, f"{_OUTPUT.value}.png")
-    figures.save_overlay(image, usm, f"{_OUTPUT.value}_usm.png")
+    native = personalise.read_rgb(_IMAGE.value)
+    person = Path(_EMBEDDING.value or _HEAD.value).stem
+    method = "embedding network" if strohm else "multi-task CNN head"
+    name = Path(_IMAGE.value).name
+    figures.save_overlay(
+        native, psm, f"{_OUTPUT.value}.png", title=f"{person}'s predicted PSM ({method}), {name}"
+    )
+    figures.save_overlay(
+        native, usm, f"{_OUTPUT.value}_usm.png", title=f"USM (universal network), {name}"
+    )
     print(f"Wrote {_OUTPUT.value}.npy, {_OUTPUT.value}.png and {_OUTPUT.value}_usm.png")
 
 

@@ -92,12 +92,15 @@ def example_grid(
     predicted: np.ndarray,
     observer_names: list[str],
     path: str | Path,
+    title: str = "",
 ):
-    """Rows = images; columns = image, USM, then ground-truth and predicted PSM per observer.
+    """Rows = images; columns = image, USM, then ground-truth and predicted PSM per observer, all
+    maps on one colour scale (0 to 1, each map's maximum is 1) with its colour bar.
 
     Args:
       images: (R, H, W, 3) uint8; usm: (R, H, W); ground_truth, predicted: (R, K, H, W).
-      observer_names: K names for the column titles.
+      observer_names: K observer ids, as in the dataset, for the column titles.
+      title: what the figure shows (above the grid).
     """
     import matplotlib
 
@@ -106,32 +109,72 @@ def example_grid(
 
     rows, observers = ground_truth.shape[:2]
     columns = 2 + 2 * observers
-    figure, axes = plt.subplots(rows, columns, figsize=(1.6 * columns, 1.3 * rows), squeeze=False)
+    figure, axes = plt.subplots(
+        rows, columns, figsize=(1.6 * columns + 0.8, 1.3 * rows + 0.6), squeeze=False
+    )
+    shown = None
     for r in range(rows):
-        panels = [(images[r], "image"), (usm[r], "USM")]
+        panels = [(images[r], "image"), (usm[r], "USM (GT)")]
         for k in range(observers):
             panels += [
-                (ground_truth[r, k], f"GT {observer_names[k]}"),
-                (predicted[r, k], f"ours {observer_names[k]}"),
+                (ground_truth[r, k], f"PSM {observer_names[k]}\nground truth"),
+                (predicted[r, k], f"PSM {observer_names[k]}\npredicted"),
             ]
-        for c, (panel, title) in enumerate(panels):
+        for c, (panel, name) in enumerate(panels):
             axis = axes[r, c]
-            axis.imshow(panel, cmap=None if panel.ndim == 3 else "jet", vmin=0, vmax=1)
+            drawn = axis.imshow(panel, cmap=None if panel.ndim == 3 else "jet", vmin=0, vmax=1)
+            if panel.ndim == 2:
+                shown = drawn
             axis.set_xticks([])
             axis.set_yticks([])
             if r == 0:
-                axis.set_title(title, fontsize=7)
-    figure.tight_layout()
+                axis.set_title(name, fontsize=7)
+    if title:
+        figure.suptitle(title, fontsize=8)
+    figure.tight_layout(rect=(0, 0, 0.93, 1))
+    if shown is not None:
+        bar = figure.colorbar(shown, ax=axes.ravel().tolist(), fraction=0.02, pad=0.01)
+        bar.set_label("saliency (map maximum = 1)", fontsize=7)
+        bar.ax.tick_params(labelsize=6)
     figure.savefig(path, dpi=120)
     plt.close(figure)
 
 
-def save_overlay(image: np.ndarray, saliency: np.ndarray, path: str | Path) -> None:
-    """A PNG of the image with the map overlaid in the jet colour map (opacity = 0.6 x map)."""
+def save_overlay(
+    image: np.ndarray, saliency: np.ndarray, path: str | Path, title: str = ""
+) -> None:
+    """A PNG of the image at its own resolution with the map overlaid (jet, opacity 0.3 + 0.6 x
+    map where the map exceeds 0.05), a colour bar and a title.
+
+    Args:
+      image: (H, W, 3) uint8, at any resolution (the input image as the person gave it).
+      saliency: (h, w) in [0, 1] at the network's working resolution; resized to (H, W) bilinearly.
+      path: the .png; title: what the map is (whose, which model).
+    """
     import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
     from PIL import Image
 
-    colour = matplotlib.colormaps["jet"](saliency)[..., :3]
-    alpha = 0.6 * saliency[..., None]
+    height, width = image.shape[:2]
+    resized = np.asarray(
+        Image.fromarray(np.asarray(saliency, np.float32)).resize((width, height), Image.BILINEAR)
+    ).clip(0, 1)
+    colour = matplotlib.colormaps["jet"](resized)[..., :3]
+    alpha = np.where(resized > 0.05, 0.3 + 0.6 * resized, 0.0)[..., None]
     blended = (1 - alpha) * (image / 255.0) + alpha * colour
-    Image.fromarray((255 * np.clip(blended, 0, 1)).astype(np.uint8)).save(path)
+    dpi = 100
+    figure = plt.figure(figsize=(width / dpi * 1.18, height / dpi + (0.35 if title else 0.1)))
+    axis = figure.add_axes((0.0, 0.0, 1 / 1.18, height / dpi / figure.get_figheight()))
+    axis.imshow(np.clip(blended, 0, 1), interpolation="nearest")
+    axis.set_axis_off()
+    if title:
+        figure.suptitle(title, fontsize=max(6, min(11, width / 60)), y=0.995, va="top")
+    bar_axis = figure.add_axes((1 / 1.18 + 0.02, 0.05, 0.03, 0.8 * axis.get_position().height))
+    mappable = plt.cm.ScalarMappable(cmap="jet", norm=matplotlib.colors.Normalize(0, 1))
+    bar = figure.colorbar(mappable, cax=bar_axis)
+    bar.set_label("saliency", fontsize=max(6, min(10, width / 70)))
+    bar.ax.tick_params(labelsize=max(5, min(9, width / 80)))
+    figure.savefig(path, dpi=dpi)
+    plt.close(figure)

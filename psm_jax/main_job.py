@@ -82,7 +82,8 @@ def run(
     workdir = Path(workdir or Path("runs") / dataset.replace("/", "_"))
     stages.begin(f"Preparing {dataset} in {data_dir} (reused if already built)...")
     builder = datasets.build_dataset(dataset, data_dir=data_dir, manual_dir=manual_dir)
-    print(datasets.summarise(builder), flush=True)
+    summary = datasets.summarise(builder)
+    print(summary, flush=True)
     stages.done("dataset ready")
 
     workdirs, encoder = {}, None
@@ -108,8 +109,26 @@ def run(
         {name: str(path) for name, path in workdirs.items()}, restored={"embedding": encoder}
     )
     results, sections = _evaluate(dataset, data_dir, workdir, models, evaluation)
+    runs = {
+        name: {"config": restored.config, "step": restored.step}
+        for name, restored in models.given().items()
+        if name in workdirs
+    }
+    test_observers = len(pipeline.open_split(dataset, "train", data_dir)[1].observers("test"))
+    sets = evaluation.precision_sets_per_observer
+    sections = [
+        report.training_markdown(summary, runs),
+        report.findings_markdown(
+            {p: results[p] for p in evaluation.protocols if p in results},
+            results["precision_at_1"],
+            chance=(sets - 1) / max(test_observers * sets - 1, 1),
+            activity=results.get("psm_network_activity"),
+        ),
+        *sections,
+    ]
     study = write_example_study(dataset, data_dir, workdir / "example_study", evaluation.m)
-    stages.done(f"evaluated; an example new viewer in {study}")
+    stages.done("evaluated")
+    print(f"      an example new viewer to enrol (README, 'New viewers'): {study}", flush=True)
     path = report.write_main_report(
         workdir / "report.md",
         dataset=dataset,
@@ -118,7 +137,8 @@ def run(
         seconds=stages.seconds,
         sections=sections,
     )
-    print("\n".join(sections))
+    # The console gets the two main tables; the report has everything (tests, figures, studies).
+    print("\n".join(results[p].markdown() for p in evaluation.protocols if p in results))
     print(f"Report: {path} ({stages.seconds:.0f} s)")
     return {**results, "report": path, "seconds": stages.seconds}
 

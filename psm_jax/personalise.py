@@ -50,6 +50,15 @@ def load_image(path: Path, working_size) -> tuple[np.ndarray, tuple[int, int]]:
         raise ValueError(f"Cannot read the image {path}: {error}") from error
 
 
+def read_rgb(path: str | Path) -> np.ndarray:
+    """The image at its own resolution, (H, W, 3) uint8 (for overlays); a ValueError names it."""
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB"))
+    except Exception as error:  # noqa: BLE001 - name the file whatever PIL raised
+        raise ValueError(f"Cannot read the image {path}: {error}") from error
+
+
 def read_viewer(
     images_dir: str | Path,
     fixations: str | Path,

@@ -128,6 +128,17 @@ def test_main_job_on_tiny(tiny_main_job):
     for done in ("dataset ready in", "psm_network trained in", "evaluated in"):
         assert done in printed  # each stage reports its time
     report = result["report"].read_text()
+    # What was trained and what it means, generated from the run.
+    assert (
+        "## What was trained" in report and "observers: 8 (train 4, validation 2, test 2)" in report
+    )
+    assert "| embedding | 6 | 8 | adam |" in report
+    assert "## What the results say" in report and "Closed set: the embedding network" in report
+    assert "precision@1" in report.split("## What the results say")[1].split("Caveats")[0]
+    assert len(printed.splitlines()) < 100  # tables on the console, the rest in the report
+    assert (run / "example_study" / "viewer.csv").exists() and (
+        run / "example_study" / "photo.jpg"
+    ).exists()
     assert "clip(USM + predicted discrepancy, 0.3 x USM, 1)" in report  # the composition scored
     assert "closed set" in report and "open set" in report
     for row in ("USM (ground truth)", "Multi-task CNN", "Per-observer networks", "Embedding +"):

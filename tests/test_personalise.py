@@ -62,8 +62,10 @@ def test_enroll_a_new_viewer_and_predict_their_map(tiny_data_dir, tiny_workdirs,
     )
     assert image.shape == (120, 160, 3) and usm.shape == psm.shape == (120, 160)
     assert 0.0 <= psm.min() and psm.max() <= 1.0
-    figures.save_overlay(image, psm, tmp_path / "overlay.png")
-    assert Image.open(tmp_path / "overlay.png").size == (160, 120)
+    native = personalise.read_rgb(images_dir / names[0])
+    figures.save_overlay(native, psm, tmp_path / "overlay.png", title="a new viewer's PSM")
+    width, height = Image.open(tmp_path / "overlay.png").size  # the image at its own size + bar
+    assert width > native.shape[1] and height >= native.shape[0]
     with pytest.raises(ValueError, match="holds a 'psm_network' model, not 'embedding'"):
         personalise.enroll(psm_network, images, psms)
     # A NaN or wrongly sized embedding is refused, not turned into an all-NaN map.

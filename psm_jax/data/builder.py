@@ -31,6 +31,7 @@ import dataclasses
 
 import numpy as np
 import tensorflow_datasets as tfds
+from tqdm import tqdm
 
 from psm_jax.data import saliency_maps, splits
 from psm_jax.data.fixations import FixationTable, clean_fixations
@@ -141,6 +142,14 @@ class PersonalSaliencyBuilder(tfds.core.GeneratorBasedBuilder, skip_registration
             cls._derived_configs[key] = _derive_config(base, name, parts)
         return cls._derived_configs[key]
 
+    def _log_download_bytes(self) -> None:
+        # TFDS prints "Downloading and preparing dataset Unknown size (download: Unknown
+        # size, ...)" here; these builders download nothing.
+        print(f"Building {self.info.full_name} into {self.data_dir} ...", flush=True)
+
+    def _log_download_done(self) -> None:
+        print(f"Built {self.info.full_name}; later runs reuse it.", flush=True)
+
     @abc.abstractmethod
     def _read_release(self, dl_manager: tfds.download.DownloadManager) -> Release:
         """Parses the raw release (from dl_manager.manual_dir, or generated)."""
@@ -222,15 +231,23 @@ class PersonalSaliencyBuilder(tfds.core.GeneratorBasedBuilder, skip_registration
             # What `psm_jax.data.datasets.build_dataset` checks a later --manual_dir against.
             self.info.metadata["release_fingerprint"] = fingerprint(dl_manager.manual_dir)
         rows = fixations.rows_by_image(release.num_images)
+        # One bar for the whole build (TFDS's own per-split bars are off: datasets.build_dataset).
+        progress = tqdm(total=release.num_images, desc=f"building {self.name}", unit="image")
         return {
-            name: self._generate_examples(release, fixations, rows, [index_of[i] for i in ids])
+            name: self._generate_examples(
+                release, fixations, rows, [index_of[i] for i in ids], progress
+            )
             for name, ids in image_split.items()
         }
 
-    def _generate_examples(self, release, fixations, rows, image_indices):
+    def _generate_examples(self, release, fixations, rows, image_indices, progress=None):
         config = self.builder_config
         observer_ids = np.array(release.observer_ids, dtype=object)
         for i in image_indices:
+            if progress is not None:
+                progress.update(1)
+                if progress.n == progress.total:
+                    progress.close()
             source = release.image_source(i)
             jpeg, decoded_size = as_rgb_jpeg(release.read_image(i), source)
             if decoded_size != tuple(release.image_sizes[i]):

@@ -72,6 +72,7 @@ def build_dataset(
       `psm_jax.data.releases.base.fingerprint`).
     """
     prepared = builder(name, data_dir=data_dir, file_format=file_format)
+    tfds.disable_progress_bar()  # the builders show one bar for the whole build
     if not overwrite and manual_dir is not None and prepared.is_prepared():
         _check_release(prepared, name, data_dir, manual_dir)
     needs_release = prepared.MANUAL_DOWNLOAD_INSTRUCTIONS and (

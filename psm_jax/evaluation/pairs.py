@@ -49,6 +49,7 @@ class EvaluationSet:
       images: (I, H, W, 3) uint8 images at the working resolution; image_ids: their ids.
       usm: (I, H, W) ground-truth USMs (the training observers' mean).
       image: (P,) image index of each pair; observer: (P,) observer index within the group;
+      observer_ids: the group's observer ids as in the dataset (observer k is observer_ids[k]);
       psm: (P, H, W) ground-truth PSMs; fixation_x/y/mask: (P, F) native fixations, padded;
       image_size: (P, 2) native (H, W).
     """
@@ -62,6 +63,7 @@ class EvaluationSet:
     usm: np.ndarray
     image: np.ndarray
     observer: np.ndarray
+    observer_ids: list[str]
     psm: np.ndarray
     fixation_x: np.ndarray
     fixation_y: np.ndarray
@@ -137,6 +139,7 @@ def evaluation_set(
         usm=np.stack(usms),
         image=np.array([p.image for p in pairs]),
         observer=np.array([p.observer for p in pairs]),
+        observer_ids=[str(metadata.observer_ids[o]) for o in group],
         psm=np.stack([p.psm for p in pairs]),
         fixation_x=fixation_x,
         fixation_y=fixation_y,

@@ -232,8 +232,13 @@ def example_figure(
         evaluation.usm[both],
         ground_truth,
         prediction,
-        [f"#{o}" for o in observers],
+        [evaluation.observer_ids[o] for o in observers],
         path,
+        title=(
+            f"{evaluation.dataset}, {evaluation.protocol} set ({evaluation.group} observers), "
+            f"{evaluation.split} images: each observer's ground-truth PSM and the embedding "
+            "network's prediction"
+        ),
     )
     return True
 
@@ -306,3 +311,111 @@ def write_main_report(
         f"Main job wall time: {seconds:.0f} s.\n\n" + "\n".join(sections)
     )
     return path
+
+
+def training_markdown(dataset_summary: str, runs: dict[str, dict]) -> str:
+    """What was trained: the dataset (its summary: sizes, observer split, quality) and, per model,
+    its schedule, optimiser, seed and best checkpoint.
+
+    Args:
+      dataset_summary: `psm_jax.data.datasets.summarise` of the built dataset.
+      runs: model -> {"config": its training config, "step": restored step, "validation_loss"}.
+    """
+    lines = [
+        "## What was trained\n",
+        "```",
+        dataset_summary,
+        "```\n",
+        "| Model | Steps | Batch | Optimiser | Learning rate | Seed | Other | Restored step "
+        "(best validation loss) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for model, run in runs.items():
+        config = run["config"]
+        other = []
+        if model == "embedding":
+            other.append(
+                f"sets of m = {config.m}, margin {config.margin}, {config.mining} mining"
+                + (", overlapping sets" if config.get("overlapping_sets") else "")
+            )
+        if model == "psm_network":
+            pool = config.embedding_pool_size
+            other.append(f"pool of {pool} embeddings per observer at m = {config.m}")
+        if config.get("architecture") and model in ("per_observer", "multi_task"):
+            other.append(f"{config.architecture} architecture")
+        loss = run.get("validation_loss")
+        restored = f"{run['step']}" + (f" ({loss:.5g})" if loss is not None else "")
+        lines.append(
+            f"| {model} | {config.num_steps} | {config.batch_size} | {config.optimizer} | "
+            f"{config.learning_rate:g} | {config.seed} | {'; '.join(other) or '-'} | {restored} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _verdict(table: Table, row_id: str) -> str:
+    parts = []
+    for metric in ("cc", "sim", "kld"):
+        versus = table.rows[row_id][metric]["versus_usm"]
+        better = (versus["difference"] > 0) == metrics.HIGHER_IS_BETTER[metric]
+        if versus["p"] < 0.05:
+            word = "better" if better else "worse"
+            difference = versus["difference"]
+            parts.append(f"{HEADERS[metric]} {word} ({difference:+.3f}, p = {versus['p']:.2g})")
+        else:
+            parts.append(f"{HEADERS[metric]} no different (p = {versus['p']:.2g})")
+    return "; ".join(parts)
+
+
+def findings_markdown(
+    tables: dict[str, Table],
+    precision: dict[int, float],
+    chance: float,
+    activity: dict[str, float] | None,
+) -> str:
+    """What the run's results say, in sentences generated from them (not pasted): does the
+    embedding network beat the ground-truth USM per protocol, did the encoder tell unseen people
+    apart, is the PSM network's embedding-generated layer alive; and the caveats."""
+    lines = ["## What the results say\n"]
+    for protocol, table in tables.items():
+        if methods.OURS not in table.rows:
+            continue
+        gain = table.rows[methods.OURS][INFORMATION_GAIN]
+        lines.append(
+            f"- {protocol.capitalize()} set: the embedding network against the ground-truth USM: "
+            f"{_verdict(table, methods.OURS)}; information gain {gain:+.3f} bits/fixation."
+        )
+        beaten = [
+            row["name"]
+            for row_id, row in table.rows.items()
+            if row_id not in (methods.OURS, "gt_usm")
+            and row["kld"]["mean"] < table.rows[methods.OURS]["kld"]["mean"]
+        ]
+        if beaten:
+            lines.append(f"  Rows with a lower KLD than the embedding network: {', '.join(beaten)}")
+    finite = {m: p for m, p in precision.items() if np.isfinite(p)}
+    if finite:
+        m = max(finite)
+        lines.append(
+            f"- The encoder on unseen (test) observers: precision@1 {finite[m]:.2f} at m = {m} "
+            f"(chance {chance:.2f})"
+            + ("; it does not tell these people apart." if finite[m] < 2 * chance else ".")
+        )
+    if activity and "live_units/dynamic" in activity:
+        live = activity["live_units/dynamic"]
+        lines.append(
+            f"- The PSM network's embedding-generated layer has {100 * live:.1f}% live units"
+            + (
+                ": almost dead (dying ReLU), so its discrepancy barely depends on the person."
+                if live < 0.01
+                else "."
+            )
+        )
+    lines += [
+        "",
+        "Caveats: one generator draw or one dataset, quick CPU schedules (no model trained to "
+        "convergence), settings chosen on validation images. How the results vary across "
+        "synthetic draws: `benchmarks/seed_sweep.py` and benchmarks/RESULTS.md. Another machine "
+        "can give slightly different numbers (XLA:CPU reductions depend on the thread count); "
+        "one machine repeats a run exactly.",
+    ]
+    return "\n".join(lines) + "\n"
