@@ -15,6 +15,8 @@ import tfds_builders  # noqa: F401  (registers the datasets with TFDS)
 from psm_jax.data import builder as builder_lib
 from psm_jax.data import datasets
 
+flags.adopt_module_key_flags(runner)  # --verbose shows in --help
+
 _DATASET = flags.DEFINE_string(
     "dataset",
     None,

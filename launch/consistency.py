@@ -13,6 +13,8 @@ import tfds_builders  # noqa: F401  (registers the datasets with TFDS)
 from psm_jax import analysis
 from psm_jax.data import datasets
 
+flags.adopt_module_key_flags(runner)  # --verbose shows in --help
+
 _DATASET = flags.DEFINE_string("dataset", None, "Dataset[/config].", required=True)
 _MANUAL_DIR = flags.DEFINE_string("manual_dir", None, "Release folder (OSIE, PS, ID).")
 _DATA_DIR = flags.DEFINE_string("data_dir", datasets.DEFAULT_DATA_DIR, "Where records go.")

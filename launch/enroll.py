@@ -25,6 +25,8 @@ from absl import app, flags
 
 from psm_jax import inference, personalise
 
+flags.adopt_module_key_flags(runner)  # --verbose shows in --help
+
 _METHOD = flags.DEFINE_enum(
     "method",
     "embedding",

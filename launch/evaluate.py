@@ -24,6 +24,8 @@ from psm_jax import registry
 from psm_jax.configs import evaluation as evaluation_config
 from psm_jax.evaluation import methods, pairs, report
 
+flags.adopt_module_key_flags(runner)  # --verbose shows in --help
+
 flags.adopt_module_key_flags(shared_flags)
 _PROTOCOL = flags.DEFINE_enum("protocol", "closed", list(pairs.PROTOCOLS), "Observers to score.")
 _OUTPUT = flags.DEFINE_string("output_dir", None, "Where the table goes.")

@@ -18,6 +18,8 @@ import tfds_builders  # noqa: F401  (registers the datasets with TFDS)
 from psm_jax import inference
 from psm_jax.data import pipeline
 
+flags.adopt_module_key_flags(runner)  # --verbose shows in --help
+
 _WORKDIR = flags.DEFINE_string("workdir", None, "The universal network's training workdir.")
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Where the .npy maps go.")
 _BATCH = flags.DEFINE_integer("batch_size", 32, "Images per forward pass.")

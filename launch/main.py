@@ -14,6 +14,8 @@ from psm_jax import main_job
 from psm_jax.configs import main as main_configs
 from psm_jax.data import datasets
 
+flags.adopt_module_key_flags(runner)  # --verbose shows in --help
+
 flags.adopt_module_key_flags(shared_flags)
 _DATASET = flags.DEFINE_string("dataset", main_job.DEFAULT_DATASET, "Dataset[/config] to run on.")
 _MANUAL_DIR = flags.DEFINE_string("manual_dir", None, "Release folder (OSIE, PS, ID).")

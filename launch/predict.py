@@ -25,6 +25,8 @@ from absl import app, flags
 
 from psm_jax import figures, inference, personalise
 
+flags.adopt_module_key_flags(runner)  # --verbose shows in --help
+
 flags.adopt_module_key_flags(shared_flags)
 
 _PSM_NETWORK = flags.DEFINE_string("psm_network", None, "The trained PSM network's workdir.")

@@ -1,10 +1,12 @@
 """How every launcher runs: `runner.run(main)` instead of `absl.app.run(main)`.
 
-The libraries' INFO logs (TFDS, Orbax) are off unless `--verbose` (or absl's `--verbosity`) asks
-for them: warnings still show. An error that bad input raises (a missing or malformed file, a bad
-flag value, a workdir of the wrong kind: OSError, ValueError, RuntimeError, ImportError with a
-message that says what and where) ends the launcher with that message and exit status 1, not a
-traceback; `--verbose` shows the traceback. Errors of other types are bugs and keep theirs.
+Each launcher adopts this module's flags (`flags.adopt_module_key_flags(runner)`), so that
+`--verbose` shows in its --help. The libraries' INFO logs (TFDS, Orbax) are off unless `--verbose`
+(or absl's `--verbosity`) asks for them: warnings still show. An error that bad input raises (a
+missing or malformed file, a bad flag value, a workdir of the wrong kind: OSError, ValueError,
+RuntimeError, ImportError with a message that says what and where) ends the launcher with that
+message and exit status 1, not a traceback; `--verbose` shows the traceback. Errors of other types
+are bugs and keep theirs.
 """
 
 from __future__ import annotations
@@ -26,7 +28,6 @@ USER_ERRORS = (OSError, ValueError, RuntimeError, ImportError)
 
 def run(main) -> None:
     """`absl.app.run(main)`, with the errors of bad input ending in one message (module doc)."""
-    flags.adopt_module_key_flags(sys.modules[__name__])
 
     def guarded(argv):
         if not VERBOSE.value and not flags.FLAGS["verbosity"].present:

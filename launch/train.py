@@ -26,6 +26,8 @@ import tfds_builders  # noqa: F401  (registers the datasets with TFDS)
 from psm_jax.data import datasets
 from psm_jax.train import loop
 
+flags.adopt_module_key_flags(runner)  # --verbose shows in --help
+
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config file and model: psm_jax/configs/<dataset>.py:<model>[,options]."
 )

@@ -43,3 +43,10 @@ def test_verbose_shows_the_traceback():
     result = _launch("export_usm.py", "--workdir=/nonexistent/run", "--output_dir=/x", "--verbose")
     assert result.returncode == 1
     assert "Traceback" in result.stderr and "FileNotFoundError" in result.stderr
+
+
+def test_every_launcher_lists_verbose_and_its_key_flags_in_help():
+    for script in ("main.py", "evaluate.py", "predict.py", "enroll.py", "train.py"):
+        result = _launch(script, "--help")
+        assert "--[no]verbose" in result.stdout, script
+    assert "--usm_floor" in _launch("main.py", "--help").stdout

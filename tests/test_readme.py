@@ -105,3 +105,17 @@ def test_two_main_jobs_give_the_same_report(tiny_main_job, tmp_path):
 def test_the_readme_names_the_example_study(script):
     command = next(c for c in readme_commands() if f"launch/{script}.py" in c)
     assert "runs/synthetic_personal_saliency/example_study/" in command
+
+
+def test_the_readme_tables_are_the_recorded_runs():
+    """Every generated block of the README equals its rendering from benchmarks/results (the
+    JSON tables of the run it names): no figure in them was typed by hand."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import readme_tables
+
+    text = (ROOT / "README.md").read_text()
+    names = re.findall(r"<!-- BEGIN generated:(\w+) -->", text)
+    assert "synthetic" in names
+    for name in names:
+        block = readme_tables.block_pattern(name).search(text).group(2)
+        assert block == readme_tables.render(name), f"README block {name} was edited by hand"

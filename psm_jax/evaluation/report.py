@@ -126,6 +126,11 @@ class Table:
             "pairs)\n\n" + header + "\n".join(lines) + "\n"
         )
 
+    @classmethod
+    def read(cls, path: str | Path) -> Table:
+        """A table written by `write` (its .json)."""
+        return cls(**json.loads(Path(path).read_text()))
+
     def write(self, output_dir: str | Path) -> Path:
         """Writes `<protocol>.md` and `<protocol>.json` into `output_dir`; returns the .md path."""
         output_dir = Path(output_dir)
