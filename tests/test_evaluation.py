@@ -23,7 +23,7 @@ def test_tables_from_trained_workdirs(tiny_data_dir, tiny_workdirs, tmp_path):
         assert evaluation.psm.shape == (count, 120, 160) and count > 0
         table, rows, scores = report.evaluate(evaluation, models, usm_floor=0.3, m=3)
         ids = ["gt_usm", "centre_bias", "mean_discrepancy", "prior_blend", "per_observer"]
-        assert [row.id for row in rows] == ids + ["embedding"]
+        assert [row.id for row in rows] == ids + ["embedding", "embedding_shuffled"]
         assert rows[4].name.endswith(", oracle") == (protocol == "open")
         assert all(values.shape == (count,) for values in scores["gt_usm"].values())
         expected_cc = metrics.cc(evaluation.pair_usm, evaluation.psm)
@@ -33,7 +33,7 @@ def test_tables_from_trained_workdirs(tiny_data_dir, tiny_workdirs, tmp_path):
         assert "| USM (ground truth) |" in path.read_text()
         assert "Against the ground-truth USM" in path.read_text()
         stored = json.loads((tmp_path / "report" / f"{protocol}.json").read_text())
-        assert list(stored["rows"]) == ids + ["embedding"]
+        assert list(stored["rows"]) == ids + ["embedding", "embedding_shuffled"]
         usm_row = stored["rows"]["gt_usm"]
         assert usm_row["information_gain"] == pytest.approx(0.0, abs=1e-6)
         assert usm_row["cc"]["versus_usm"]["p"] == 1.0
@@ -62,9 +62,13 @@ def test_every_row_of_the_closed_set_and_the_multi_task_row_only_there(
         "multi_task",
         "per_observer",
         "embedding",
+        "embedding_shuffled",
     ]
     for row in rows:
         assert row.psm.shape == closed.psm.shape and np.isfinite(row.psm).all()
+    # The control differs from the embedding row only by whose embedding the network got.
+    ours, control = rows[-2].psm, rows[-1].psm
+    assert not np.allclose(ours, control)
     open_rows = methods.predict_rows(
         pairs.evaluation_set(TINY, tiny_data_dir, "open"), models, usm_floor=0.3, m=3
     )

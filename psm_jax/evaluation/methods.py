@@ -18,7 +18,11 @@ Rows (id: what it is), in table order; a row is left out when its model is not g
                   observer, the trained observer's network with the lowest discrepancy MSE on that
                   observer's test pairs;
   embedding       Strohm et al.'s embedding + hypernetwork network, the observer embedded from m
-                  (image, PSM) pairs of their own training images (never test images).
+                  (image, PSM) pairs of their own training images (never test images);
+  embedding_shuffled
+                  a control (ours): the same network given another observer's embedding (each
+                  observer of the group the next one's, in group order). If it scores like the
+                  embedding row, the network does not use who the person is.
 Personalised rows add their discrepancy to the USM their model was trained with (ground truth, or
 the universal network's for models trained with the "predicted" option) through
 `psm_jax.inference.compose_psm` with the evaluation's USM floor. The ids are the keys of the JSON
@@ -39,6 +43,7 @@ from psm_jax.evaluation.pairs import EvaluationSet
 GT_USM, PRETRAINED_USM, PREDICTED_USM = "gt_usm", "pretrained_usm", "predicted_usm"
 CENTRE_BIAS, MEAN_DISCREPANCY, PRIOR_BLEND = "centre_bias", "mean_discrepancy", "prior_blend"
 MULTI_TASK, PER_OBSERVER, EMBEDDING = "multi_task", "per_observer", "embedding"
+EMBEDDING_SHUFFLED = "embedding_shuffled"
 ROW_IDS = (
     GT_USM,
     PRETRAINED_USM,
@@ -49,6 +54,7 @@ ROW_IDS = (
     MULTI_TASK,
     PER_OBSERVER,
     EMBEDDING,
+    EMBEDDING_SHUFFLED,
 )
 BASELINES = (CENTRE_BIAS, MEAN_DISCREPANCY, PRIOR_BLEND)
 """The rows without learning (ours)."""
@@ -246,6 +252,18 @@ def predict_rows(
         )
         name = "Embedding + hypernetwork (Strohm et al.)" + _suffix(models.psm_network)
         rows.append(Row(EMBEDDING, name, inference.compose_psm(usm, discrepancy, usm_floor)))
+        if len(embeddings) > 1:
+            another = np.roll(np.arange(len(embeddings)), -1)[evaluation.observer]
+            discrepancy = inference.predict_discrepancy(
+                models.psm_network, images, usm, embeddings[another]
+            )
+            rows.append(
+                Row(
+                    EMBEDDING_SHUFFLED,
+                    "... given another observer's embedding (control; ours)",
+                    inference.compose_psm(usm, discrepancy, usm_floor),
+                )
+            )
     return rows
 
 

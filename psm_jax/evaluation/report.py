@@ -162,7 +162,12 @@ def table(
     cells = {}
     for row in rows:
         values = scores[row.id]
-        others = {other: s for other, s in scores.items() if other != row.id}
+        # The papers' asterisk compares methods; the shuffled-embedding control is not one.
+        others = {
+            other: s
+            for other, s in scores.items()
+            if other not in (row.id, methods.EMBEDDING_SHUFFLED)
+        }
         cells[row.id] = {"name": row.name}
         usm_scores = scores[methods.GT_USM]
         for metric in METRICS:
@@ -392,11 +397,19 @@ def findings_markdown(
         beaten = [
             row["name"]
             for row_id, row in table.rows.items()
-            if row_id not in (methods.OURS, "gt_usm")
+            if row_id not in (methods.OURS, methods.GT_USM, methods.EMBEDDING_SHUFFLED)
             and row["kld"]["mean"] < table.rows[methods.OURS]["kld"]["mean"]
         ]
         if beaten:
             lines.append(f"  Rows with a lower KLD than the embedding network: {', '.join(beaten)}")
+        control = table.rows.get(methods.EMBEDDING_SHUFFLED)
+        if control is not None:
+            ours = table.rows[methods.OURS]
+            lines.append(
+                "  Given another observer's embedding instead (control), it scores CC "
+                f"{control['cc']['mean']:.3f} / KLD {control['kld']['mean']:.3f} against "
+                f"{ours['cc']['mean']:.3f} / {ours['kld']['mean']:.3f} with the person's own."
+            )
     finite = {m: p for m, p in precision.items() if np.isfinite(p)}
     if finite:
         m = max(finite)
