@@ -64,8 +64,15 @@ def tsne(
     return points - points.mean(axis=0)
 
 
-def embedding_plot(embeddings: np.ndarray, labels: np.ndarray, path: str | Path, title: str):
-    """A t-SNE scatter of embeddings coloured by observer."""
+def embedding_plot(
+    embeddings: np.ndarray,
+    labels: np.ndarray,
+    path: str | Path,
+    title: str,
+    names: list[str] | None = None,
+):
+    """A t-SNE scatter of embeddings coloured by observer; `names[label]` in the legend (the
+    observer ids as in the dataset), else "observer <label>"."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -75,7 +82,8 @@ def embedding_plot(embeddings: np.ndarray, labels: np.ndarray, path: str | Path,
     figure, axis = plt.subplots(figsize=(5, 5))
     for label in np.unique(labels):
         own = labels == label
-        axis.scatter(points[own, 0], points[own, 1], s=18, label=f"observer {label}")
+        name = names[label] if names is not None else f"observer {label}"
+        axis.scatter(points[own, 0], points[own, 1], s=18, label=name)
     axis.set_title(title, fontsize=9)
     axis.set_xticks([])
     axis.set_yticks([])

@@ -231,11 +231,14 @@ def _evaluate(dataset, data_dir, workdir: Path, models: methods.Models, evaluati
             sets_per_observer=evaluation.precision_sets_per_observer,
             seed=evaluation.seed,
         )
+        test_ids = [str(metadata.observer_ids[o]) for o in metadata.observers("test")]
         figures.embedding_plot(
             vectors,
             labels,
             output / "embeddings_tsne.png",
-            f"t-SNE of unseen observers' embeddings (m = {tsne_m})",
+            f"t-SNE of the unseen (test) observers' embeddings, {dataset}: "
+            f"{evaluation.precision_sets_per_observer} sets of m = {tsne_m} pairs each",
+            names=test_ids,
         )
         sections.append("![t-SNE of unseen observers' embeddings](report/embeddings_tsne.png)\n")
     alignment = _preference_alignment(models.embedding, source, metadata, evaluation)
