@@ -30,6 +30,7 @@ PROTOCOLS = ("closed", "open")
 _RUN = flags.DEFINE_string("run", None, "The main job's workdir (holding report/).")
 _NAME = flags.DEFINE_string("name", None, "The README block's name, e.g. synthetic.")
 _COMMAND = flags.DEFINE_string("command", "", "The command that made the run, for the record.")
+_COMMIT = flags.DEFINE_string("commit", None, "The commit the run was made with (default HEAD).")
 
 
 def block_pattern(name: str) -> re.Pattern:
@@ -61,7 +62,7 @@ def main(argv):
     folder.mkdir(parents=True, exist_ok=True)
     for protocol in PROTOCOLS:
         shutil.copy(Path(_RUN.value) / "report" / f"{protocol}.json", folder / f"{protocol}.json")
-    commit = subprocess.run(
+    commit = _COMMIT.value or subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
     ).stdout.strip()
     (folder / "provenance.json").write_text(

@@ -103,7 +103,8 @@ def example_grid(
     title: str = "",
 ):
     """Rows = images; columns = image, USM, then ground-truth and predicted PSM per observer, all
-    maps on one colour scale (0 to 1, each map's maximum is 1) with its colour bar.
+    maps on one colour scale (0 to 1; a PSM peaks at 1, a USM, the mean of PSMs, lower) with
+    its colour bar.
 
     Args:
       images: (R, H, W, 3) uint8; usm: (R, H, W); ground_truth, predicted: (R, K, H, W).
@@ -142,7 +143,7 @@ def example_grid(
     figure.tight_layout(rect=(0, 0, 0.93, 1))
     if shown is not None:
         bar = figure.colorbar(shown, ax=axes.ravel().tolist(), fraction=0.02, pad=0.01)
-        bar.set_label("saliency (map maximum = 1)", fontsize=7)
+        bar.set_label("saliency (one scale for every map)", fontsize=7)
         bar.ax.tick_params(labelsize=6)
     figure.savefig(path, dpi=120)
     plt.close(figure)

@@ -362,6 +362,11 @@ def training_markdown(dataset_summary: str, runs: dict[str, dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _p_clause(value: float) -> str:
+    text = _p(value)
+    return f"p {text}" if text.startswith("<") else f"p = {text}"
+
+
 def _verdict(table: Table, row_id: str) -> str:
     parts = []
     for metric in ("cc", "sim", "kld"):
@@ -370,9 +375,9 @@ def _verdict(table: Table, row_id: str) -> str:
         if versus["p"] < 0.05:
             word = "better" if better else "worse"
             difference = versus["difference"]
-            parts.append(f"{HEADERS[metric]} {word} ({difference:+.3f}, p = {versus['p']:.2g})")
+            parts.append(f"{HEADERS[metric]} {word} ({difference:+.3f}, {_p_clause(versus['p'])})")
         else:
-            parts.append(f"{HEADERS[metric]} no different (p = {versus['p']:.2g})")
+            parts.append(f"{HEADERS[metric]} no different ({_p_clause(versus['p'])})")
     return "; ".join(parts)
 
 
