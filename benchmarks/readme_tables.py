@@ -62,9 +62,12 @@ def main(argv):
     folder.mkdir(parents=True, exist_ok=True)
     for protocol in PROTOCOLS:
         shutil.copy(Path(_RUN.value) / "report" / f"{protocol}.json", folder / f"{protocol}.json")
-    commit = _COMMIT.value or subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
-    ).stdout.strip()
+    commit = (
+        _COMMIT.value
+        or subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
+        ).stdout.strip()
+    )
     (folder / "provenance.json").write_text(
         json.dumps(
             {

@@ -1,9 +1,12 @@
 """Enrols a new person from m of their (image, fixations) pairs.
 
+With STUDY=runs/synthetic_personal_saliency/example_study (a new viewer the main job writes:
+README, "New viewers"):
+
 Strohm et al.'s path (the default), no retraining: their user embedding from the trained encoder.
 
     python launch/enroll.py --encoder_workdir=runs/synthetic_personal_saliency/embedding \
-        --images_dir=my_study/images --fixations=my_study/alice.csv --output=alice.npy
+        --images_dir=$STUDY/images --fixations=$STUDY/viewer.csv --output=alice.npy
 
 Xu et al.'s path: a new head of the trained multi-task CNN, fitted to the person's pairs with the
 shared layers frozen (a few hundred SGD steps; the USMs come from the universal network).
@@ -11,7 +14,7 @@ shared layers frozen (a few hundred SGD steps; the USMs come from the universal 
     python launch/enroll.py --method=multi_task_head \
         --multi_task_workdir=runs/synthetic_personal_saliency/multi_task \
         --universal=runs/synthetic_personal_saliency/universal \
-        --images_dir=my_study/images --fixations=my_study/alice.csv --output=alice_head.npz
+        --images_dir=$STUDY/images --fixations=$STUDY/viewer.csv --output=alice_head.npz
 
 The fixation table is a CSV (or Parquet) with columns image, x, y and optionally duration_ms and
 subject (native 0-based pixel centres; image = a file name in --images_dir); a table of several

@@ -1,16 +1,19 @@
 """Writes an enrolled person's predicted saliency map for an image: a .npy and a PNG overlay.
 
+With STUDY=runs/synthetic_personal_saliency/example_study (a new viewer the main job writes:
+README, "New viewers"):
+
 A person enrolled with an embedding (Strohm et al., launch/enroll.py):
 
     python launch/predict.py --psm_network=runs/synthetic_personal_saliency/psm_network \
         --universal=runs/synthetic_personal_saliency/universal --embedding=alice.npy \
-        --image=photo.jpg --output=alice_photo
+        --image=$STUDY/photo.jpg --output=alice_photo
 
 A person enrolled with a multi-task head (Xu et al., launch/enroll.py --method=multi_task_head):
 
     python launch/predict.py --multi_task=runs/synthetic_personal_saliency/multi_task \
         --universal=runs/synthetic_personal_saliency/universal --head=alice_head.npz \
-        --image=photo.jpg --output=alice_photo
+        --image=$STUDY/photo.jpg --output=alice_photo
 
 writes alice_photo.npy (the PSM at the working resolution, [0, 1]), alice_photo.png (overlay) and
 alice_photo_usm.png (the universal map, for comparison).

@@ -239,3 +239,20 @@ def test_count_parameters_counts_stacked_rows():
         )
     ) + sum(w + 1 for w in TINY_MULTI_TASK.head_widths)
     assert ten - one == 9 * head
+
+
+def test_a_leaky_dynamic_layer_passes_negative_responses_scaled():
+    with pytest.raises(ValueError, match="dynamic_activation must be"):
+        dataclasses.replace(TINY_SALIENCY, dynamic_activation="gelu")
+    leaky = dataclasses.replace(TINY_SALIENCY, dynamic_activation="leaky_relu")
+    inputs = _inputs(2)
+    user_embedding = embedding.normalise(jax.random.normal(jax.random.key(1), (2, 5)))
+    activations = {}
+    model = personalised.PersonalisedSaliencyNetwork(leaky, rngs=nnx.Rngs(0))
+    model(inputs, user_embedding, activations=activations)
+    kernels, biases = model.dynamic_kernels(user_embedding)
+    raw = layers.per_example_conv(model.trunk(inputs), kernels, biases)
+    np.testing.assert_allclose(
+        activations["dynamic"], jnp.where(raw > 0, raw, 0.1 * raw), rtol=1e-5, atol=1e-6
+    )
+    assert float(jnp.min(activations["dynamic"])) < 0  # a ReLU would have zeroed these

@@ -47,6 +47,21 @@ class SaliencyNetworkConfig:
     head_width: int = 32
     embedding_size: int = 32
     hypernetwork_hidden: int = 128
+    # The activation after the embedding-generated layer: "relu" (as every other layer; the
+    # papers') or "leaky_relu" (ours, slope 0.1: a unit that went negative for every input still
+    # passes a gradient, against the dying layer measured in benchmarks/RESULTS.md).
+    dynamic_activation: str = "relu"
+
+    def __post_init__(self):
+        if self.dynamic_activation not in ("relu", "leaky_relu"):
+            raise ValueError(
+                "dynamic_activation must be 'relu' or 'leaky_relu', got "
+                f"{self.dynamic_activation!r}"
+            )
+
+
+def _activation(name: str, x: jax.Array) -> jax.Array:
+    return jax.nn.leaky_relu(x, 0.1) if name == "leaky_relu" else jax.nn.relu(x)
 
 
 class _Decoder(nnx.Module):
@@ -136,7 +151,9 @@ class PersonalisedSaliencyNetwork(nnx.Module):
         name (trunk_0.., dynamic, head), for diagnostics (`psm_jax.registry.relu_activity`)."""
         features = self.trunk(inputs, activations=activations)
         kernels, biases = self.dynamic_kernels(embedding)
-        features = jax.nn.relu(layers.per_example_conv(features, kernels, biases))
+        features = _activation(
+            self.config.dynamic_activation, layers.per_example_conv(features, kernels, biases)
+        )
         if activations is not None:
             activations["dynamic"] = features
         return self.decoder(features, activations=activations)
