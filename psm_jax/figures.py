@@ -7,6 +7,7 @@ hundred vectors at most, and this avoids a scikit-learn dependency.
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -84,7 +85,7 @@ def embedding_plot(
         own = labels == label
         name = names[label] if names is not None else f"observer {label}"
         axis.scatter(points[own, 0], points[own, 1], s=18, label=name)
-    axis.set_title(title, fontsize=9)
+    axis.set_title("\n".join(textwrap.wrap(title, 60)), fontsize=9)
     axis.set_xticks([])
     axis.set_yticks([])
     axis.legend(fontsize=6, loc="best")
