@@ -7,9 +7,10 @@ Trains the main job's encoder (psm_jax/configs/synthetic.py:embedding, the quick
 draw (`--datasets`) once per variant (`name:field=value,field=value` config overrides; a finished
 workdir is reused), then scores it on the VALIDATION observers, people the encoder never saw, with
 sets drawn from the training images (settings are chosen on these; the test observers are left for
-the main job's tables): precision@1 at each m of `--ms` (10 sets per observer; chance is about
-9/59 = 0.15 with 6 observers), and the mean cosine similarity between different observers'
-embeddings (near 1: the embeddings collapsed). Prints one markdown table for RESULTS.md.
+the main job's tables): precision@1 at each m of `--ms` (10 sets per observer; chance 9/49 = 0.18
+with the synthetic draws' 5 validation observers), and the mean cosine similarity between
+different observers' embeddings (near 1: the embeddings collapsed). Prints one markdown table for
+RESULTS.md.
 """
 
 import ast
