@@ -32,11 +32,7 @@ _DATA_DIR = flags.DEFINE_string("data_dir", "data/tfds", "Where the datasets are
 _WORKDIR = flags.DEFINE_string("workdir", "runs/encoder_study", "One workdir per run below it.")
 _DATASETS = flags.DEFINE_list(
     "datasets",
-    [
-        "synthetic_personal_saliency",
-        "synthetic_personal_saliency/seed1",
-        "synthetic_personal_saliency/seed2",
-    ],
+    list(synthetic.DRAWS),
     "The draws.",
 )
 _VARIANTS = flags.DEFINE_multi_string(

@@ -22,6 +22,7 @@ from absl import app, flags
 
 import tfds_builders  # noqa: F401  (registers the datasets with TFDS)
 from psm_jax.configs import main as main_configs
+from psm_jax.configs import synthetic
 from psm_jax.evaluation import methods, pairs, report
 from psm_jax.train import loop
 
@@ -30,11 +31,7 @@ _RUNS = flags.DEFINE_string("runs", None, "Main-job workdirs, one per draw (the 
 _WORKDIR = flags.DEFINE_string("workdir", "runs/psm_network_study", "One workdir per run.")
 _DATASETS = flags.DEFINE_list(
     "datasets",
-    [
-        "synthetic_personal_saliency",
-        "synthetic_personal_saliency/seed1",
-        "synthetic_personal_saliency/seed2",
-    ],
+    list(synthetic.DRAWS),
     "The draws.",
 )
 _VARIANTS = flags.DEFINE_multi_string("variants", ["relu:"], "name:field=value,... overrides.")

@@ -15,17 +15,14 @@ from absl import app, flags
 
 import tfds_builders  # noqa: F401  (registers the datasets with TFDS)
 from psm_jax import main_job, metrics
+from psm_jax.configs import synthetic
 from psm_jax.evaluation import report
 
 _DATA_DIR = flags.DEFINE_string("data_dir", "data/tfds", "Where the datasets are built.")
 _WORKDIR = flags.DEFINE_string("workdir", "runs/seed_sweep", "One workdir per draw below it.")
 _DATASETS = flags.DEFINE_list(
     "datasets",
-    [
-        "synthetic_personal_saliency",
-        "synthetic_personal_saliency/seed1",
-        "synthetic_personal_saliency/seed2",
-    ],
+    list(synthetic.DRAWS),
     "The draws.",
 )
 

@@ -7,7 +7,9 @@ last checkpoint):
      the PSM network on the encoder's embedding pool, the multi-task CNN, the per-observer
      networks and the universal network;
   7. evaluate closed and open set and the unseen observers' embedding precision@1 versus m, draw
-     example grids and a t-SNE of embeddings, and write `<workdir>/report.md`.
+     example grids and a t-SNE of embeddings, write `<workdir>/report.md` (what was trained,
+     what the results say, the tables and studies) and `<workdir>/example_study/` (a new viewer
+     to enrol, `write_example_study`).
 
 Configs: `psm_jax.configs.main` (the quick schedules of each dataset's config file, and the
 evaluation settings). Each model is restored once (`psm_jax.inference.restore`): the encoder right

@@ -21,6 +21,13 @@ trains on a fresh generator draw.
 
 from psm_jax.configs import base, experiments
 
+DRAWS = (
+    "synthetic_personal_saliency",
+    "synthetic_personal_saliency/seed1",
+    "synthetic_personal_saliency/seed2",
+)
+"""The generator draws every claim is checked on (seed 0, the default, and two fresh seeds)."""
+
 QUICK_SYNTHETIC = {
     "num_steps": {
         "embedding": 200,

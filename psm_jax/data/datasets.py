@@ -63,6 +63,9 @@ def build_dataset(
       file_format: "array_record" (no TensorFlow) or "tfrecord" (needs TensorFlow).
       overwrite: rebuild even if already prepared.
 
+    TFDS's own per-split progress bars are switched off (process-wide, `tfds.disable_progress_bar`):
+    the psm-jax builders show one bar for the whole build.
+
     Returns:
       The prepared builder (its `info.metadata` holds splits and data-quality counts).
 
