@@ -1,6 +1,7 @@
 """Metrics: hand-computed values, analytic cases, invariances, masks, and agreement of the batched
 JAX metrics with the per-map NumPy reference (`psm_jax.metrics_reference`)."""
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -416,3 +417,26 @@ def test_kld_and_sim_of_maps_with_negative_values_zeros_and_ties_match_the_refer
         assert alone_kld[b] == pytest.approx(expected_kld, rel=1e-4, abs=1e-5), b
         assert float(together["sim"][b]) == pytest.approx(expected_sim, rel=1e-4, abs=1e-5), b
         assert alone_sim[b] == pytest.approx(expected_sim, rel=1e-4, abs=1e-5), b
+
+
+def test_scores_do_not_depend_on_the_chunk_size_and_new_values_do_not_recompile():
+    rng = np.random.default_rng(5)
+    prediction = jnp.asarray(rng.random((37, 12, 16), dtype=np.float32))
+    truth = jnp.asarray(rng.random((37, 12, 16), dtype=np.float32) ** 3)
+    rows = jnp.asarray(rng.integers(0, 12, (37, 6)), jnp.int32)
+    cols = jnp.asarray(rng.integers(0, 16, (37, 6)), jnp.int32)
+    mask = jnp.asarray(rng.random((37, 6)) < 0.8)
+    pairs = {"cc": metrics.cc, "sim": metrics.sim, "kld": metrics.kld}
+    fixations = {"nss": metrics.nss, "auc_judd": metrics.auc_judd}
+    for name, function in {**pairs, **fixations}.items():
+        args = (prediction, truth) if name in pairs else (prediction, rows, cols, mask)
+        whole = np.asarray(function(*args, chunk_size=None))
+        for chunk_size in (1, 5, 16, 64):
+            np.testing.assert_allclose(
+                function(*args, chunk_size=chunk_size), whole, rtol=1e-5, atol=1e-5, err_msg=name
+            )
+        function(*args)  # the default chunk size, compiled once
+        compiled = function._cache_size()
+        new_values = (prediction[::-1],) + args[1:]
+        function(*new_values)
+        assert function._cache_size() == compiled, f"{name} compiled again on new values"

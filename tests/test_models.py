@@ -58,17 +58,47 @@ def _conv_reference(features, kernel, bias, stride):
         ((15, 20, 12), 1, 1),
     ],
 )
-def test_per_example_conv_equals_a_loop_over_examples(shape, kernel, stride):
-    keys = jax.random.split(jax.random.key(0), 3)
+@pytest.mark.parametrize("formulation", layers.FORMULATIONS)
+def test_per_example_conv_equals_a_loop_over_examples(shape, kernel, stride, formulation):
+    if formulation == "conv_map" and (stride != 1 or kernel % 2 == 0):
+        pytest.skip("conv_map is for stride 1, odd kernels")
+    keys = jax.random.split(jax.random.key(0), 4)
     features = jax.random.normal(keys[0], (3,) + shape)
     kernels = jax.random.normal(keys[1], (3, kernel, kernel, shape[-1], 5))
     biases = jax.random.normal(keys[2], (3, 5))
-    result = layers.per_example_conv(features, kernels, biases, stride)
+    result = layers.per_example_conv(features, kernels, biases, stride, formulation)
     reference = jnp.stack(
         [_conv_reference(features[b], kernels[b], biases[b], stride) for b in range(3)]
     )
     assert result.shape == reference.shape
     np.testing.assert_allclose(result, reference, rtol=1e-4, atol=1e-4)
+
+    # Gradients with respect to features, kernels and biases equal the reference loop's.
+    weights = jax.random.normal(keys[3], reference.shape)
+
+    def loss(convolve, features, kernels, biases):
+        return jnp.sum(weights * jnp.sin(convolve(features, kernels, biases)))
+
+    def ours(features, kernels, biases):
+        return layers.per_example_conv(features, kernels, biases, stride, formulation)
+
+    def loop(features, kernels, biases):
+        return jnp.stack(
+            [_conv_reference(features[b], kernels[b], biases[b], stride) for b in range(3)]
+        )
+
+    got = jax.jit(jax.grad(lambda *a: loss(ours, *a), argnums=(0, 1, 2)))(features, kernels, biases)
+    want = jax.grad(lambda *a: loss(loop, *a), argnums=(0, 1, 2))(features, kernels, biases)
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-3)
+
+
+def test_per_example_conv_refuses_a_formulation_that_does_not_apply():
+    features = jnp.zeros((2, 8, 8, 3))
+    with pytest.raises(ValueError, match="stride 1 and an odd kernel"):
+        layers.per_example_conv(features, jnp.zeros((2, 3, 3, 3, 4)), None, 2, "conv_map")
+    with pytest.raises(ValueError, match="formulation must be one of"):
+        layers.per_example_conv(features, jnp.zeros((2, 3, 3, 3, 4)), None, 1, "grouped")
 
 
 def test_model_input_channels_and_centring():
@@ -256,3 +286,33 @@ def test_a_leaky_dynamic_layer_passes_negative_responses_scaled():
         activations["dynamic"], jnp.where(raw > 0, raw, 0.1 * raw), rtol=1e-5, atol=1e-6
     )
     assert float(jnp.min(activations["dynamic"])) < 0  # a ReLU would have zeroed these
+
+
+@pytest.mark.parametrize("shape, kernel", [((15, 20, 3), 3), ((16, 21, 4), 7), ((30, 40, 8), 3)])
+def test_stride2_conv_and_its_gradients_equal_lax(shape, kernel):
+    keys = jax.random.split(jax.random.key(1), 3)
+    features = jax.random.normal(keys[0], (2,) + shape)
+    weights = jax.random.normal(keys[1], (kernel, kernel, shape[-1], 5))
+
+    def reference(x, k):
+        return lax.conv_general_dilated(
+            x, k, (2, 2), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+        )
+
+    np.testing.assert_allclose(
+        layers._space_to_depth_conv(features, weights),
+        reference(features, weights),
+        rtol=1e-4,
+        atol=1e-4,
+    )
+    out_weights = jax.random.normal(keys[2], reference(features, weights).shape)
+
+    def loss(convolve, x, k):
+        return jnp.sum(out_weights * jnp.sin(convolve(x, k)))
+
+    got = jax.jit(jax.grad(lambda x, k: loss(layers.stride2_conv, x, k), argnums=(0, 1)))(
+        features, weights
+    )
+    want = jax.grad(lambda x, k: loss(reference, x, k), argnums=(0, 1))(features, weights)
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-3)

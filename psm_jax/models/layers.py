@@ -7,10 +7,21 @@ Two kinds of convolution appear in the papers' models:
   hypernetwork (Strohm et al.), or the kernel of each example's own observer, taken from parameters
   stacked over observers (Xu et al.'s per-observer heads, the per-observer baselines).
 
-The second kind is `per_example_conv`. It is written as shifted slices plus batched matrix
-products, not as `jax.vmap` over `lax.conv_general_dilated`: on XLA:CPU the vmapped form lowers to
-a grouped convolution whose kernel gradient measured 40-110x slower (benchmarks/RESULTS.md), and
-the cost of one example must not depend on the batch or on how many observers a model knows.
+The second kind is `per_example_conv`, in one of two formulations (`FORMULATIONS`), never as
+`jax.vmap` over `lax.conv_general_dilated`: on XLA:CPU the vmapped form lowers to a grouped
+convolution whose kernel gradient measured 40-110x slower (benchmarks/RESULTS.md), and the cost of
+one example must not depend on the batch or on how many observers a model knows.
+
+- "shifted_matmul": shifted slices of the features times each example's kernel taps, as batched
+  matrix products; any stride, and the gradient is XLA's own.
+- "conv_map": one ordinary convolution per example in a `lax.map` loop (what oneDNN and cuDNN do
+  for a grouped convolution, and what XLA:CPU runs fastest), with a hand-written gradient: the
+  input gradient is the same loop over the flipped kernels, the kernel gradient one batched matrix
+  product per tap (XLA's own gradient of the loop, and its kernel-gradient convolution, measured
+  8-16x slower). Stride 1 and odd kernels only (the hypernetwork's dynamic layer).
+
+"auto" (the default) takes "conv_map" on the CPU where it applies and "shifted_matmul" elsewhere
+(accelerators keep the formulation they were validated with until one is measured there).
 
 Per-observer parameters are `ObserverParam` variables (a subtype of `nnx.Param`) with a leading
 observer axis, so a train step can select them by type and update only the rows of the observers in
@@ -86,8 +97,68 @@ def _shifted_views(features: jax.Array, kernel: int, stride: int) -> list[jax.Ar
     ]
 
 
+FORMULATIONS = ("auto", "conv_map", "shifted_matmul")
+"""How `per_example_conv` computes (see the module docstring)."""
+
+
+def _conv_one(features: jax.Array, kernel: jax.Array) -> jax.Array:
+    """(H, W, C) * (k, k, C, O) -> (H, W, O): one example, stride 1, 'SAME'."""
+    return lax.conv_general_dilated(
+        features[None], kernel, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )[0]
+
+
+def _conv_loop(features: jax.Array, kernels: jax.Array) -> jax.Array:
+    return lax.map(lambda pair: _conv_one(*pair), (features, kernels))
+
+
+@jax.custom_vjp
+def _conv_map(features: jax.Array, kernels: jax.Array) -> jax.Array:
+    """Each example convolved with its own kernel by a loop of ordinary convolutions."""
+    return _conv_loop(features, kernels)
+
+
+def _conv_map_forward(features, kernels):
+    return _conv_loop(features, kernels), (features, kernels)
+
+
+def _conv_map_backward(residuals, gradient):
+    features, kernels = residuals
+    kernel = kernels.shape[1]
+    # d/dx of a stride-1 'SAME' correlation with an odd kernel: the same correlation of the
+    # output gradient with the kernel flipped in space and its channel axes swapped.
+    flipped = jnp.swapaxes(kernels[:, ::-1, ::-1], 3, 4)
+    features_gradient = _conv_loop(gradient, flipped)
+    # d/dk for tap (dy, dx): sum over positions of the shifted input times the output gradient.
+    views = _shifted_views(features, kernel, 1)
+    taps = [jnp.einsum("bhwc,bhwo->bco", view, gradient) for view in views]
+    kernels_gradient = jnp.stack(taps, axis=1).reshape(kernels.shape)
+    return features_gradient, kernels_gradient
+
+
+_conv_map.defvjp(_conv_map_forward, _conv_map_backward)
+
+
+def _choose_formulation(formulation: str, kernel: int, stride: int) -> str:
+    if formulation not in FORMULATIONS:
+        raise ValueError(f"formulation must be one of {FORMULATIONS}, got {formulation!r}")
+    applies = stride == 1 and kernel % 2 == 1
+    if formulation == "conv_map" and not applies:
+        raise ValueError(
+            f"The conv_map formulation needs stride 1 and an odd kernel, got {kernel}x{kernel} "
+            f"with stride {stride}."
+        )
+    if formulation == "auto":
+        return "conv_map" if applies and jax.default_backend() == "cpu" else "shifted_matmul"
+    return formulation
+
+
 def per_example_conv(
-    features: jax.Array, kernels: jax.Array, biases: jax.Array | None = None, stride: int = 1
+    features: jax.Array,
+    kernels: jax.Array,
+    biases: jax.Array | None = None,
+    stride: int = 1,
+    formulation: str = "auto",
 ) -> jax.Array:
     """Convolves each example with its own kernel ('SAME' padding, cross-correlation like lax).
 
@@ -96,12 +167,15 @@ def per_example_conv(
       kernels: (B, k, k, C, O), example b's kernel in HWIO layout.
       biases: (B, O) or None.
       stride: the same in both directions.
+      formulation: one of `FORMULATIONS` (the module docstring says what each does); every one
+        computes the same numbers.
 
     Returns:
       (B, ceil(H / stride), ceil(W / stride), O), equal to running `lax.conv_general_dilated` on
       each example with its kernel.
     """
     batch, kernel, _, channels, outputs = kernels.shape
+    formulation = _choose_formulation(formulation, kernel, stride)
     if batch == 1:  # one example: an ordinary convolution is faster than the batched matmuls
         result = lax.conv_general_dilated(
             features,
@@ -110,6 +184,9 @@ def per_example_conv(
             "SAME",
             dimension_numbers=("NHWC", "HWIO", "NHWC"),
         )
+        return result if biases is None else result + biases[:, None, None, :]
+    if formulation == "conv_map":
+        result = _conv_map(features, kernels)
         return result if biases is None else result + biases[:, None, None, :]
     views = _shifted_views(features, kernel, stride)
     if channels * kernel * kernel <= 256:
@@ -125,6 +202,77 @@ def per_example_conv(
     if biases is not None:
         result = result + biases[:, None, None, :]
     return result
+
+
+def _space_to_depth_conv(features: jax.Array, kernel: jax.Array) -> jax.Array:
+    """A 'SAME' stride-2 convolution written as a stride-1 one on 2x2 blocks (space-to-depth).
+
+    The padded input's 2x2 blocks become channels (4C), the k x k kernel a ceil(k/2)-square one
+    over blocks (taps beyond k are zero); equal to the stride-2 convolution. Used for its input
+    gradient, which is then an ordinary stride-1 correlation instead of XLA's zero-inserted one.
+    """
+    batch, height, width, channels = features.shape
+    kernel_size, outputs = kernel.shape[0], kernel.shape[-1]
+    (top, bottom), (left, right) = (
+        _same_padding(height, kernel_size, 2),
+        _same_padding(width, kernel_size, 2),
+    )
+    bottom += (height + top + bottom) % 2
+    right += (width + left + right) % 2
+    padded = jnp.pad(features, ((0, 0), (top, bottom), (left, right), (0, 0)))
+    rows, cols = padded.shape[1] // 2, padded.shape[2] // 2
+    blocks = padded.reshape(batch, rows, 2, cols, 2, channels).transpose(0, 1, 3, 2, 4, 5)
+    blocks = blocks.reshape(batch, rows, cols, 4 * channels)
+    taps = (kernel_size + 1) // 2
+    extra = 2 * taps - kernel_size
+    block_kernel = jnp.pad(kernel, ((0, extra), (0, extra), (0, 0), (0, 0)))
+    block_kernel = block_kernel.reshape(taps, 2, taps, 2, channels, outputs).transpose(
+        0, 2, 1, 3, 4, 5
+    )
+    block_kernel = block_kernel.reshape(taps, taps, 4 * channels, outputs)
+    return lax.conv_general_dilated(
+        blocks, block_kernel, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
+
+
+def _strided_conv(features: jax.Array, kernel: jax.Array) -> jax.Array:
+    return lax.conv_general_dilated(
+        features, kernel, (2, 2), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
+
+
+@jax.custom_vjp
+def stride2_conv(features: jax.Array, kernel: jax.Array) -> jax.Array:
+    """A 'SAME' stride-2 convolution whose input gradient goes through `_space_to_depth_conv`.
+
+    Forward and kernel gradient are XLA's own; the input gradient, which XLA:CPU computes by
+    correlating a zero-inserted output gradient, is the space-to-depth form's: 2.7x faster on
+    the encoder's first three layers at batch 128 (benchmarks/RESULTS.md). Same numbers.
+    """
+    return _strided_conv(features, kernel)
+
+
+def _stride2_forward(features, kernel):
+    return _strided_conv(features, kernel), (features, kernel)
+
+
+def _stride2_backward(residuals, gradient):
+    features, kernel = residuals
+    _, features_vjp = jax.vjp(lambda x: _space_to_depth_conv(x, kernel), features)
+    _, kernel_vjp = jax.vjp(lambda k: _strided_conv(features, k), kernel)
+    return features_vjp(gradient)[0], kernel_vjp(gradient)[0]
+
+
+stride2_conv.defvjp(_stride2_forward, _stride2_backward)
+
+
+def conv(features: jax.Array, kernel: jax.Array, stride: int = 1) -> jax.Array:
+    """An ordinary 'SAME' convolution, NHWC x HWIO; stride 2 on the CPU through `stride2_conv`."""
+    if stride == 2 and jax.default_backend() == "cpu":
+        return stride2_conv(features, kernel)
+    return lax.conv_general_dilated(
+        features, kernel, (stride, stride), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
 
 
 class Conv(nnx.Module):
@@ -164,16 +312,7 @@ class Conv(nnx.Module):
 
     def __call__(self, features: jax.Array, observer: jax.Array | None = None) -> jax.Array:
         if self.num_observers is None:
-            return (
-                lax.conv_general_dilated(
-                    features,
-                    self.kernel.value,
-                    (self.stride, self.stride),
-                    "SAME",
-                    dimension_numbers=("NHWC", "HWIO", "NHWC"),
-                )
-                + self.bias.value
-            )
+            return conv(features, self.kernel.value, self.stride) + self.bias.value
         if observer is None:
             raise ValueError("A per-observer Conv needs the observer index of every example.")
         return per_example_conv(

@@ -51,12 +51,20 @@ class SaliencyNetworkConfig:
     # papers') or "leaky_relu" (ours, slope 0.1: a unit that went negative for every input still
     # passes a gradient, against the dying layer measured in benchmarks/RESULTS.md).
     dynamic_activation: str = "relu"
+    # How the embedding-generated layer is computed (`layers.FORMULATIONS`; the same numbers
+    # either way): "auto" picks the fastest measured on the backend (benchmarks/RESULTS.md).
+    dynamic_formulation: str = "auto"
 
     def __post_init__(self):
         if self.dynamic_activation not in ("relu", "leaky_relu"):
             raise ValueError(
                 "dynamic_activation must be 'relu' or 'leaky_relu', got "
                 f"{self.dynamic_activation!r}"
+            )
+        if self.dynamic_formulation not in layers.FORMULATIONS:
+            raise ValueError(
+                f"dynamic_formulation must be one of {layers.FORMULATIONS}, got "
+                f"{self.dynamic_formulation!r}"
             )
 
 
@@ -152,7 +160,10 @@ class PersonalisedSaliencyNetwork(nnx.Module):
         features = self.trunk(inputs, activations=activations)
         kernels, biases = self.dynamic_kernels(embedding)
         features = _activation(
-            self.config.dynamic_activation, layers.per_example_conv(features, kernels, biases)
+            self.config.dynamic_activation,
+            layers.per_example_conv(
+                features, kernels, biases, formulation=self.config.dynamic_formulation
+            ),
         )
         if activations is not None:
             activations["dynamic"] = features
