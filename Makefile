@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench bench-twin clean
 
 $(VENV)/.core: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,14 @@ bench: $(VENV)/.core
 	$(PY) benchmarks/bench_metrics.py
 	$(PY) benchmarks/bench_models.py
 	$(PY) benchmarks/bench_train.py --steps=3
+
+# Ours against a PyTorch twin of the PSM network and encoder (installs torch, CPU build).
+$(VENV)/.bench: $(VENV)/.core
+	$(PY) -m pip install --quiet 'torch==2.13.0+cpu' || $(PY) -m pip install --quiet -e '.[bench]'
+	touch $@
+
+bench-twin: $(VENV)/.bench
+	$(PY) benchmarks/bench_vs_pytorch.py
 
 clean:
 	rm -rf $(VENV) data

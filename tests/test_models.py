@@ -316,3 +316,16 @@ def test_stride2_conv_and_its_gradients_equal_lax(shape, kernel):
     want = jax.grad(lambda x, k: loss(reference, x, k), argnums=(0, 1))(features, weights)
     for g, w in zip(got, want, strict=True):
         np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-3)
+
+
+def test_coordinate_channels_let_the_network_tell_positions_apart():
+    inputs = jnp.zeros((1, 8, 10, 4))
+    with_coords = personalised.coordinates(inputs)
+    assert with_coords.shape == (1, 8, 10, 6)
+    np.testing.assert_allclose(with_coords[0, :, 0, 4], (np.arange(8) + 0.5) / 8 - 0.5, atol=1e-6)
+    np.testing.assert_allclose(with_coords[0, 0, :, 5], (np.arange(10) + 0.5) / 10 - 0.5, atol=1e-6)
+    config = personalised.SaliencyNetworkConfig(coordinate_channels=True)
+    model = personalised.PersonalisedSaliencyNetwork(config, rngs=nnx.Rngs(0))
+    final = model(jnp.zeros((1, 120, 160, 4)), jnp.ones((1, 32)))[-1]
+    # A constant image: away from the borders, only the coordinates can make outputs differ.
+    assert float(jnp.std(final[0, 3:-3, 3:-3])) > 1e-3

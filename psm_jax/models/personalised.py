@@ -54,6 +54,10 @@ class SaliencyNetworkConfig:
     # How the embedding-generated layer is computed (`layers.FORMULATIONS`; the same numbers
     # either way): "auto" picks the fastest measured on the backend (benchmarks/RESULTS.md).
     dynamic_formulation: str = "auto"
+    # Two more input channels holding each pixel's row and column (CoordConv, Liu et al. 2018;
+    # ours, off by default): a fully convolutional network cannot otherwise tell the centre from
+    # the border, so it cannot express a person's spatial bias (where on the screen they look).
+    coordinate_channels: bool = False
 
     def __post_init__(self):
         if self.dynamic_activation not in ("relu", "leaky_relu"):
@@ -98,12 +102,22 @@ class _Decoder(nnx.Module):
         return first[..., 0], second[..., 0], final[..., 0]
 
 
+def coordinates(inputs: jax.Array) -> jax.Array:
+    """(B, H, W, C) -> (B, H, W, C + 2): the pixel's row and column, each centred in [-0.5, 0.5]."""
+    batch, height, width, _ = inputs.shape
+    rows = (jnp.arange(height, dtype=inputs.dtype) + 0.5) / height - 0.5
+    cols = (jnp.arange(width, dtype=inputs.dtype) + 0.5) / width - 0.5
+    grid = jnp.stack(jnp.meshgrid(rows, cols, indexing="ij"), axis=-1)
+    return jnp.concatenate([inputs, jnp.broadcast_to(grid, (batch, height, width, 2))], axis=-1)
+
+
 class _Trunk(nnx.Module):
     """Image-USM features: 3x3 stride-2 convolutions with ReLU, 120x160 -> 15x20."""
 
     def __init__(self, config: SaliencyNetworkConfig, num_observers: int | None, rngs: nnx.Rngs):
+        self.coordinate_channels = config.coordinate_channels
         self.convs = nnx.List()
-        in_features = config.in_channels
+        in_features = config.in_channels + (2 if config.coordinate_channels else 0)
         for width in config.trunk_widths:
             self.convs.append(
                 layers.Conv(in_features, width, 3, stride=2, num_observers=num_observers, rngs=rngs)
@@ -111,6 +125,8 @@ class _Trunk(nnx.Module):
             in_features = width
 
     def __call__(self, features, observer=None, activations: dict | None = None):
+        if self.coordinate_channels:
+            features = coordinates(features)
         for index, conv in enumerate(self.convs):
             features = jax.nn.relu(conv(features, observer))
             if activations is not None:
@@ -159,12 +175,10 @@ class PersonalisedSaliencyNetwork(nnx.Module):
         name (trunk_0.., dynamic, head), for diagnostics (`psm_jax.registry.relu_activity`)."""
         features = self.trunk(inputs, activations=activations)
         kernels, biases = self.dynamic_kernels(embedding)
-        features = _activation(
-            self.config.dynamic_activation,
-            layers.per_example_conv(
-                features, kernels, biases, formulation=self.config.dynamic_formulation
-            ),
+        features = layers.per_example_conv(
+            features, kernels, biases, formulation=self.config.dynamic_formulation
         )
+        features = _activation(self.config.dynamic_activation, features)
         if activations is not None:
             activations["dynamic"] = features
         return self.decoder(features, activations=activations)
