@@ -3,11 +3,12 @@
     python benchmarks/encoder_study.py --data_dir=/tmp/tfds_base --workdir=/tmp/encoder_study \
         --variants='overlapping:overlapping_sets=True' --variants='disjoint:'
 
-Trains the main job's encoder (psm_jax/configs/synthetic.py:embedding, the quick schedule) on each
-draw (`--datasets`) once per variant (`name:field=value,field=value` config overrides; a finished
-workdir is reused), then scores it on the VALIDATION observers, people the encoder never saw, with
-sets drawn from the training images (settings are chosen on these; the test observers are left for
-the main job's tables): precision@1 at each m of `--ms` (10 sets per observer; chance 9/49 = 0.18
+Trains the main job's encoder (`psm_jax.configs.main.training_config`: the quick schedule) on
+each draw (`--datasets`; `osie_personal` too, with `--manual_dir` if it is not built yet) once per
+variant (`name:field=value,field=value` config overrides; a finished workdir is reused), then
+scores it on the VALIDATION observers, people the encoder never saw, with sets drawn from the
+training images (settings are chosen on these; the test observers are left for the main job's
+tables): precision@1 at each m of `--ms` (10 sets per observer; chance 9/49 = 0.18
 with the synthetic draws' 5 validation observers), and the mean cosine similarity between
 different observers' embeddings (near 1: the embeddings collapsed). Prints one markdown table for
 RESULTS.md.
@@ -23,12 +24,16 @@ from absl import app, flags
 
 import tfds_builders  # noqa: F401  (registers the datasets with TFDS)
 from psm_jax import inference
+from psm_jax.configs import main as main_configs
 from psm_jax.configs import synthetic
 from psm_jax.data import datasets, pipeline
 from psm_jax.evaluation import embeddings
 from psm_jax.train import loop
 
 _DATA_DIR = flags.DEFINE_string("data_dir", "data/tfds", "Where the datasets are built.")
+_MANUAL_DIR = flags.DEFINE_string(
+    "manual_dir", None, "The release folder of a real dataset (OSIE), if not yet built."
+)
 _WORKDIR = flags.DEFINE_string("workdir", "runs/encoder_study", "One workdir per run below it.")
 _DATASETS = flags.DEFINE_list(
     "datasets",
@@ -65,12 +70,11 @@ def main(argv):
     ms = tuple(int(m) for m in _MS.value)
     rows = []
     for dataset in _DATASETS.value:
-        datasets.build_dataset(dataset, data_dir=_DATA_DIR.value)
+        datasets.build_dataset(dataset, data_dir=_DATA_DIR.value, manual_dir=_MANUAL_DIR.value)
         source, metadata = pipeline.open_split(dataset, "train", _DATA_DIR.value)
         for text in _VARIANTS.value:
             name, fields = _variant(text)
-            config = synthetic.get_config("embedding")
-            config.dataset = dataset
+            config = main_configs.training_config(dataset, "embedding")
             config.data_dir = _DATA_DIR.value
             for key, value in fields.items():
                 config[key] = value

@@ -1,4 +1,5 @@
-"""Training losses: deep-supervised MSE on discrepancy maps, cosine triplet loss with online mining.
+"""Training losses: deep-supervised MSE on discrepancy maps, cosine triplet loss with online mining,
+and (ours, an option for the encoder) the supervised contrastive loss.
 
 Both are pure functions of arrays, jit-able, with a validity mask so padded or invalid examples
 (an observer with no fixation on an image, see the data pipeline) contribute nothing.
@@ -196,6 +197,36 @@ def triplet_loss(
     """
     losses, pair_mask, _ = mined_triplet_losses(embeddings, labels, margin, mining, valid)
     return jnp.sum(losses) / jnp.maximum(jnp.sum(pair_mask), 1)
+
+
+def supervised_contrastive_loss(
+    embeddings: jax.Array,
+    labels: jax.Array,
+    temperature: float = 0.1,
+    valid: jax.Array | None = None,
+) -> jax.Array:
+    """Supervised contrastive loss (Khosla et al. 2020, L_out) on cosine similarities.
+
+    For each anchor a with at least one positive (same label, a != p):
+      loss(a) = -mean_p [ s(a, p) / t - log sum_{j != a} exp(s(a, j) / t) ]
+    averaged over such anchors; `valid` masks examples out of every sum. Unlike the triplet loss,
+    collapsed embeddings (all equal) are not a minimum: the loss is then log(B - 1) - 0 and every
+    negative pushes back, so the encoder cannot settle there (ours; benchmarks/RESULTS.md).
+    A batch with no positive pair gives 0.
+    """
+    batch = embeddings.shape[0]
+    valid = jnp.ones((batch,), bool) if valid is None else valid.astype(bool)
+    logits = cosine_similarity_matrix(embeddings) / temperature
+    others = valid[:, None] & valid[None, :] & ~jnp.eye(batch, dtype=bool)
+    positives = others & (labels[:, None] == labels[None, :])
+    lowest = jnp.finfo(logits.dtype).min
+    log_normaliser = jax.nn.logsumexp(jnp.where(others, logits, lowest), axis=1, keepdims=True)
+    log_probability = logits - log_normaliser
+    count = jnp.sum(positives, axis=1)
+    per_anchor = -jnp.sum(jnp.where(positives, log_probability, 0.0), axis=1)
+    per_anchor = per_anchor / jnp.maximum(count, 1)
+    anchors = count > 0
+    return jnp.sum(jnp.where(anchors, per_anchor, 0.0)) / jnp.maximum(jnp.sum(anchors), 1)
 
 
 def triplet_diagnostics(

@@ -126,10 +126,26 @@ def _deep_supervised(config):
     return discrepancy_loss
 
 
+EMBEDDING_LOSSES = ("triplet", "supervised_contrastive")
+
+
 def _embedding_loss(config) -> LossFn:
+    if config.get("embedding_loss", "triplet") not in EMBEDDING_LOSSES:
+        raise ValueError(
+            f"--config.embedding_loss must be one of {EMBEDDING_LOSSES}, got "
+            f"{config.embedding_loss!r}"
+        )
+
     def loss_fn(model, batch, observer):
         user_embedding = model(batch["images"], batch["psms"])
-        return losses.triplet_diagnostics(user_embedding, observer, config.margin, config.mining)
+        triplet, measurements = losses.triplet_diagnostics(
+            user_embedding, observer, config.margin, config.mining
+        )
+        if config.get("embedding_loss", "triplet") == "triplet":
+            return triplet, measurements
+        # "supervised_contrastive" (ours): the triplet loss is still measured, for comparison.
+        loss = losses.supervised_contrastive_loss(user_embedding, observer, config.temperature)
+        return loss, {**measurements, "triplet_loss": triplet}
 
     return loss_fn
 

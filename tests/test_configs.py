@@ -68,6 +68,9 @@ def test_quick_schedules_train_discrepancy_models_with_adam_and_embed_with_m_32(
     # The PSM network's embedding pool is drawn at the evaluation's m, not the encoder's.
     assert config_for("psm_network").m == 32 and config_for("embedding").m == 8
     assert synthetic.get_config("psm_network,paper").optimizer == "sgd"
+    # The encoder's quick recipe: the contrastive loss (the triplet one collapsed, RESULTS.md).
+    assert config_for("embedding").embedding_loss == "supervised_contrastive"
+    assert synthetic.get_config("embedding,paper").embedding_loss == "triplet"
 
 
 def test_paper_settings_are_the_defaults():
@@ -78,6 +81,7 @@ def test_paper_settings_are_the_defaults():
         256,
     )
     assert embedding.margin == 0.05 and embedding.mining == "semi_hard"
+    assert embedding.embedding_loss == "triplet"
     network = ps.get_config("psm_network")
     assert (network.learning_rate, network.momentum, network.weight_decay) == (0.02, 0.9, 5e-4)
     assert network.batch_size == 32 and network.lr_halving_epochs == 25
@@ -93,6 +97,10 @@ def test_unknown_options_and_models_are_errors():
         base.get_config("deepgaze")
     with pytest.raises(ValueError, match="embedding encoder only"):
         cd.get_config("multi_task")
+    config = synthetic.get_config("embedding")
+    config.embedding_loss = "contrastive"
+    with pytest.raises(ValueError, match="embedding_loss must be one of"):
+        registry.get("embedding").loss(config)
 
 
 def test_combined_dataset_keeps_observers_of_each_dataset_distinct(tmp_path):

@@ -127,3 +127,48 @@ def test_triplet_diagnostics_say_when_embeddings_collapse():
     assert float(loss) == 0 and float(d["active_triplets"]) == 0
     assert float(d["negative_cosine"]) == pytest.approx(0.0, abs=0.02)
     assert float(loss) == float(losses.triplet_loss(separated, labels, margin=0.05))
+
+
+def _brute_force_supervised_contrastive(embeddings, labels, temperature, valid):
+    unit = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
+    similarity = unit @ unit.T / temperature
+    per_anchor = []
+    for a in range(len(labels)):
+        if not valid[a]:
+            continue
+        others = [j for j in range(len(labels)) if j != a and valid[j]]
+        positives = [p for p in others if labels[p] == labels[a]]
+        if not positives:
+            continue
+        log_normaliser = np.log(np.sum(np.exp(similarity[a, others])))
+        per_anchor.append(-np.mean([similarity[a, p] - log_normaliser for p in positives]))
+    return np.mean(per_anchor) if per_anchor else 0.0
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_supervised_contrastive_equals_brute_force(seed):
+    rng = np.random.default_rng(seed)
+    embeddings = rng.standard_normal((10, 5)).astype(np.float32)
+    labels = rng.integers(0, 4, 10)
+    valid = rng.random(10) < 0.8
+    expected = _brute_force_supervised_contrastive(embeddings, labels, 0.1, valid)
+    result = losses.supervised_contrastive_loss(
+        jnp.asarray(embeddings), jnp.asarray(labels), 0.1, jnp.asarray(valid)
+    )
+    np.testing.assert_allclose(float(result), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_supervised_contrastive_pushes_collapsed_embeddings_apart():
+    """Where the triplet loss sits at its margin with a vanishing push (all embeddings alike),
+    the contrastive loss is high and its gradient separates the people."""
+    labels = jnp.array([0, 0, 1, 1])
+    nearly_collapsed = jnp.ones((4, 3)) + 1e-3 * jax.random.normal(jax.random.key(1), (4, 3))
+    loss = losses.supervised_contrastive_loss(nearly_collapsed, labels, 0.1)
+    assert float(loss) == pytest.approx(np.log(3.0), abs=0.05)
+    moved = nearly_collapsed - 0.5 * jax.grad(
+        lambda e: losses.supervised_contrastive_loss(e, labels, 0.1)
+    )(nearly_collapsed)
+    assert float(losses.supervised_contrastive_loss(moved, labels, 0.1)) < float(loss)
+    separated = jnp.array([[1.0, 0, 0], [1.0, 0.01, 0], [0, 1.0, 0], [0, 1.0, 0.01]])
+    assert float(losses.supervised_contrastive_loss(separated, labels, 0.1)) < 0.01
+    assert float(losses.supervised_contrastive_loss(separated, jnp.arange(4), 0.1)) == 0.0

@@ -70,8 +70,13 @@ def get_config(model: str = "psm_network") -> ml_collections.ConfigDict:
     # measure it); False: they never do, as Strohm et al.'s Eq. 1 draws the positive from other
     # images than the anchor (psm_jax.data.pipeline.embedding_dataset).
     config.overlapping_sets = False
+    # The encoder's loss: "triplet" (Strohm et al.'s cosine triplet margin loss, with `margin` and
+    # `mining`) or "supervised_contrastive" (ours, Khosla et al. 2020, with `temperature`): its
+    # collapsed state (every embedding alike) is no minimum (benchmarks/RESULTS.md).
+    config.embedding_loss = "triplet"
     config.margin = 0.05
     config.mining = "semi_hard"
+    config.temperature = 0.1
     config.encoder_workdir = ""  # psm_network: the trained embedding encoder's workdir
     config.embedding_pool_size = 100
     # Recorded at training from the dataset, so that a trained model restores from its workdir

@@ -61,7 +61,11 @@ def quick_schedule(
     200 steps, m = 4 left the embeddings almost collapsed, mean cosine 0.98; the PSM network's
     pool keeps m = 32, the m the evaluation embeds observers with), a pool of 20 embeddings per
     training observer, the MultiCNN architecture for the per-observer networks (the cheaper one on
-    a CPU), and Adam for the discrepancy models (`quick_optimiser`).
+    a CPU), and Adam for the discrepancy models (`quick_optimiser`). The encoder trains with the
+    supervised contrastive loss instead of the papers' triplet loss: in 200 steps the triplet
+    encoder sat on a near-collapsed plateau (every cosine ~0.93) and on one draw of three its
+    best checkpoint was the collapsed one; chosen on validation observers over three draws
+    (benchmarks/RESULTS.md, 2026-12-01). `--config.embedding_loss=triplet` restores the papers'.
     """
     config.num_steps = num_steps[config.model]
     config.batch_size = batch_size[config.model]
@@ -72,6 +76,7 @@ def quick_schedule(
         config.eval_batches = eval_batches
     if config.model == "embedding":
         config.m = 8
+        config.embedding_loss = "supervised_contrastive"
     config.embedding_pool_size = 20
     config.architecture = "strohm"
     return quick_optimiser(config)
