@@ -1,0 +1,31 @@
+"""The studies' own statistics (benchmarks/), checked on pools whose answer is known."""
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+
+_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "embedding_pool_study.py"
+
+
+def _pool_study():
+    spec = importlib.util.spec_from_file_location("embedding_pool_study", _PATH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_pool_statistics_tell_separate_people_from_groups_of_alike_people():
+    study = _pool_study()
+    rng = np.random.default_rng(0)
+    separate = rng.standard_normal((20, 32))
+    pool = separate[:, None] + 0.1 * rng.standard_normal((20, 30, 32))
+    result = study.pool_statistics(pool)
+    assert result["nearest_centroid"] == 1.0 and result["between_share"] > 0.98
+    # 4 groups of 5 identical people: most variance between people, yet each is named only
+    # about as often as chance within the group allows (1/5).
+    grouped = np.repeat(rng.standard_normal((4, 32)), 5, axis=0)
+    pool = grouped[:, None] + 0.1 * rng.standard_normal((20, 30, 32))
+    result = study.pool_statistics(pool)
+    assert result["between_share"] > 0.98 and result["nearest_centroid"] < 0.35
+    assert result["cosine_same"] > 0.98
