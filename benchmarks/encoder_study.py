@@ -77,7 +77,11 @@ def main(argv):
             config = main_configs.training_config(dataset, "embedding")
             config.data_dir = _DATA_DIR.value
             for key, value in fields.items():
-                config[key] = value
+                *path, last = key.split(".")  # network.<field> for architecture fields
+                target = config
+                for part in path:
+                    target = target[part]
+                target[last] = value
             workdir = Path(_WORKDIR.value) / dataset.replace("/", "_") / name
             start = time.perf_counter()
             loop.train_and_evaluate(config, workdir)

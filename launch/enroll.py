@@ -42,7 +42,10 @@ _MULTI_TASK = flags.DEFINE_string(
     "multi_task_workdir", None, "multi_task_head: the trained multi-task CNN's workdir."
 )
 _UNIVERSAL = flags.DEFINE_string(
-    "universal", None, "multi_task_head: the trained universal network's workdir (the USMs)."
+    "universal",
+    None,
+    "The trained universal network's workdir (the USMs): for multi_task_head, and for an encoder "
+    "trained on departures from the USM.",
 )
 _STEPS = flags.DEFINE_integer("steps", 200, "multi_task_head: SGD steps on the person's pairs.")
 _LEARNING_RATE = flags.DEFINE_float("learning_rate", 0.02, "multi_task_head: SGD learning rate.")
@@ -69,7 +72,16 @@ def main(argv):
     )
     if _METHOD.value == "embedding":
         encoder = inference.restore(_ENCODER.value, kind="embedding")
-        embedding = personalise.enroll(encoder, images, psms)
+        usms = None
+        if encoder.model.needs_usms:
+            if not _UNIVERSAL.value:
+                raise app.UsageError(
+                    f"The encoder in {_ENCODER.value} reads each pair's departure from the USM "
+                    "(input_map='discrepancy'): give --universal (the USMs of the images)."
+                )
+            universal = inference.restore(_UNIVERSAL.value, kind="universal")
+            usms = inference.predicted_usms(universal, images)
+        embedding = personalise.enroll(encoder, images, psms, usms)
         output = _OUTPUT.value if _OUTPUT.value.endswith(".npy") else _OUTPUT.value + ".npy"
         np.save(output, embedding)  # np.save would append .npy itself; this names the file
         print(f"Embedding of {len(names)} (image, PSM) pairs ({embedding.shape[0]}-d) -> {output}")

@@ -128,11 +128,25 @@ def read_viewer(
     return np.stack(images), np.stack(psms).astype(np.float32), names
 
 
-def enroll(encoder: inference.Restored, images: np.ndarray, psms: np.ndarray) -> np.ndarray:
-    """The (d,) unit-norm user embedding of m (image, PSM) pairs; no training."""
+def enroll(
+    encoder: inference.Restored,
+    images: np.ndarray,
+    psms: np.ndarray,
+    usms: np.ndarray | None = None,
+) -> np.ndarray:
+    """The (d,) unit-norm user embedding of m (image, PSM) pairs; no training. An encoder trained
+    on departures from the USM (`input_map="discrepancy"`) also needs the images' USMs (a new
+    person's images have none but the universal network's: `inference.predicted_usms`)."""
     if encoder.kind != "embedding":
         raise ValueError(f"{encoder.workdir} holds a {encoder.kind!r} model, not 'embedding'.")
-    return np.asarray(encoder.model(images[None], psms[None])[0])
+    if encoder.model.needs_usms and usms is None:
+        raise ValueError(
+            f"The encoder in {encoder.workdir} reads each pair's departure from the USM "
+            "(input_map='discrepancy'): enrol with the images' USMs "
+            "(launch/enroll.py: --universal)."
+        )
+    batch_usms = None if usms is None else np.asarray(usms, np.float32)[None]
+    return np.asarray(encoder.model(images[None], psms[None], batch_usms)[0])
 
 
 def check_embedding(psm_network: inference.Restored, user_embedding) -> np.ndarray:

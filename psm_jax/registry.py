@@ -137,7 +137,7 @@ def _embedding_loss(config) -> LossFn:
         )
 
     def loss_fn(model, batch, observer):
-        user_embedding = model(batch["images"], batch["psms"])
+        user_embedding = model(batch["images"], batch["psms"], batch.get("usms"))
         triplet, measurements = losses.triplet_diagnostics(
             user_embedding, observer, config.margin, config.mining
         )
@@ -196,7 +196,14 @@ _SPECS = (
         architecture=lambda config: embedding.EncoderConfig(**network_fields(config)),
         build=lambda arch, n, rngs: embedding.UserEmbeddingEncoder(arch, rngs=rngs),
         loss=_embedding_loss,
-        batch_keys=lambda config: ("images", "psms", "observer"),
+        batch_keys=lambda config: (
+            ("images", "psms", "observer")
+            + (
+                ("usms",)
+                if embedding.EncoderConfig(**network_fields(config)).input_map == "discrepancy"
+                else ()
+            )
+        ),
     ),
     ModelSpec(
         name="psm_network",

@@ -235,6 +235,27 @@ def test_embedding_is_unit_norm_and_invariant_to_pair_order():
     assert not np.allclose(other[0], user_embedding[0])
 
 
+def test_a_discrepancy_encoder_reads_the_departure_from_the_usm():
+    config = embedding.EncoderConfig(
+        widths=(4, 8, 8, 8), embedding_size=6, input_map="discrepancy", discrepancy_scale=4.0
+    )
+    encoder = embedding.UserEmbeddingEncoder(config, rngs=nnx.Rngs(0))
+    encoder.eval()
+    images, psms = _pairs(2, 3, seed=1)
+    usms = jnp.clip(psms + 0.05, 0, 1)
+    with pytest.raises(ValueError, match="give the USMs"):
+        encoder(images, psms)
+    np.testing.assert_allclose(
+        encoder.input_map(psms, usms), jnp.clip(0.5 + 4.0 * (psms - usms), 0, 1), atol=1e-6
+    )
+    # Only the departure matters: the same PSM - USM on other maps gives the same embedding.
+    shifted = encoder(images, psms * 0.5, usms - psms * 0.5)
+    np.testing.assert_allclose(shifted, encoder(images, psms, usms), atol=1e-5)
+    assert not np.allclose(encoder(images, psms, usms), encoder(images, psms, usms[::-1]))
+    with pytest.raises(ValueError, match="input_map must be one of"):
+        embedding.EncoderConfig(input_map="usm")
+
+
 def test_embedding_training_mode_uses_dropout_and_batch_statistics():
     encoder = embedding.UserEmbeddingEncoder(
         embedding.EncoderConfig(widths=(4, 4, 4, 4), embedding_size=6), rngs=nnx.Rngs(0)

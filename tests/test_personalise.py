@@ -242,3 +242,23 @@ def test_both_enrolments_and_predictions_through_the_launchers(
         personalise.load_head(trained, tmp_path / "embedding.npy")
     with pytest.raises(ValueError, match="Cannot read the head .*missing.npz"):
         personalise.load_head(trained, tmp_path / "missing.npz")
+
+
+def test_a_discrepancy_encoder_enrols_only_with_usms():
+    import ml_collections
+
+    from psm_jax.models import embedding
+
+    config = embedding.EncoderConfig(widths=(4, 4, 4, 4), embedding_size=6, input_map="discrepancy")
+    model = embedding.UserEmbeddingEncoder(config, rngs=nnx.Rngs(0))
+    model.eval()
+    encoder = inference.Restored(
+        Path("/nowhere/embedding"), ml_collections.ConfigDict({"model": "embedding"}), model, 1
+    )
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (3, 120, 160, 3), dtype=np.uint8)
+    psms = rng.random((3, 120, 160), dtype=np.float32)
+    with pytest.raises(ValueError, match="enrol with the images' USMs"):
+        personalise.enroll(encoder, images, psms)
+    vector = personalise.enroll(encoder, images, psms, usms=psms * 0.9)
+    assert vector.shape == (6,) and abs(float(np.linalg.norm(vector)) - 1) < 1e-5

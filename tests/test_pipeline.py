@@ -171,6 +171,13 @@ def test_embedding_sets_belong_to_their_observer(fake_split):
         for psm in psms:  # every map of the set is one of this observer's stored maps
             assert any(np.array_equal(psm, r["psm"][observer].astype(np.float32)) for r in records)
         assert len({psm.tobytes() for psm in psms}) == 4  # m distinct images
+    # Each pair's USM is its image's ground-truth USM (for encoders that read the departure).
+    assert batch["usms"].shape == (6, 4, 120, 160)
+    by_index = {int(i): r for i, r in enumerate(records)}
+    for usms, indices in zip(batch["usms"], batch["image_index"], strict=True):
+        for usm, index in zip(usms, indices, strict=True):
+            _, _, expected = pipeline.ground_truth_maps(by_index[int(index)], metadata)
+            np.testing.assert_allclose(usm, 0 if expected is None else expected, atol=1e-6)
 
 
 def test_decode_image_resizes_jpeg_and_png():

@@ -320,6 +320,7 @@ class _SetsOfWindow(grain.transforms.RandomMap):
         disjoint: bool = True,
     ):
         self.observers = metadata.observers(group)
+        self.train_mask = metadata.train_mask
         self.m = m
         self.sets_per_observer = sets_per_observer
         self.disjoint = disjoint
@@ -332,6 +333,16 @@ class _SetsOfWindow(grain.transforms.RandomMap):
         psms = np.stack([r.psm for r in window])
         valid = np.stack([r.psm_valid for r in window])
         indices = np.array([r.image_index for r in window], np.int32)
+        # The ground-truth USM of each image (mean PSM of the training observers; zeros where
+        # none of them has a map), for encoders that read the departure from it.
+        usms = np.stack(
+            [
+                saliency_maps.universal_saliency_maps(
+                    r.psm, r.psm_valid, mode="train", train_observers=self.train_mask
+                )[0][0]
+                for r in window
+            ]
+        ).astype(np.float32)
         sets = []
         for k, o in enumerate(self.observers):
             viewed = np.flatnonzero(valid[:, o])
@@ -350,6 +361,7 @@ class _SetsOfWindow(grain.transforms.RandomMap):
                     {
                         "images": images[chosen],
                         "psms": psms[chosen, o],
+                        "usms": usms[chosen],
                         "observer": np.int32(k),
                         "image_index": indices[chosen],
                     }
@@ -444,8 +456,8 @@ def embedding_dataset(
 
     Returns:
       An IterDataset of dicts: images (B, m, H, W, 3) uint8, psms (B, m, H, W) float32,
-      observer (B,) int32 (index in the group), image_index (B, m) int32 (record indices in the
-      split of the set's images).
+      usms (B, m, H, W) float32 (the images' ground-truth USMs), observer (B,) int32 (index in
+      the group), image_index (B, m) int32 (record indices in the split of the set's images).
     """
     sets = embedding_sets(
         source,

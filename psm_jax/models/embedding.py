@@ -25,6 +25,8 @@ from flax import nnx
 
 from psm_jax.models import layers
 
+INPUT_MAPS = ("psm", "discrepancy")
+
 
 @dataclasses.dataclass(frozen=True)
 class EncoderConfig:
@@ -35,13 +37,25 @@ class EncoderConfig:
     embedding_size: int = 32
     dropout_rate: float = 0.5
     batch_norm_momentum: float = 0.9
+    # The map beside each image: "psm" (Strohm et al.: the person's PSM) or "discrepancy" (ours,
+    # off by default: clip(0.5 + discrepancy_scale (PSM - USM), 0, 1), the person's departure
+    # from the population's map, which then needs every pair's USM; measured in
+    # benchmarks/RESULTS.md). Unscaled, the discrepancy is too faint beside the image and the
+    # embeddings collapse.
+    input_map: str = "psm"
+    discrepancy_scale: float = 4.0
+
+    def __post_init__(self):
+        if self.input_map not in INPUT_MAPS:
+            raise ValueError(f"input_map must be one of {INPUT_MAPS}, got {self.input_map!r}")
 
 
 class UserEmbeddingEncoder(nnx.Module):
     """E({I_1..I_m}, {PSM_1..PSM_m}) -> unit-norm user embedding.
 
-    Call with images (B, m, H, W, 3) (uint8 or float in [0, 1]) and PSMs (B, m, H, W) in [0, 1];
-    returns (B, embedding_size) unit vectors. `pair_features` gives the per-pair features before the
+    Call with images (B, m, H, W, 3) (uint8 or float in [0, 1]) and PSMs (B, m, H, W) in [0, 1]
+    (and the USMs of the images, (B, m, H, W), for `input_map="discrepancy"`); returns
+    (B, embedding_size) unit vectors. `pair_features` gives the per-pair features before the
     average. Train/eval mode (dropout, BatchNorm statistics) is switched with `model.train()` /
     `model.eval()` as everywhere in NNX.
     """
@@ -60,19 +74,42 @@ class UserEmbeddingEncoder(nnx.Module):
         self.dropout = nnx.Dropout(config.dropout_rate, rngs=rngs)
         self.linear = nnx.Linear(in_features, config.embedding_size, rngs=rngs)
 
-    def pair_features(self, images: jax.Array, psms: jax.Array) -> jax.Array:
-        """(N, H, W, 3) images, (N, H, W) PSMs -> (N, embedding_size) features, unnormalised."""
-        features = layers.model_input(images, psms)
+    @property
+    def needs_usms(self) -> bool:
+        """Whether the encoder reads each pair's USM (`input_map="discrepancy"`)."""
+        return self.config.input_map == "discrepancy"
+
+    def input_map(self, psms: jax.Array, usms: jax.Array | None) -> jax.Array:
+        """The map the encoder sees beside each image, in [0, 1] (see `EncoderConfig`)."""
+        if not self.needs_usms:
+            return psms
+        if usms is None:
+            raise ValueError(
+                "This encoder reads each pair's departure from the USM (input_map="
+                "'discrepancy'): give the USMs of the pairs' images too."
+            )
+        scaled = 0.5 + self.config.discrepancy_scale * (psms - usms)
+        return jnp.clip(scaled, 0.0, 1.0)
+
+    def pair_features(
+        self, images: jax.Array, psms: jax.Array, usms: jax.Array | None = None
+    ) -> jax.Array:
+        """(N, H, W, 3) images, (N, H, W) PSMs (and USMs, for `input_map="discrepancy"`) ->
+        (N, embedding_size) features, unnormalised."""
+        features = layers.model_input(images, self.input_map(psms, usms))
         for conv, norm in zip(self.convs, self.norms, strict=True):
             features = jax.nn.relu(norm(conv(features)))
         pooled = jnp.mean(features, axis=(1, 2))
         return self.linear(self.dropout(pooled))
 
-    def __call__(self, images: jax.Array, psms: jax.Array) -> jax.Array:
+    def __call__(
+        self, images: jax.Array, psms: jax.Array, usms: jax.Array | None = None
+    ) -> jax.Array:
         batch, m = images.shape[:2]
         features = self.pair_features(
             images.reshape((batch * m,) + images.shape[2:]),
             psms.reshape((batch * m,) + psms.shape[2:]),
+            None if usms is None else usms.reshape((batch * m,) + usms.shape[2:]),
         )
         mean = jnp.mean(features.reshape(batch, m, -1), axis=1)
         return normalise(mean)
@@ -85,8 +122,8 @@ def normalise(vectors: jax.Array, epsilon: float = 1e-12) -> jax.Array:
 
 
 @nnx.jit
-def _encode(encoder: UserEmbeddingEncoder, images: jax.Array, psms: jax.Array) -> jax.Array:
-    return encoder(images, psms)
+def _encode(encoder: UserEmbeddingEncoder, images, psms, usms) -> jax.Array:
+    return encoder(images, psms, usms)
 
 
 def collect_embeddings(
@@ -105,7 +142,8 @@ def collect_embeddings(
     Args:
       encoder: a trained encoder (in eval mode).
       batches: an iterable of batches of sets (`psm_jax.data.pipeline.embedding_dataset`): dicts
-        with images (B, m, H, W, 3), psms (B, m, H, W) and observer (B,) in [0, num_observers).
+        with images (B, m, H, W, 3), psms (B, m, H, W), usms (B, m, H, W) (read only by an
+        encoder with `input_map="discrepancy"`) and observer (B,) in [0, num_observers).
       num_observers: observers to collect for.
       per_observer: sets per observer.
       progress: optional tqdm-like object, updated once per collected embedding.
@@ -119,7 +157,8 @@ def collect_embeddings(
     collected: list[list[np.ndarray]] = [[] for _ in range(num_observers)]
     images: list[list[np.ndarray]] = [[] for _ in range(num_observers)]
     for batch in batches:
-        vectors = np.asarray(_encode(encoder, batch["images"], batch["psms"]))
+        usms = batch.get("usms") if encoder.needs_usms else None
+        vectors = np.asarray(_encode(encoder, batch["images"], batch["psms"], usms))
         for row, (vector, observer) in enumerate(zip(vectors, batch["observer"], strict=True)):
             if len(collected[observer]) < per_observer:
                 collected[observer].append(vector)
