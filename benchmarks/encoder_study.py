@@ -14,7 +14,6 @@ different observers' embeddings (near 1: the embeddings collapsed). Prints one m
 RESULTS.md.
 """
 
-import ast
 import json
 import time
 from pathlib import Path
@@ -47,18 +46,6 @@ _MS = flags.DEFINE_list("ms", ["8", "32"], "Set sizes m of the precision@1.")
 _OUTPUT = flags.DEFINE_string("output", None, "Also write the results as JSON here.")
 
 
-def _variant(text: str) -> tuple[str, dict]:
-    name, _, overrides = text.partition(":")
-    fields = {}
-    for item in filter(None, overrides.split(",")):
-        key, _, value = item.partition("=")
-        try:
-            fields[key] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            fields[key] = value
-    return name, fields
-
-
 def _mean_cross_cosine(vectors: np.ndarray, labels: np.ndarray) -> float:
     unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
     similarity = unit @ unit.T
@@ -73,15 +60,10 @@ def main(argv):
         datasets.build_dataset(dataset, data_dir=_DATA_DIR.value, manual_dir=_MANUAL_DIR.value)
         source, metadata = pipeline.open_split(dataset, "train", _DATA_DIR.value)
         for text in _VARIANTS.value:
-            name, fields = _variant(text)
+            name, fields = main_configs.parse_override(text)
             config = main_configs.training_config(dataset, "embedding")
             config.data_dir = _DATA_DIR.value
-            for key, value in fields.items():
-                *path, last = key.split(".")  # network.<field> for architecture fields
-                target = config
-                for part in path:
-                    target = target[part]
-                target[last] = value
+            main_configs.apply_overrides(config, fields)
             workdir = Path(_WORKDIR.value) / dataset.replace("/", "_") / name
             start = time.perf_counter()
             loop.train_and_evaluate(config, workdir)

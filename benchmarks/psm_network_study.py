@@ -13,7 +13,6 @@ the means, paired Wilcoxon p) on CC, SIM and KLD, and the embedding-generated la
 Prints one markdown table for RESULTS.md.
 """
 
-import ast
 import json
 import time
 from pathlib import Path
@@ -38,17 +37,6 @@ _VARIANTS = flags.DEFINE_multi_string("variants", ["relu:"], "name:field=value,.
 _OUTPUT = flags.DEFINE_string("output", None, "Also write the results as JSON here.")
 
 
-def _set(config, key: str, text: str) -> None:
-    try:
-        value = ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        value = text
-    *path, last = key.split(".")
-    for part in path:
-        config = config[part]
-    config[last] = value
-
-
 def main(argv):
     del argv
     rows = []
@@ -56,13 +44,11 @@ def main(argv):
         run = Path(_RUNS.value) / dataset.replace("/", "_")
         evaluation_set = pairs.evaluation_set(dataset, _DATA_DIR.value, "closed", "validation")
         for text in _VARIANTS.value:
-            name, _, overrides = text.partition(":")
+            name, fields = main_configs.parse_override(text)
             config = main_configs.training_config(dataset, "psm_network")
             config.data_dir = _DATA_DIR.value
             config.encoder_workdir = str(run / "embedding")
-            for item in filter(None, overrides.split(",")):
-                key, _, value = item.partition("=")
-                _set(config, key, value)
+            main_configs.apply_overrides(config, fields)
             workdir = Path(_WORKDIR.value) / dataset.replace("/", "_") / name
             start = time.perf_counter()
             loop.train_and_evaluate(config, workdir)

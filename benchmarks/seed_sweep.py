@@ -1,6 +1,8 @@
 """The main job on several synthetic generator draws: do the results hold across draws?
 
     python benchmarks/seed_sweep.py --data_dir=/tmp/tfds_sweep --workdir=/tmp/sweep
+    python benchmarks/seed_sweep.py --workdir=/tmp/sweep_disc \
+        --override=embedding:network.input_map=discrepancy   # an option, measured across draws
 
 Runs `launch/main.py`'s job (quick schedules, default evaluation settings) on
 `synthetic_personal_saliency` (seed 0), `/seed1` and `/seed2`, one workdir each below
@@ -15,6 +17,7 @@ from absl import app, flags
 
 import tfds_builders  # noqa: F401  (registers the datasets with TFDS)
 from psm_jax import main_job, metrics
+from psm_jax.configs import main as main_configs
 from psm_jax.configs import synthetic
 from psm_jax.evaluation import report
 
@@ -24,6 +27,10 @@ _DATASETS = flags.DEFINE_list(
     "datasets",
     list(synthetic.DRAWS),
     "The draws.",
+)
+
+_OVERRIDE = flags.DEFINE_multi_string(
+    "override", [], "model:key=value,... options on top of the quick schedules (launch/main.py)."
 )
 
 
@@ -51,10 +58,13 @@ def _summary(tables: list[report.Table]) -> str:
 
 def main(argv):
     del argv
+    overrides = main_configs.parse_overrides(_OVERRIDE.value)
     results = {}
     for dataset in _DATASETS.value:
         workdir = f"{_WORKDIR.value}/{dataset.replace('/', '_')}"
-        results[dataset] = main_job.run(dataset, data_dir=_DATA_DIR.value, workdir=workdir)
+        results[dataset] = main_job.run(
+            dataset, data_dir=_DATA_DIR.value, workdir=workdir, overrides=overrides
+        )
     print(
         f"\n## Seed sweep: {', '.join(results)}\n\nMean +- sd over the {len(results)} draws; in "
         "brackets, the draws where the row beats the ground-truth USM on that metric with a "

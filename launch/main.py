@@ -3,6 +3,7 @@
 python launch/main.py
 python launch/main.py --dataset=osie_personal --manual_dir=../shared/datasets/osie
 python launch/main.py --dataset=synthetic_personal_saliency/tiny --workdir=/tmp/tiny_run
+python launch/main.py --override=embedding:network.input_map=discrepancy --workdir=runs/disc
 """
 
 import runner
@@ -26,18 +27,31 @@ _M = flags.DEFINE_integer(
 )
 
 
+_OVERRIDE = flags.DEFINE_multi_string(
+    "override",
+    [],
+    "model:key=value,... options on top of a model's quick schedule, e.g. "
+    "embedding:network.input_map=discrepancy (repeatable; see psm_jax/configs).",
+)
+
+
 def main(argv):
     del argv
     evaluation = main_configs.evaluation_config(_DATASET.value)
     evaluation.usm_floor = shared_flags.USM_FLOOR.value
     if _M.value:
         evaluation.m = _M.value
+    try:
+        overrides = main_configs.parse_overrides(_OVERRIDE.value)
+    except ValueError as error:
+        raise ValueError(f"--override: {error}") from error
     main_job.run(
         _DATASET.value,
         data_dir=_DATA_DIR.value,
         manual_dir=_MANUAL_DIR.value,
         workdir=_WORKDIR.value,
         evaluation=evaluation,
+        overrides=overrides,
     )
 
 

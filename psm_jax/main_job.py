@@ -58,6 +58,31 @@ class _Stages:
         return time.perf_counter() - self.start
 
 
+def _training_configs(
+    dataset: str, data_dir: str, manual_dir: str | None, overrides: dict[str, dict]
+) -> dict[str, ml_collections.ConfigDict]:
+    """Every stage's config, overrides applied: a bad override fails before anything trains."""
+    unknown = set(overrides) - set(registry.MODELS)
+    if unknown:
+        raise ValueError(
+            f"Overrides for unknown models {sorted(unknown)}; known: {registry.MODELS}."
+        )
+    configs = {}
+    for model in registry.MODELS:
+        config = main_configs.training_config(dataset, model)
+        config.data_dir = data_dir
+        if manual_dir:
+            config.manual_dir = manual_dir
+        try:
+            main_configs.apply_overrides(config, overrides.get(model, {}))
+            registry.get(model).architecture(config)  # unknown or bad network fields fail here
+            registry.get(model).loss(config)
+        except (KeyError, TypeError, ValueError) as error:
+            raise ValueError(f"Bad override of {model}: {error}") from error
+        configs[model] = config
+    return configs
+
+
 def run(
     dataset: str = DEFAULT_DATASET,
     *,
@@ -65,6 +90,7 @@ def run(
     manual_dir: str | None = None,
     workdir: str | None = None,
     evaluation: ml_collections.ConfigDict | None = None,
+    overrides: dict[str, dict] | None = None,
 ) -> dict:
     """Runs every stage.
 
@@ -73,6 +99,9 @@ def run(
       data_dir, manual_dir: where the records go; the release, for datasets that need one.
       workdir: where the runs and the report go (default runs/<dataset>).
       evaluation: the evaluation settings (default `psm_jax.configs.main.evaluation_config`).
+      overrides: {model: {dotted config key: value}}, options on top of each model's quick
+        schedule (`psm_jax.configs.main.parse_override`); a finished stage's workdir is reused
+        as it is, so give a new workdir when the overrides change.
 
     Returns:
       {protocol: report.Table, "precision_at_1": {m: p}, "preference_alignment": {...},
@@ -80,6 +109,7 @@ def run(
       "report": path, "seconds": s}.
     """
     evaluation = evaluation or main_configs.evaluation_config(dataset)
+    configs = _training_configs(dataset, data_dir, manual_dir, overrides or {})
     stages = _Stages(total=len(registry.MODELS) + 2)
     workdir = Path(workdir or Path("runs") / dataset.replace("/", "_"))
     stages.begin(f"Preparing {dataset} in {data_dir} (reused if already built)...")
@@ -90,10 +120,7 @@ def run(
 
     workdirs, encoder = {}, None
     for model in registry.MODELS:
-        config = main_configs.training_config(dataset, model)
-        config.data_dir = data_dir
-        if manual_dir:
-            config.manual_dir = manual_dir
+        config = configs[model]
         if model == "psm_network":
             config.encoder_workdir = str(workdirs["embedding"])
         workdirs[model] = workdir / model

@@ -130,3 +130,57 @@ def test_a_workdir_saved_before_a_config_field_existed_still_loads(tmp_path):
     config = checkpoint.load_config(tmp_path)
     assert config.composed_kld_weight == 0.0 and config.init_from == ""
     assert config.learning_rate == 0.123 and config.network.to_dict() == stored["network"]
+
+
+def test_overrides_parse_literals_and_set_dotted_keys():
+    name, fields = main_configs.parse_override(
+        "embedding:network.input_map=discrepancy,temperature=0.2,network.widths=(8, 16)"
+    )
+    assert name == "embedding"
+    assert fields == {
+        "network.input_map": "discrepancy",
+        "temperature": 0.2,
+        "network.widths": (8, 16),
+    }
+    merged = main_configs.parse_overrides(["embedding:m=4", "embedding:m=8,lr=0.1", "universal:"])
+    assert merged == {"embedding": {"m": 8, "lr": 0.1}, "universal": {}}
+    for bad in ("embedding", ":m=4", "embedding:m"):
+        with pytest.raises(ValueError, match="override"):
+            main_configs.parse_override(bad)
+
+    config = main_configs.training_config("synthetic_personal_saliency", "embedding")
+    main_configs.apply_overrides(config, {"network.input_map": "discrepancy", "m": 4})
+    assert config.network.input_map == "discrepancy" and config.m == 4
+    assert registry.get("embedding").architecture(config).input_map == "discrepancy"
+    with pytest.raises(KeyError, match="'mm'"):  # a typo must not train the default silently
+        main_configs.apply_overrides(config, {"mm": 4})
+    with pytest.raises(KeyError, match="'netwrk.input_map'"):
+        main_configs.apply_overrides(config, {"netwrk.input_map": "psm"})
+
+
+def test_the_main_job_rejects_a_bad_override_before_it_trains():
+    from psm_jax import main_job
+
+    configs = main_job._training_configs(
+        "synthetic_personal_saliency",
+        "/tmp/data",
+        None,
+        {"embedding": {"network.input_map": "discrepancy"}},
+    )
+    assert configs["embedding"].network.input_map == "discrepancy"
+    assert "input_map" not in configs["psm_network"].network  # the others keep their schedule
+    with pytest.raises(ValueError, match="unknown models"):
+        main_job._training_configs(
+            "synthetic_personal_saliency", "/tmp/data", None, {"encoder": {}}
+        )
+    with pytest.raises(ValueError, match="Bad override of embedding"):  # not an encoder field
+        main_job._training_configs(
+            "synthetic_personal_saliency",
+            "/tmp/data",
+            None,
+            {"embedding": {"network.input_mapp": 1}},
+        )
+    with pytest.raises(ValueError, match="Bad override of embedding"):  # a bad value
+        main_job._training_configs(
+            "synthetic_personal_saliency", "/tmp/data", None, {"embedding": {"embedding_loss": "x"}}
+        )

@@ -29,6 +29,16 @@ def _launch(script, *flags):
             ["--dataset=osie_personal", "--manual_dir=/nonexistent/osie", "--data_dir=/tmp/x"],
             "the release folder /nonexistent/osie (--manual_dir) does not exist",
         ),
+        (
+            "main.py",
+            ["--override=embedding", "--data_dir=/nonexistent/data"],
+            "--override: An override is 'name:key=value,...', got 'embedding'.",
+        ),
+        (  # checked before any dataset is built or model trained
+            "main.py",
+            ["--override=embedding:network.input_mapp=psm", "--data_dir=/nonexistent/data"],
+            "Bad override of embedding:",
+        ),
     ],
 )
 def test_bad_input_ends_in_a_message_not_a_traceback(script, flags, message):

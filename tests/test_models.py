@@ -350,3 +350,32 @@ def test_coordinate_channels_let_the_network_tell_positions_apart():
     final = model(jnp.zeros((1, 120, 160, 4)), jnp.ones((1, 32)))[-1]
     # A constant image: away from the borders, only the coordinates can make outputs differ.
     assert float(jnp.std(final[0, 3:-3, 3:-3])) > 1e-3
+
+
+def test_the_bias_map_starts_at_zero_and_makes_outputs_depend_on_the_embedding_by_position():
+    plain_config = personalised.SaliencyNetworkConfig()
+    config = personalised.SaliencyNetworkConfig(bias_map_grid=(3, 4))
+    plain = personalised.PersonalisedSaliencyNetwork(plain_config, rngs=nnx.Rngs(0))
+    model = personalised.PersonalisedSaliencyNetwork(config, rngs=nnx.Rngs(0))
+    inputs = jax.random.uniform(jax.random.key(1), (2, 120, 160, 4)) - 0.5
+    embedding = jax.random.normal(jax.random.key(2), (2, 32))
+    # Zero weights: an untrained network with the map is the one without it.
+    for got, want in zip(model(inputs, embedding), plain(inputs, embedding), strict=True):
+        np.testing.assert_allclose(got, want, atol=1e-6)
+    shape = model.bias_map_generator.kernel.value.shape
+    model.bias_map_generator.kernel.value = 0.01 * jax.random.normal(jax.random.key(3), shape)
+    bias = model.bias_map(embedding, (15, 20))
+    assert bias.shape == (2, 15, 20)
+    assert float(jnp.abs(bias[0] - bias[1]).max()) > 1e-3  # depends on the embedding
+    assert float(jnp.std(bias[0])) > 1e-3  # and on the position
+    final = model(inputs, embedding)[-1]
+    np.testing.assert_allclose(
+        jnp.arctanh(final), jnp.arctanh(plain(inputs, embedding)[-1]) + bias, atol=1e-4
+    )
+    # The gradient reaches the map's weights from zero.
+    grads = nnx.grad(lambda m: jnp.sum(m(inputs, embedding)[-1]))(
+        personalised.PersonalisedSaliencyNetwork(config, rngs=nnx.Rngs(0))
+    )
+    assert float(jnp.abs(grads.bias_map_generator.kernel.value).max()) > 0
+    with pytest.raises(ValueError, match="bias_map_grid"):
+        personalised.SaliencyNetworkConfig(bias_map_grid=(3,))

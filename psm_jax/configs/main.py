@@ -8,9 +8,16 @@ Every model trains with its dataset's quick schedule: the synthetic configs' def
 (`experiments.QUICK_REAL`). The evaluation takes `evaluation.get_config()`; on the tiny synthetic
 dataset, whose 24 training images cannot supply sets of 32, observers are embedded with the tiny
 encoder's m.
+
+Options (ours) reach a stage's config as overrides, `model:key=value,key=value`
+(`parse_override`), e.g. `--override=embedding:network.input_map=discrepancy` on
+`launch/main.py`.
 """
 
 from __future__ import annotations
+
+import ast
+import re
 
 import ml_collections
 
@@ -43,3 +50,49 @@ def evaluation_config(dataset: str) -> ml_collections.ConfigDict:
     if dataset.endswith("/tiny"):
         config.m = training_config(dataset, "embedding").m
     return config
+
+
+def parse_override(text: str) -> tuple[str, dict]:
+    """`"name:key=value,key=value"` -> (name, {key: value}); values are Python literals where they
+    parse as one (`0.1`, `True`, `(16, 32)`), strings otherwise; keys may be dotted
+    (`network.input_map`)."""
+    name, separator, body = text.partition(":")
+    if not separator or not name:
+        raise ValueError(f"An override is 'name:key=value,...', got {text!r}.")
+    fields = {}
+    for item in filter(None, re.split(r",(?=\s*[\w.]+=)", body)):  # (8, 16) stays one value
+        key, equals, value = item.partition("=")
+        key = key.strip()
+        if not equals or not key:
+            raise ValueError(f"{item!r} in the override {text!r} is not key=value.")
+        try:
+            fields[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            fields[key] = value
+    return name, fields
+
+
+def parse_overrides(texts: list[str]) -> dict[str, dict]:
+    """Several `parse_override` texts -> {name: {key: value}}, merged per name in order."""
+    merged: dict[str, dict] = {}
+    for text in texts:
+        name, fields = parse_override(text)
+        merged.setdefault(name, {}).update(fields)
+    return merged
+
+
+def apply_overrides(config: ml_collections.ConfigDict, fields: dict) -> None:
+    """Sets each (dotted) key of `fields` in `config`. A key the config lacks is a KeyError that
+    names it (a typo must not train the default silently), except a field of `network`, which
+    configs set only where they differ from the architecture's defaults: the architecture's
+    dataclass rejects unknown ones (`psm_jax.registry.ModelSpec.architecture`)."""
+    for key, value in fields.items():
+        *path, last = key.split(".")
+        target = config
+        for part in path:
+            if part not in target:
+                raise KeyError(f"The {config.get('model', '')} config has no {key!r}.")
+            target = target[part]
+        if last not in target and path != ["network"]:
+            raise KeyError(f"The {config.get('model', '')} config has no {key!r}.")
+        target[last] = value

@@ -58,12 +58,22 @@ class SaliencyNetworkConfig:
     # ours, off by default): a fully convolutional network cannot otherwise tell the centre from
     # the border, so it cannot express a person's spatial bias (where on the screen they look).
     coordinate_channels: bool = False
+    # An embedding-conditioned bias map (ours, off by default): the hypernetwork's hidden layer
+    # also predicts a coarse (rows, columns) map, resized bilinearly to the output grid and added
+    # to the final output before its tanh. A direct path for a person's spatial bias (where they
+    # look whatever the image), the signal of the observer-mean baselines; (0, 0) = none. Its
+    # weights start at zero, so an untrained network is the one without it.
+    bias_map_grid: tuple[int, int] = (0, 0)
 
     def __post_init__(self):
         if self.dynamic_activation not in ("relu", "leaky_relu"):
             raise ValueError(
                 "dynamic_activation must be 'relu' or 'leaky_relu', got "
                 f"{self.dynamic_activation!r}"
+            )
+        if len(self.bias_map_grid) != 2 or min(self.bias_map_grid) < 0:
+            raise ValueError(
+                f"bias_map_grid must be (rows, columns) >= 0, got {self.bias_map_grid}"
             )
         if self.dynamic_formulation not in layers.FORMULATIONS:
             raise ValueError(
@@ -91,15 +101,18 @@ class _Decoder(nnx.Module):
         self.conv_out = conv(config.head_width, 1, 3, layers.xavier_uniform)
 
     def __call__(
-        self, features, observer=None, activations: dict | None = None
+        self, features, observer=None, activations: dict | None = None, final_bias=None
     ) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """`final_bias`: (B, h, w) added to the final output before its tanh, or None."""
         first = jnp.tanh(self.projection_1(features, observer))
         hidden = jax.nn.relu(self.conv_1(features, observer))
         if activations is not None:
             activations["head"] = hidden
         second = jnp.tanh(self.projection_2(hidden, observer))
-        final = jnp.tanh(self.conv_out(hidden, observer))
-        return first[..., 0], second[..., 0], final[..., 0]
+        final = self.conv_out(hidden, observer)[..., 0]
+        if final_bias is not None:
+            final = final + final_bias
+        return first[..., 0], second[..., 0], jnp.tanh(final)
 
 
 def coordinates(inputs: jax.Array) -> jax.Array:
@@ -162,6 +175,17 @@ class PersonalisedSaliencyNetwork(nnx.Module):
             [base_kernel, jnp.zeros((config.dynamic_width,), jnp.float32)]
         )
         self.decoder = _Decoder(config, None, rngs)
+        rows, columns = config.bias_map_grid
+        self.bias_map_generator = (
+            nnx.Linear(
+                config.hypernetwork_hidden,
+                rows * columns,
+                kernel_init=jax.nn.initializers.zeros,
+                rngs=rngs,
+            )
+            if rows * columns
+            else None
+        )
 
     def dynamic_kernels(self, embedding: jax.Array) -> tuple[jax.Array, jax.Array]:
         """The hypernetwork: (B, d) embeddings -> (B, k, k, C, O) kernels and (B, O) biases."""
@@ -169,6 +193,14 @@ class PersonalisedSaliencyNetwork(nnx.Module):
         kernel_size = generated.shape[-1] - self.config.dynamic_width
         kernels = generated[:, :kernel_size].reshape((-1,) + self.kernel_shape)
         return kernels, generated[:, kernel_size:]
+
+    def bias_map(self, embedding: jax.Array, size: tuple[int, int]) -> jax.Array | None:
+        """The embedding-conditioned bias map at `size` (B, h, w), or None without one."""
+        if self.bias_map_generator is None:
+            return None
+        coarse = self.bias_map_generator(jax.nn.relu(self.hidden(embedding)))
+        coarse = coarse.reshape((-1,) + tuple(self.config.bias_map_grid))
+        return jax.image.resize(coarse, coarse.shape[:1] + tuple(size), "bilinear")
 
     def __call__(self, inputs: jax.Array, embedding: jax.Array, activations: dict | None = None):
         """The three outputs; `activations`, if given, receives every ReLU layer's output by
@@ -181,7 +213,8 @@ class PersonalisedSaliencyNetwork(nnx.Module):
         features = _activation(self.config.dynamic_activation, features)
         if activations is not None:
             activations["dynamic"] = features
-        return self.decoder(features, activations=activations)
+        final_bias = self.bias_map(embedding, features.shape[1:3])
+        return self.decoder(features, activations=activations, final_bias=final_bias)
 
 
 class PerObserverSaliencyNetworks(nnx.Module):
