@@ -18,9 +18,13 @@ Cases:
   encoder_train_16    encoder train step as the main job runs it: 16 sets of m = 8, Adam 1e-3,
                       triplet loss (margin 0.05, semi-hard), BatchNorm and dropout in train mode.
 
+Ours runs with psm_jax's default XLA flags (`psm_jax/xla_defaults.py`, printed);
+`PSM_JAX_XLA_DEFAULTS=0` runs it without them.
+
 "% of peak" divides the FLOPs of one call (XLA's cost analysis of our compiled program; the twin
 does the same work) by its time and by this CPU's FP32 peak, `--peak_gflops` (default: cores x
-clock x 64 FLOP/cycle, two AVX-512 FMA units; an assumption about the hardware, printed).
+clock x 64 FLOP/cycle with AVX-512 (two 16-wide FMA units), x 32 with AVX2 only; an assumption
+about the hardware, printed).
 """
 
 from __future__ import annotations
@@ -50,7 +54,9 @@ _CASES = flags.DEFINE_list("cases", list(CASES), "Which cases to time.")
 _ROUNDS = flags.DEFINE_integer("rounds", 5, "Interleaved rounds; each side's median is reported.")
 _SECONDS = flags.DEFINE_float("seconds", 1.0, "About how long one side of one round runs.")
 _PAUSE = flags.DEFINE_float("pause", 0.5, "Seconds of rest before each side of each round.")
-_PEAK = flags.DEFINE_float("peak_gflops", 0.0, "FP32 peak of this CPU; 0: cores x GHz x 64.")
+_PEAK = flags.DEFINE_float(
+    "peak_gflops", 0.0, "FP32 peak of this CPU; 0: cores x GHz x 64 (32: AVX2)."
+)
 _OUTPUT = flags.DEFINE_string("output", None, "Also write the results as JSON here.")
 _FORMULATION = flags.DEFINE_enum(
     "formulation", "auto", layers.FORMULATIONS, "Our dynamic layer's per-example convolution."
@@ -62,13 +68,16 @@ H, W = 120, 160
 def _peak_gflops() -> float:
     if _PEAK.value:
         return _PEAK.value
-    ghz = 0.0
+    ghz, flops_per_cycle = 0.0, 64
     try:
         with open("/proc/cpuinfo") as f:
-            ghz = max(float(line.split(":")[1]) for line in f if line.startswith("cpu MHz")) / 1e3
+            lines = f.read().splitlines()
+        ghz = max(float(line.split(":")[1]) for line in lines if line.startswith("cpu MHz")) / 1e3
+        flags_line = next((line for line in lines if line.startswith("flags")), "")
+        flops_per_cycle = 64 if "avx512f" in flags_line.split() else 32
     except (OSError, ValueError):
         pass
-    return (os.cpu_count() or 1) * (ghz or 2.0) * 64
+    return (os.cpu_count() or 1) * (ghz or 2.0) * flops_per_cycle
 
 
 def _flops(compiled) -> float:
@@ -367,6 +376,7 @@ def main(argv):
         "machine": f"{platform.node()}, {os.cpu_count()} cores, {platform.processor()}",
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "jax": jax.__version__,
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),  # psm_jax's defaults included
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
         "peak_gflops_assumed": round(peak, 1),
@@ -375,7 +385,8 @@ def main(argv):
         "agreement": agreement,
         "cases": {},
     }
-    print(f"\nFP32 peak assumed: {peak:.0f} GFLOP/s; medians of {_ROUNDS.value} rounds")
+    print(f"\nXLA_FLAGS: {results['xla_flags'] or '(none)'}")
+    print(f"FP32 peak assumed: {peak:.0f} GFLOP/s; medians of {_ROUNDS.value} rounds")
     print("| case | ours | PyTorch twin | ours / twin | ours, % of peak | twin, % of peak |")
     print("|---|---|---|---|---|---|")
     for case in cases:

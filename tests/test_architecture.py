@@ -1,7 +1,7 @@
-"""The flow the code keeps: data -> models -> train -> inference -> evaluation -> main job ->
-launch. No module imports one of a later stage (lazy imports inside functions included), nothing
-below the launchers defines an absl flag or registers the TFDS builders, and there is no import
-cycle between modules."""
+"""The flow the code keeps: (runtime settings ->) data -> models -> train -> inference ->
+evaluation -> main job -> launch. No module imports one of a later stage (lazy imports inside
+functions included), nothing below the launchers defines an absl flag or registers the TFDS
+builders, and there is no import cycle between modules."""
 
 import ast
 from pathlib import Path
@@ -9,6 +9,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 STAGES = (
+    ("runtime", ("psm_jax.xla_defaults",)),
     ("data", ("psm_jax.data",)),
     (
         "models",

@@ -1,0 +1,60 @@
+"""The XLA flags psm-jax adds by default: only where measured, never over the user's."""
+
+import os
+import subprocess
+import sys
+
+from psm_jax import xla_defaults
+
+
+def _measured(monkeypatch, version="0.10.2"):
+    monkeypatch.setattr(xla_defaults, "_jaxlib_version", lambda: version)
+
+
+def test_adds_the_flags_to_what_is_there(monkeypatch):
+    _measured(monkeypatch)
+    environ = {"XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+    added = xla_defaults.apply(environ)
+    assert added == ["--xla_cpu_experimental_ynn_fusion_type=dot"]
+    assert environ["XLA_FLAGS"] == (
+        "--xla_force_host_platform_device_count=4 --xla_cpu_experimental_ynn_fusion_type=dot"
+    )
+    assert xla_defaults.apply({}) == added
+
+
+def test_leaves_the_users_value_an_opt_out_and_unmeasured_jaxlib_alone(monkeypatch):
+    _measured(monkeypatch)
+    mine = {"XLA_FLAGS": "--xla_cpu_experimental_ynn_fusion_type=dot,reduce"}
+    assert xla_defaults.apply(mine) == []
+    assert mine["XLA_FLAGS"] == "--xla_cpu_experimental_ynn_fusion_type=dot,reduce"
+    for value in ("0", "false", "off"):
+        opted_out = {xla_defaults.OPT_OUT: value}
+        assert xla_defaults.apply(opted_out) == [] and "XLA_FLAGS" not in opted_out
+    _measured(monkeypatch, "99.0")
+    unmeasured = {}
+    assert xla_defaults.apply(unmeasured) == [] and unmeasured == {}
+
+
+def test_importing_psm_jax_sets_them_before_jax_starts_and_jax_accepts_them():
+    # A fresh process: importing psm_jax adds the flags (on the measured jaxlib), and JAX then
+    # starts its CPU backend with them (an unknown flag would abort the process).
+    script = (
+        "import os, psm_jax, jax.numpy as jnp; from psm_jax import xla_defaults;"
+        "print(float(jnp.dot(jnp.ones((4, 4)), jnp.ones(4))[0]));"
+        "print(xla_defaults.applied() == [f for f in os.environ.get('XLA_FLAGS', '').split() "
+        "if f.startswith('--xla_cpu_experimental_ynn')])"
+    )
+    environ = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", xla_defaults.OPT_OUT)}
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=environ, capture_output=True, text=True, check=True
+    )
+    assert result.stdout.split() == ["4.0", "True"]
+    if xla_defaults._jaxlib_version() in xla_defaults.MEASURED_JAXLIB:
+        environ_check = subprocess.run(
+            [sys.executable, "-c", "import os, psm_jax; print(os.environ['XLA_FLAGS'])"],
+            env=environ,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert "--xla_cpu_experimental_ynn_fusion_type=dot" in environ_check.stdout
