@@ -379,3 +379,37 @@ def test_the_bias_map_starts_at_zero_and_makes_outputs_depend_on_the_embedding_b
     assert float(jnp.abs(grads.bias_map_generator.kernel.value).max()) > 0
     with pytest.raises(ValueError, match="bias_map_grid"):
         personalised.SaliencyNetworkConfig(bias_map_grid=(3,))
+
+
+def test_instance_normalisation_keeps_the_embedding_generated_layer_alive():
+    config = personalised.SaliencyNetworkConfig(dynamic_normalisation="instance")
+    inputs = jax.random.uniform(jax.random.key(1), (2, 120, 160, 4)) - 0.5
+    embedding = jax.random.normal(jax.random.key(2), (2, 32))
+    plain = personalised.PersonalisedSaliencyNetwork(rngs=nnx.Rngs(0))
+    model = personalised.PersonalisedSaliencyNetwork(config, rngs=nnx.Rngs(0))
+    # Generated biases far below zero: the papers' layer is dead, the normalised one is not.
+    for network in (plain, model):
+        bias = network.kernel_generator.bias.value
+        network.kernel_generator.bias.value = bias.at[-config.dynamic_width :].set(-100.0)
+    dead, alive = {}, {}
+    plain(inputs, embedding, activations=dead)
+    model(inputs, embedding, activations=alive)
+    assert float(jnp.mean(dead["dynamic"] > 0)) == 0.0
+    live = jnp.mean(alive["dynamic"] > 0, axis=(1, 2))  # (B, C): every channel of every example
+    assert float(live.min()) > 0.2 and float(live.max()) < 0.8
+    # Each example's channel is standardised over its positions before scale and shift.
+    features = jax.random.normal(jax.random.key(3), (2, 5, 6, 3)) * 7.0 + 3.0
+    normalised = personalised.instance_normalise(features, jnp.full((3,), 2.0), jnp.ones((3,)))
+    np.testing.assert_allclose(jnp.mean(normalised, axis=(1, 2)), 1.0, atol=1e-5)
+    np.testing.assert_allclose(jnp.std(normalised, axis=(1, 2)), 2.0, atol=1e-3)
+    # The outputs still depend on the embedding, and the gradient reaches scale and shift.
+    final = model(inputs, jnp.stack([embedding[0], embedding[0]]))[-1]
+    other = model(inputs, jnp.stack([embedding[0], embedding[1]]))[-1]
+    assert float(jnp.abs(final[1] - other[1]).max()) > 1e-4
+    grads = nnx.grad(lambda m: jnp.sum(jnp.square(m(inputs, embedding)[-1])))(model)
+    assert float(jnp.abs(grads.dynamic_scale.value).max()) > 0
+    assert float(jnp.abs(grads.dynamic_shift.value).max()) > 0
+    with pytest.raises(ValueError, match="dynamic_normalisation"):
+        personalised.SaliencyNetworkConfig(dynamic_normalisation="batch")
+    with pytest.raises(ValueError, match="PSM network only"):
+        personalised.PerObserverSaliencyNetworks(3, config, rngs=nnx.Rngs(0))

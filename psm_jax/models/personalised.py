@@ -14,7 +14,8 @@ PSM(I, U) = USM(I) + discrepancy(I, U). The network sees the image with the USM 
 Choices where the paper is silent (configurable): trunk widths (16, 32, 64), dynamic layer 64 -> 32
 channels, a final 3x3 convolution of 32 channels and then the 3x3 output convolution; no
 normalisation layers (the paper names none for this network, and without them the per-observer
-baseline below has no per-observer statistics to keep); He-normal initialisation for ReLU layers,
+baseline below has no per-observer statistics to keep; ours, an option: instance normalisation of
+the embedding-generated layer, `dynamic_normalisation`); He-normal initialisation for ReLU layers,
 Xavier for the tanh projections. The hypernetwork predicts kernel = base + MLP(e): its last layer's
 bias is the He-initialised base kernel and its weights start small (std 0.1 / sqrt(hidden)), so an
 untrained network behaves like a well-initialised static one and the embedding's influence is
@@ -51,6 +52,12 @@ class SaliencyNetworkConfig:
     # papers') or "leaky_relu" (ours, slope 0.1: a unit that went negative for every input still
     # passes a gradient, against the dying layer measured in benchmarks/RESULTS.md).
     dynamic_activation: str = "relu"
+    # Normalisation of the embedding-generated layer before its activation: "none" (the papers')
+    # or "instance" (ours): each example's channels standardised over their positions, then a
+    # learned per-channel scale and shift, so about half of every channel's units are positive
+    # for any example and the layer cannot die (benchmarks/RESULTS.md measured it dead on OSIE).
+    # The PSM network only; the per-observer networks refuse it.
+    dynamic_normalisation: str = "none"
     # How the embedding-generated layer is computed (`layers.FORMULATIONS`; the same numbers
     # either way): "auto" picks the fastest measured on the backend (benchmarks/RESULTS.md).
     dynamic_formulation: str = "auto"
@@ -70,6 +77,11 @@ class SaliencyNetworkConfig:
             raise ValueError(
                 "dynamic_activation must be 'relu' or 'leaky_relu', got "
                 f"{self.dynamic_activation!r}"
+            )
+        if self.dynamic_normalisation not in ("none", "instance"):
+            raise ValueError(
+                "dynamic_normalisation must be 'none' or 'instance', got "
+                f"{self.dynamic_normalisation!r}"
             )
         if len(self.bias_map_grid) != 2 or min(self.bias_map_grid) < 0:
             raise ValueError(
@@ -113,6 +125,16 @@ class _Decoder(nnx.Module):
         if final_bias is not None:
             final = final + final_bias
         return first[..., 0], second[..., 0], jnp.tanh(final)
+
+
+def instance_normalise(
+    features: jax.Array, scale: jax.Array, shift: jax.Array, epsilon: float = 1e-5
+) -> jax.Array:
+    """(B, h, w, C): each example's channels standardised over positions, then `scale` and
+    `shift` (C,) applied."""
+    mean = jnp.mean(features, axis=(1, 2), keepdims=True)
+    variance = jnp.mean(jnp.square(features - mean), axis=(1, 2), keepdims=True)
+    return (features - mean) * jax.lax.rsqrt(variance + epsilon) * scale + shift
 
 
 def coordinates(inputs: jax.Array) -> jax.Array:
@@ -174,6 +196,9 @@ class PersonalisedSaliencyNetwork(nnx.Module):
         self.kernel_generator.bias.value = jnp.concatenate(
             [base_kernel, jnp.zeros((config.dynamic_width,), jnp.float32)]
         )
+        if config.dynamic_normalisation == "instance":
+            self.dynamic_scale = nnx.Param(jnp.ones((config.dynamic_width,), jnp.float32))
+            self.dynamic_shift = nnx.Param(jnp.zeros((config.dynamic_width,), jnp.float32))
         self.decoder = _Decoder(config, None, rngs)
         rows, columns = config.bias_map_grid
         self.bias_map_generator = (
@@ -210,6 +235,8 @@ class PersonalisedSaliencyNetwork(nnx.Module):
         features = layers.per_example_conv(
             features, kernels, biases, formulation=self.config.dynamic_formulation
         )
+        if self.config.dynamic_normalisation == "instance":
+            features = instance_normalise(features, self.dynamic_scale, self.dynamic_shift)
         features = _activation(self.config.dynamic_activation, features)
         if activations is not None:
             activations["dynamic"] = features
@@ -232,6 +259,11 @@ class PerObserverSaliencyNetworks(nnx.Module):
         *,
         rngs: nnx.Rngs,
     ):
+        if config.dynamic_normalisation != "none":
+            raise ValueError(
+                "dynamic_normalisation is an option of the PSM network only; the per-observer "
+                f"networks have no embedding-generated layer (got {config.dynamic_normalisation!r})"
+            )
         self.config = config
         self.num_observers = num_observers
         self.trunk = _Trunk(config, num_observers, rngs)
