@@ -8,13 +8,16 @@ versions it was measured on. It is never added when:
   - `XLA_FLAGS` already names the flag (the user's value wins);
   - the installed jaxlib is not one it was measured on (then nothing changes and `applied()`
     says so).
+If something started a JAX backend before `psm_jax` was imported, the flags are in XLA_FLAGS but
+that process runs without them (XLA has already read the variable).
 
 The flags:
   --xla_cpu_experimental_ynn_fusion_type=dot
       XLA:CPU runs its matrix products (and the convolutions it lowers to them) through YNNPACK.
       Measured against the PyTorch twin on the 2-core VM (RESULTS.md, "XLA:CPU's YNNPACK
-      fusions"): faster train steps and batched inference, nothing slower; adding the "eltwise"
-      and "reduce" fusions made the encoder's forward pass slower. CPU only.
+      fusions"): train steps 1.35-1.7x, inference at batch 64 ~1.25x, the encoder's forward pass
+      within the spread of the runs without it (perhaps 5-10% slower); adding the "eltwise" and
+      "reduce" fusions made that forward pass 15-20% slower, so they are not set. CPU only.
 """
 
 from __future__ import annotations
