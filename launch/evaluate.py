@@ -9,10 +9,11 @@
         --universal=runs/synthetic_personal_saliency/universal
 
 The dataset and data_dir come from the workdirs' saved configs (all must agree). Writes
-`<output_dir>/<protocol>.md` and `.json` (rows keyed by a stable id, with the USM floor and m
-used) and prints the table. Rows whose workdir is not given are left out. Settings default to
-psm_jax/configs/evaluation.py: predicted PSM = clip(USM + discrepancy, 0.3 x USM, 1) (ours);
---usm_floor=0 scores the papers' clip(USM + discrepancy, 0, 1).
+`<output_dir>/<protocol>.md` and `.json` (rows keyed by a stable id, with the USM floor, the
+discrepancy weight and m used) and prints the table. Rows whose workdir is not given are left out.
+Settings default to psm_jax/configs/evaluation.py: predicted PSM = clip(USM + 0.5 x discrepancy,
+0.3 x USM, 1) (ours); --usm_floor=0 --discrepancy_weight=1 scores the papers' clip(USM +
+discrepancy, 0, 1).
 """
 
 import runner
@@ -50,7 +51,11 @@ def main(argv):
     dataset, data_dir = sources.pop()
     evaluation_set = pairs.evaluation_set(dataset, data_dir, _PROTOCOL.value)
     table, _, _ = report.evaluate(
-        evaluation_set, models, usm_floor=shared_flags.USM_FLOOR.value, m=_M.value
+        evaluation_set,
+        models,
+        usm_floor=shared_flags.USM_FLOOR.value,
+        m=_M.value,
+        discrepancy_weight=shared_flags.DISCREPANCY_WEIGHT.value,
     )
     print(table.write(_OUTPUT.value).read_text())
 

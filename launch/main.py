@@ -39,6 +39,7 @@ def main(argv):
     del argv
     evaluation = main_configs.evaluation_config(_DATASET.value)
     evaluation.usm_floor = shared_flags.USM_FLOOR.value
+    evaluation.discrepancy_weight = shared_flags.DISCREPANCY_WEIGHT.value
     if _M.value:
         evaluation.m = _M.value
     try:

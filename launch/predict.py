@@ -63,7 +63,12 @@ def main(argv):
         except ValueError as error:
             raise app.UsageError(f"--embedding={_EMBEDDING.value}: {error}") from error
         image, usm, psm = personalise.predict(
-            psm_network, universal, embedding, _IMAGE.value, shared_flags.USM_FLOOR.value
+            psm_network,
+            universal,
+            embedding,
+            _IMAGE.value,
+            shared_flags.USM_FLOOR.value,
+            shared_flags.DISCREPANCY_WEIGHT.value,
         )
     else:
         image, usm, psm = personalise.predict_with_head(
@@ -72,6 +77,7 @@ def main(argv):
             universal,
             _IMAGE.value,
             shared_flags.USM_FLOOR.value,
+            shared_flags.DISCREPANCY_WEIGHT.value,
         )
     np.save(f"{_OUTPUT.value}.npy", psm)
     native = personalise.read_rgb(_IMAGE.value)

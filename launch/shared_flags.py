@@ -16,3 +16,11 @@ USM_FLOOR = flags.DEFINE_float(
     lower_bound=0.0,
     upper_bound=1.0,
 )
+DISCREPANCY_WEIGHT = flags.DEFINE_float(
+    "discrepancy_weight",
+    evaluation.get_config().discrepancy_weight,
+    "Predicted PSM = clip(USM + discrepancy_weight x discrepancy, usm_floor x USM, 1); 1 = the "
+    "papers' composition (why ours differs: psm_jax/configs/evaluation.py).",
+    lower_bound=0.0,
+    upper_bound=2.0,
+)

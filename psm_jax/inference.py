@@ -91,20 +91,25 @@ def in_batches(function, *arrays: np.ndarray, batch_size: int = BATCH_SIZE) -> n
     return np.concatenate(outputs)
 
 
-def compose_psm(usm: np.ndarray, discrepancy: np.ndarray, usm_floor: float) -> np.ndarray:
-    """Predicted PSMs: clip(USM + discrepancy resized bilinearly to the USM's grid, f USM, 1).
+def compose_psm(
+    usm: np.ndarray, discrepancy: np.ndarray, usm_floor: float, discrepancy_weight: float = 1.0
+) -> np.ndarray:
+    """Predicted PSMs: clip(USM + w x discrepancy resized bilinearly to the USM's grid, f USM, 1).
 
     Args:
       usm: (..., H, W) in [0, 1].
       discrepancy: (..., h, w) predicted discrepancy (15x20 for the networks here).
       usm_floor: f in [0, 1]; 0 is the papers' composition (`psm_jax.configs.evaluation`).
+      discrepancy_weight: w in [0, 2]; 1 is the papers' composition, 0 gives the USM back.
     """
     if not 0.0 <= usm_floor <= 1.0:
         raise ValueError(f"usm_floor must be in [0, 1], got {usm_floor}")
+    if not 0.0 <= discrepancy_weight <= 2.0:
+        raise ValueError(f"discrepancy_weight must be in [0, 2], got {discrepancy_weight}")
     size = usm.shape[-2:]
     resized = jax.image.resize(discrepancy, discrepancy.shape[:-2] + size, "bilinear")
     usm = np.asarray(usm, np.float32)
-    return np.clip(usm + np.asarray(resized), usm_floor * usm, 1.0)
+    return np.clip(usm + discrepancy_weight * np.asarray(resized), usm_floor * usm, 1.0)
 
 
 # Jitted once at module level, so repeated calls (each row, each oracle candidate, each protocol)

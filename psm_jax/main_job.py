@@ -165,6 +165,7 @@ def run(
         m=evaluation.m,
         seconds=stages.seconds,
         sections=sections,
+        discrepancy_weight=evaluation.discrepancy_weight,
     )
     # The console gets the two main tables; the report has everything (tests, figures, studies).
     print("\n".join(results[p].markdown() for p in evaluation.protocols if p in results))
@@ -219,7 +220,11 @@ def _evaluate(dataset, data_dir, workdir: Path, models: methods.Models, evaluati
     for protocol in evaluation.protocols:
         evaluation_set = pairs.evaluation_set(dataset, data_dir, protocol, evaluation.split)
         table, rows, _ = report.evaluate(
-            evaluation_set, models, usm_floor=evaluation.usm_floor, m=evaluation.m
+            evaluation_set,
+            models,
+            usm_floor=evaluation.usm_floor,
+            m=evaluation.m,
+            discrepancy_weight=evaluation.discrepancy_weight,
         )
         table.write(output)
         sections += [table.markdown(), table.versus_usm_markdown()]

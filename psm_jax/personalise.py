@@ -171,6 +171,7 @@ def predict(
     user_embedding: np.ndarray,
     image_path: str | Path,
     usm_floor: float,
+    discrepancy_weight: float = 1.0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(image (H, W, 3) uint8, predicted USM, predicted PSM), maps (H, W) in [0, 1] at the
     networks' working resolution."""
@@ -178,7 +179,7 @@ def predict(
     image, _ = load_image(Path(image_path), psm_network.working_size)
     usm = inference.predicted_usms(universal, image[None])
     discrepancy = inference.predict_discrepancy(psm_network, image[None], usm, user_embedding[None])
-    return image, usm[0], inference.compose_psm(usm, discrepancy, usm_floor)[0]
+    return image, usm[0], inference.compose_psm(usm, discrepancy, usm_floor, discrepancy_weight)[0]
 
 
 def predict_with_head(
@@ -187,13 +188,14 @@ def predict_with_head(
     universal: inference.Restored,
     image_path: str | Path,
     usm_floor: float,
+    discrepancy_weight: float = 1.0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """As `predict`, for a person enrolled with Xu et al.'s path (`enroll_multi_task_head`)."""
     person = load_head(multi_task_cnn, head_path)
     image, _ = load_image(Path(image_path), multi_task_cnn.working_size)
     usm = inference.predicted_usms(universal, image[None])
     discrepancy = inference.predict_discrepancy(person, image[None], usm, np.zeros(1, np.int32))
-    return image, usm[0], inference.compose_psm(usm, discrepancy, usm_floor)[0]
+    return image, usm[0], inference.compose_psm(usm, discrepancy, usm_floor, discrepancy_weight)[0]
 
 
 def adapt_multi_task_head(

@@ -139,7 +139,7 @@ def test_main_job_on_tiny(tiny_main_job):
     assert (run / "example_study" / "viewer.csv").exists() and (
         run / "example_study" / "photo.jpg"
     ).exists()
-    assert "clip(USM + predicted discrepancy, 0.3 x USM, 1)" in report  # the composition scored
+    assert "clip(USM + 0.5 x predicted discrepancy, 0.3 x USM, 1)" in report  # the composition
     assert "closed set" in report and "open set" in report
     for row in ("USM (ground truth)", "Multi-task CNN", "Per-observer networks", "Embedding +"):
         assert row in report

@@ -236,6 +236,30 @@ def test_the_usm_floor_keeps_a_fraction_of_the_usm_where_the_discrepancy_erases_
         inference.compose_psm(usm, discrepancy, usm_floor=1.5)
 
 
+def test_the_discrepancy_weight_scales_the_discrepancy_before_the_clip():
+    usm = np.linspace(0.0, 0.8, 8 * 8, dtype=np.float32).reshape(1, 8, 8)
+    discrepancy = np.full((1, 2, 2), -0.5, np.float32)
+    discrepancy[0, 0, 0] = 0.9
+    half = inference.compose_psm(usm, discrepancy, usm_floor=0.3, discrepancy_weight=0.5)
+    np.testing.assert_allclose(half, np.clip(usm + 0.5 * _up(discrepancy), 0.3 * usm, 1), 1e-6)
+    # The default is the papers' weight, 1; weight 0 gives the USM back.
+    np.testing.assert_allclose(
+        inference.compose_psm(usm, discrepancy, usm_floor=0.3, discrepancy_weight=1.0),
+        inference.compose_psm(usm, discrepancy, usm_floor=0.3),
+    )
+    np.testing.assert_allclose(
+        inference.compose_psm(usm, discrepancy, usm_floor=0.3, discrepancy_weight=0.0), usm
+    )
+    with pytest.raises(ValueError, match="discrepancy_weight"):
+        inference.compose_psm(usm, discrepancy, usm_floor=0.3, discrepancy_weight=-0.1)
+    assert report.composition(0.3, 0.5) == (
+        "Predicted PSM = clip(USM + 0.5 x predicted discrepancy, 0.3 x USM, 1) (our USM floor; "
+        "the papers clip at 0: --usm_floor=0; our discrepancy weight; the papers': "
+        "--discrepancy_weight=1)"
+    )
+    assert report.composition(0, 1) == "Predicted PSM = clip(USM + predicted discrepancy, 0, 1)"
+
+
 def test_the_training_loss_scores_the_papers_composition():
     """losses.composed_kld's value is the KLD of compose_psm(..., usm_floor=0)."""
     import jax.numpy as jnp

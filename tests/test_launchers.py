@@ -59,4 +59,5 @@ def test_every_launcher_lists_verbose_and_its_key_flags_in_help():
     for script in ("main.py", "evaluate.py", "predict.py", "enroll.py", "train.py"):
         result = _launch(script, "--help")
         assert "--[no]verbose" in result.stdout, script
-    assert "--usm_floor" in _launch("main.py", "--help").stdout
+    help_text = _launch("main.py", "--help").stdout
+    assert "--usm_floor" in help_text and "--discrepancy_weight" in help_text

@@ -142,7 +142,12 @@ def _per_observer_oracle(model: inference.Restored, evaluation: EvaluationSet, u
 
 
 def _baseline_rows(
-    evaluation: EvaluationSet, source, metadata, enrolment, usm_floor: float
+    evaluation: EvaluationSet,
+    source,
+    metadata,
+    enrolment,
+    usm_floor: float,
+    discrepancy_weight: float,
 ) -> list[Row]:
     """The rows without learning; `enrolment`: the open set's enrolment image indices per
     observer (None in the closed set, where every training image counts)."""
@@ -164,7 +169,7 @@ def _baseline_rows(
         Row(
             MEAN_DISCREPANCY,
             "USM + observer's mean discrepancy (ours)",
-            inference.compose_psm(pair_usm, discrepancy, usm_floor),
+            inference.compose_psm(pair_usm, discrepancy, usm_floor, discrepancy_weight),
         )
     )
     blended = priors_lib.blend(pair_usm, priors.mean_psm[observer], priors.blend[observer])
@@ -173,7 +178,13 @@ def _baseline_rows(
 
 
 def predict_rows(
-    evaluation: EvaluationSet, models: Models, *, usm_floor: float, m: int, baselines: bool = True
+    evaluation: EvaluationSet,
+    models: Models,
+    *,
+    usm_floor: float,
+    m: int,
+    baselines: bool = True,
+    discrepancy_weight: float = 1.0,
 ) -> list[Row]:
     """Every row whose model is given, in table order (module docstring).
 
@@ -181,6 +192,8 @@ def predict_rows(
       evaluation: the pairs.
       models: the restored models.
       usm_floor: the composition's floor (`psm_jax.configs.evaluation`).
+      discrepancy_weight: the composition's weight on every predicted discrepancy (the same
+        config; 1 = the papers').
       m: pairs per evaluated observer's embedding.
       baselines: add the rows without learning.
     """
@@ -217,7 +230,12 @@ def predict_rows(
         rows.append(Row(PREDICTED_USM, name, predicted_usm))
     if baselines:
         open_enrolment = enrolment if evaluation.protocol == "open" else None
-        rows += _baseline_rows(evaluation, source, metadata, open_enrolment, usm_floor)
+        rows += _baseline_rows(
+            evaluation, source, metadata, open_enrolment, usm_floor, discrepancy_weight
+        )
+
+    def compose(usm: np.ndarray, discrepancy: np.ndarray) -> np.ndarray:
+        return inference.compose_psm(usm, discrepancy, usm_floor, discrepancy_weight)
 
     def base_usm(restored: inference.Restored) -> np.ndarray:
         if restored.predicted_usm and predicted_usm is not None:
@@ -230,7 +248,7 @@ def predict_rows(
             models.multi_task, images, usm, evaluation.observer
         )
         name = "Multi-task CNN (Xu et al.)" + _suffix(models.multi_task)
-        rows.append(Row(MULTI_TASK, name, inference.compose_psm(usm, discrepancy, usm_floor)))
+        rows.append(Row(MULTI_TASK, name, compose(usm, discrepancy)))
     if models.per_observer is not None:
         usm = base_usm(models.per_observer)
         architecture = models.per_observer.config.architecture
@@ -242,7 +260,7 @@ def predict_rows(
         else:
             discrepancy = _per_observer_oracle(models.per_observer, evaluation, usm)
             name += ", oracle"
-        rows.append(Row(PER_OBSERVER, name, inference.compose_psm(usm, discrepancy, usm_floor)))
+        rows.append(Row(PER_OBSERVER, name, compose(usm, discrepancy)))
     if models.psm_network is not None:
         if models.embedding is None:
             raise ValueError("The embedding network's row needs the encoder too.")
@@ -251,7 +269,7 @@ def predict_rows(
             models.psm_network, images, usm, embeddings[evaluation.observer]
         )
         name = "Embedding + hypernetwork (Strohm et al.)" + _suffix(models.psm_network)
-        rows.append(Row(EMBEDDING, name, inference.compose_psm(usm, discrepancy, usm_floor)))
+        rows.append(Row(EMBEDDING, name, compose(usm, discrepancy)))
         if len(embeddings) > 1:
             another = np.roll(np.arange(len(embeddings)), -1)[evaluation.observer]
             discrepancy = inference.predict_discrepancy(
@@ -261,7 +279,7 @@ def predict_rows(
                 Row(
                     EMBEDDING_SHUFFLED,
                     "... given another observer's embedding (control; ours)",
-                    inference.compose_psm(usm, discrepancy, usm_floor),
+                    compose(usm, discrepancy),
                 )
             )
     return rows

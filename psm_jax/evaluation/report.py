@@ -65,7 +65,7 @@ class Table:
 
     Attributes:
       title: its heading.
-      protocol, usm_floor, m, pairs: what it was computed with and on.
+      protocol, usm_floor, m, pairs, discrepancy_weight: what it was computed with and on.
       rows: row id -> {"name": display name, metric: {"mean": float, "significant": bool,
         "versus_usm": {"difference", "p"}}, "information_gain": bits per fixation}, in table
         order.
@@ -77,6 +77,7 @@ class Table:
     m: int
     pairs: int
     rows: dict[str, dict]
+    discrepancy_weight: float = 1.0
 
     def mean(self, row_id: str, metric: str) -> float:
         return self.rows[row_id][metric]["mean"]
@@ -150,6 +151,7 @@ def table(
     *,
     usm_floor: float,
     m: int,
+    discrepancy_weight: float = 1.0,
 ) -> Table:
     """Means per row and metric, with the asterisks (module docstring).
 
@@ -157,7 +159,7 @@ def table(
       evaluation: the pairs the rows were scored on.
       rows: the rows (`methods.predict_rows`), in table order.
       scores: row id -> metric -> (P,) per-pair scores (`score`).
-      usm_floor, m: recorded in the table.
+      usm_floor, m, discrepancy_weight: recorded in the table.
     """
     cells = {}
     for row in rows:
@@ -195,6 +197,7 @@ def table(
         m=int(m),
         pairs=len(evaluation.image),
         rows=cells,
+        discrepancy_weight=float(discrepancy_weight),
     )
 
 
@@ -205,11 +208,15 @@ def evaluate(
     usm_floor: float,
     m: int,
     grid: tuple[int, int] | None = None,
+    discrepancy_weight: float = 1.0,
 ) -> tuple[Table, list[methods.Row], dict[str, dict[str, np.ndarray]]]:
     """Predicts and scores every row of one protocol: (table, rows, per-pair scores by row id)."""
-    rows = methods.predict_rows(evaluation, models, usm_floor=usm_floor, m=m)
+    rows = methods.predict_rows(
+        evaluation, models, usm_floor=usm_floor, m=m, discrepancy_weight=discrepancy_weight
+    )
     scores = {row.id: score(evaluation, row.psm, grid) for row in rows}
-    return table(evaluation, rows, scores, usm_floor=usm_floor, m=m), rows, scores
+    recorded = {"usm_floor": usm_floor, "m": m, "discrepancy_weight": discrepancy_weight}
+    return table(evaluation, rows, scores, **recorded), rows, scores
 
 
 def _p(value: float) -> str:
@@ -289,14 +296,17 @@ def activity_markdown(activity: dict[str, float], pairs: int) -> str:
     )
 
 
-def composition(usm_floor: float) -> str:
+def composition(usm_floor: float, discrepancy_weight: float = 1.0) -> str:
     """The predicted-PSM composition a report scored, in words."""
-    if usm_floor == 0:
-        return "Predicted PSM = clip(USM + predicted discrepancy, 0, 1)"
-    return (
-        f"Predicted PSM = clip(USM + predicted discrepancy, {usm_floor:g} x USM, 1) "
-        "(our USM floor; the papers clip at 0: --usm_floor=0)"
-    )
+    weighted = "" if discrepancy_weight == 1 else f"{discrepancy_weight:g} x "
+    floor = "0" if usm_floor == 0 else f"{usm_floor:g} x USM"
+    ours = []
+    if usm_floor != 0:
+        ours.append("our USM floor; the papers clip at 0: --usm_floor=0")
+    if discrepancy_weight != 1:
+        ours.append("our discrepancy weight; the papers': --discrepancy_weight=1")
+    notes = f" ({'; '.join(ours)})" if ours else ""
+    return f"Predicted PSM = clip(USM + {weighted}predicted discrepancy, {floor}, 1){notes}"
 
 
 def write_main_report(
@@ -307,11 +317,14 @@ def write_main_report(
     m: int,
     seconds: float,
     sections: list[str],
+    discrepancy_weight: float = 1.0,
 ) -> Path:
     """The main job's report.md: what was scored and how, then the sections in order."""
     path = Path(path)
     path.write_text(
-        f"# psm-jax report: {dataset}\n\n" + composition(usm_floor) + "; means over (test image, "
+        f"# psm-jax report: {dataset}\n\n"
+        + composition(usm_floor, discrepancy_weight)
+        + "; means over (test image, "
         f"observer) pairs; * = the embedding network beats the strongest other row (Mann-Whitney "
         f"p < 0.05); embeddings of evaluated observers from m = {m} pairs of their own training "
         "images. Rows marked (ours) are baselines without learning, from the same data the "
