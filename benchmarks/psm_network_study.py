@@ -35,6 +35,12 @@ _DATASETS = flags.DEFINE_list(
 )
 _VARIANTS = flags.DEFINE_multi_string("variants", ["relu:"], "name:field=value,... overrides.")
 _OUTPUT = flags.DEFINE_string("output", None, "Also write the results as JSON here.")
+_WEIGHT = flags.DEFINE_float(
+    "discrepancy_weight",
+    1.0,
+    "The composition's discrepancy weight (1: the papers', what the studies in RESULTS.md until "
+    "2026-12-01 used; the evaluation's default is psm_jax/configs/evaluation.py's).",
+)
 
 
 def main(argv):
@@ -56,7 +62,9 @@ def main(argv):
             models = methods.Models.restore(
                 {"embedding": str(run / "embedding"), "psm_network": str(workdir)}
             )
-            table, _, _ = report.evaluate(evaluation_set, models, usm_floor=0.3, m=32)
+            table, _, _ = report.evaluate(
+                evaluation_set, models, usm_floor=0.3, m=32, discrepancy_weight=_WEIGHT.value
+            )
             activity = methods.psm_network_activity(evaluation_set, models, m=32)
             result = {"dataset": dataset, "variant": name, "train_seconds": seconds}
             for row_id in (methods.OURS, methods.EMBEDDING_SHUFFLED):

@@ -29,3 +29,22 @@ def test_pool_statistics_tell_separate_people_from_groups_of_alike_people():
     result = study.pool_statistics(pool)
     assert result["between_share"] > 0.98 and result["nearest_centroid"] < 0.35
     assert result["cosine_same"] > 0.98
+
+
+def test_the_closed_set_usm_without_the_scored_observer_is_the_mean_of_the_others():
+    from absl import flags
+
+    for name in ("data_dir", "datasets"):  # defined by another study this process loaded
+        if name in flags.FLAGS:
+            delattr(flags.FLAGS, name)
+    spec = importlib.util.spec_from_file_location(
+        "closed_set_usm", _PATH.parent / "closed_set_usm.py"
+    )
+    study = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(study)
+    rng = np.random.default_rng(0)
+    psms = rng.random((9, 6, 8)).astype(np.float32)
+    usm = psms.mean(axis=0)
+    for own in (0, 4, 8):
+        others = np.delete(psms, own, axis=0).mean(axis=0)
+        np.testing.assert_allclose(study._leave_self_out(usm, psms[own], 9), others, atol=1e-6)

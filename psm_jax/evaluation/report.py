@@ -4,7 +4,7 @@ markdown and JSON tables, the example figures, and the main job's report.md.
 A table row is the mean of the five reported metrics (`psm_jax.metrics.saliency_metrics`) over the
 protocol's pairs. An asterisk marks a metric where the embedding network (the `embedding` row)
 beats the strongest other row with a Mann-Whitney p < 0.05, as in the papers. Every table records
-the USM floor and the m it was computed with.
+the USM floor, the discrepancy weight and the m it was computed with.
 
 Beside the papers' asterisk, every row is compared with the ground-truth USM, the question the
 papers ask (does personalising beat the population map?): the difference of the means and the
