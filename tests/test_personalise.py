@@ -15,6 +15,7 @@ from flax import nnx
 from PIL import Image
 
 from psm_jax import figures, inference, personalise
+from psm_jax.configs import evaluation as evaluation_config
 from psm_jax.data import pipeline, saliency_maps
 from psm_jax.models import layers
 
@@ -172,6 +173,8 @@ def test_both_enrolments_and_predictions_through_the_launchers(
         np.load(tmp_path / "alice.npy"),
         images_dir / "new_0.png",
         usm_floor=0.0,
+        # The launcher composes with the evaluation's default weight (ours, 0.5).
+        discrepancy_weight=evaluation_config.get_config().discrepancy_weight,
     )
     np.testing.assert_allclose(np.load(tmp_path / "alice_strohm.npy"), expected, atol=1e-6)
     np.save(tmp_path / "broken.npy", np.full(8, np.nan, np.float32))
@@ -229,6 +232,7 @@ def test_both_enrolments_and_predictions_through_the_launchers(
         inference.restore(tiny_workdirs["universal"]),
         images_dir / "new_0.png",
         usm_floor=0.3,
+        discrepancy_weight=evaluation_config.get_config().discrepancy_weight,
     )
     np.testing.assert_allclose(psm, expected, atol=1e-6)
     assert not np.allclose(psm, usm)  # the head's discrepancy changed the universal map
