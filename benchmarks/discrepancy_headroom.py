@@ -70,8 +70,8 @@ def main(argv):
     true = saliency_maps.discrepancy_maps(evaluation.psm, usm, grid)
     rows = {
         "USM (ground truth)": usm,
-        "USM + true 15x20 discrepancy": inference.compose_psm(usm, true, 0.0),
-        "USM + half the true discrepancy": inference.compose_psm(usm, 0.5 * true, 0.0),
+        "USM + true 15x20 discrepancy": inference.compose_psm(usm, true, 0.0, 1.0),
+        "USM + half the true discrepancy": inference.compose_psm(usm, 0.5 * true, 0.0, 1.0),
     }
     mse = {"predicting no discrepancy": np.mean(true**2)}
     if _DATASET.value.split("/")[0] == "synthetic_personal_saliency":
@@ -82,10 +82,10 @@ def main(argv):
             ideal = saliency_maps.discrepancy_maps(ideal_psm, usm, size)
             for strength in (1.0, 0.7):
                 name = f"USM + {strength:g} x ideal observer's {size[0]}x{size[1]} discrepancy"
-                rows[name] = inference.compose_psm(usm, strength * ideal, 0.0)
+                rows[name] = inference.compose_psm(usm, strength * ideal, 0.0, 1.0)
             if size == grid:
                 name = f"USM + ideal observer's {size[0]}x{size[1]} discrepancy, floor 0.3 x USM"
-                rows[name] = inference.compose_psm(usm, ideal, 0.3)
+                rows[name] = inference.compose_psm(usm, ideal, 0.3, 1.0)
         mse["the ideal observer's discrepancy"] = np.mean(
             (true - saliency_maps.discrepancy_maps(ideal_psm, usm, grid)) ** 2
         )

@@ -92,7 +92,7 @@ def in_batches(function, *arrays: np.ndarray, batch_size: int = BATCH_SIZE) -> n
 
 
 def compose_psm(
-    usm: np.ndarray, discrepancy: np.ndarray, usm_floor: float, discrepancy_weight: float = 1.0
+    usm: np.ndarray, discrepancy: np.ndarray, usm_floor: float, discrepancy_weight: float
 ) -> np.ndarray:
     """Predicted PSMs: clip(USM + w x discrepancy resized bilinearly to the USM's grid, f USM, 1).
 
@@ -100,7 +100,8 @@ def compose_psm(
       usm: (..., H, W) in [0, 1].
       discrepancy: (..., h, w) predicted discrepancy (15x20 for the networks here).
       usm_floor: f in [0, 1]; 0 is the papers' composition (`psm_jax.configs.evaluation`).
-      discrepancy_weight: w in [0, 2]; 1 is the papers' composition, 0 gives the USM back.
+      discrepancy_weight: w in [0, 2]; 1 is the papers' composition, 0 gives the USM back (the
+        evaluation's default is `psm_jax.configs.evaluation`'s, 0.5).
     """
     if not 0.0 <= usm_floor <= 1.0:
         raise ValueError(f"usm_floor must be in [0, 1], got {usm_floor}")

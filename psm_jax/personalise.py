@@ -171,7 +171,7 @@ def predict(
     user_embedding: np.ndarray,
     image_path: str | Path,
     usm_floor: float,
-    discrepancy_weight: float = 1.0,
+    discrepancy_weight: float,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(image (H, W, 3) uint8, predicted USM, predicted PSM), maps (H, W) in [0, 1] at the
     networks' working resolution."""
@@ -188,7 +188,7 @@ def predict_with_head(
     universal: inference.Restored,
     image_path: str | Path,
     usm_floor: float,
-    discrepancy_weight: float = 1.0,
+    discrepancy_weight: float,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """As `predict`, for a person enrolled with Xu et al.'s path (`enroll_multi_task_head`)."""
     person = load_head(multi_task_cnn, head_path)

@@ -21,7 +21,9 @@ def test_tables_from_trained_workdirs(tiny_data_dir, tiny_workdirs, tmp_path):
         evaluation = pairs.evaluation_set(TINY, tiny_data_dir, protocol)
         count = len(evaluation.image)
         assert evaluation.psm.shape == (count, 120, 160) and count > 0
-        table, rows, scores = report.evaluate(evaluation, models, usm_floor=0.3, m=3)
+        table, rows, scores = report.evaluate(
+            evaluation, models, usm_floor=0.3, m=3, discrepancy_weight=1.0
+        )
         ids = ["gt_usm", "centre_bias", "mean_discrepancy", "prior_blend", "per_observer"]
         assert [row.id for row in rows] == ids + ["embedding", "embedding_shuffled"]
         assert rows[4].name.endswith(", oracle") == (protocol == "open")
@@ -52,7 +54,7 @@ def test_every_row_of_the_closed_set_and_the_multi_task_row_only_there(
 ):
     models = methods.Models.restore(tiny_workdirs)
     closed = pairs.evaluation_set(TINY, tiny_data_dir, "closed")
-    rows = methods.predict_rows(closed, models, usm_floor=0.3, m=3)
+    rows = methods.predict_rows(closed, models, usm_floor=0.3, m=3, discrepancy_weight=1.0)
     assert [row.id for row in rows] == [
         "gt_usm",
         "predicted_usm",
@@ -70,7 +72,11 @@ def test_every_row_of_the_closed_set_and_the_multi_task_row_only_there(
     ours, control = rows[-2].psm, rows[-1].psm
     assert not np.allclose(ours, control)
     open_rows = methods.predict_rows(
-        pairs.evaluation_set(TINY, tiny_data_dir, "open"), models, usm_floor=0.3, m=3
+        pairs.evaluation_set(TINY, tiny_data_dir, "open"),
+        models,
+        usm_floor=0.3,
+        m=3,
+        discrepancy_weight=1.0,
     )
     assert "multi_task" not in [row.id for row in open_rows]  # no head for unseen observers
 
@@ -87,6 +93,7 @@ def test_a_fine_tuned_universal_network_adds_the_pretrained_row(
         models,
         usm_floor=0.3,
         m=3,
+        discrepancy_weight=1.0,
         baselines=False,
     )
     assert [(row.id, row.name) for row in rows] == [
@@ -169,11 +176,17 @@ def test_the_asterisk_marks_a_significant_win_over_the_strongest_row():
         {"gt_usm": base, "per_observer": dict(base), "embedding": strong},
         usm_floor=0.3,
         m=32,
+        discrepancy_weight=1.0,
     )
     assert all(table.rows["embedding"][m]["significant"] for m in report.METRICS)
     assert not any(table.rows["gt_usm"][m]["significant"] for m in report.METRICS)
     tie = report.table(
-        evaluation, rows[::2], {"gt_usm": base, "embedding": dict(base)}, usm_floor=0.3, m=32
+        evaluation,
+        rows[::2],
+        {"gt_usm": base, "embedding": dict(base)},
+        usm_floor=0.3,
+        m=32,
+        discrepancy_weight=1.0,
     )
     assert not any(tie.rows["embedding"][m]["significant"] for m in report.METRICS)
     assert "| Ours | 0.700* |" in table.markdown().replace(
@@ -224,16 +237,16 @@ def test_the_usm_floor_keeps_a_fraction_of_the_usm_where_the_discrepancy_erases_
     usm = np.linspace(0.0, 0.8, 8 * 8, dtype=np.float32).reshape(1, 8, 8)
     discrepancy = np.full((1, 2, 2), -0.5, np.float32)  # coarse, upsampled 4x
     discrepancy[0, 0, 0] = 0.9  # and one cell pushed above 1
-    papers = inference.compose_psm(usm, discrepancy, usm_floor=0.0)
+    papers = inference.compose_psm(usm, discrepancy, usm_floor=0.0, discrepancy_weight=1.0)
     np.testing.assert_allclose(papers, np.clip(usm + _up(discrepancy), 0, 1))
-    floored = inference.compose_psm(usm, discrepancy, usm_floor=0.3)
+    floored = inference.compose_psm(usm, discrepancy, usm_floor=0.3, discrepancy_weight=1.0)
     erased = usm + _up(discrepancy) < 0.3 * usm
     assert erased.sum() > 10  # the case the floor is for
     np.testing.assert_allclose(floored[erased], 0.3 * usm[erased], rtol=1e-6)
     np.testing.assert_allclose(floored[~erased], papers[~erased], rtol=1e-6)
     assert floored.max() <= 1.0
     with pytest.raises(ValueError, match="usm_floor"):
-        inference.compose_psm(usm, discrepancy, usm_floor=1.5)
+        inference.compose_psm(usm, discrepancy, usm_floor=1.5, discrepancy_weight=1.0)
 
 
 def test_the_discrepancy_weight_scales_the_discrepancy_before_the_clip():
@@ -242,10 +255,11 @@ def test_the_discrepancy_weight_scales_the_discrepancy_before_the_clip():
     discrepancy[0, 0, 0] = 0.9
     half = inference.compose_psm(usm, discrepancy, usm_floor=0.3, discrepancy_weight=0.5)
     np.testing.assert_allclose(half, np.clip(usm + 0.5 * _up(discrepancy), 0.3 * usm, 1), 1e-6)
-    # The default is the papers' weight, 1; weight 0 gives the USM back.
+    # The papers' weight, 1, adds the whole discrepancy; weight 0 gives the USM back.
     np.testing.assert_allclose(
         inference.compose_psm(usm, discrepancy, usm_floor=0.3, discrepancy_weight=1.0),
-        inference.compose_psm(usm, discrepancy, usm_floor=0.3),
+        np.clip(usm + _up(discrepancy), 0.3 * usm, 1),
+        1e-6,
     )
     np.testing.assert_allclose(
         inference.compose_psm(usm, discrepancy, usm_floor=0.3, discrepancy_weight=0.0), usm
@@ -270,7 +284,7 @@ def test_the_training_loss_scores_the_papers_composition():
     usm = rng.random((2, 16, 24)).astype(np.float32)
     psm = rng.random((2, 16, 24)).astype(np.float32)
     discrepancy = rng.uniform(-0.6, 0.6, (2, 4, 6)).astype(np.float32)
-    composed = inference.compose_psm(usm, discrepancy, usm_floor=0.0)
+    composed = inference.compose_psm(usm, discrepancy, usm_floor=0.0, discrepancy_weight=1.0)
     assert (composed == 0).any()
     p = composed / composed.sum(axis=(1, 2), keepdims=True)
     q = psm / psm.sum(axis=(1, 2), keepdims=True)
@@ -294,7 +308,9 @@ def test_the_open_set_oracle_picks_each_unseen_observers_best_trained_network(
 
     models = methods.Models.restore({"per_observer": tiny_workdirs["per_observer"]})
     evaluation = pairs.evaluation_set(TINY, tiny_data_dir, "open")
-    oracle = methods.predict_rows(evaluation, models, usm_floor=0.0, m=3)[-1]
+    oracle = methods.predict_rows(evaluation, models, usm_floor=0.0, m=3, discrepancy_weight=1.0)[
+        -1
+    ]
     assert oracle.id == "per_observer"
     usm = evaluation.pair_usm
     target = saliency_maps.discrepancy_maps(evaluation.psm, usm, saliency_maps.OUTPUT_SIZE)
@@ -308,7 +324,7 @@ def test_the_open_set_oracle_picks_each_unseen_observers_best_trained_network(
         own = evaluation.observer == observer
         errors = [np.mean((c[own] - target[own]) ** 2) for c in candidates]
         best = candidates[int(np.argmin(errors))][own]
-        expected = inference.compose_psm(usm[own], best, usm_floor=0.0)
+        expected = inference.compose_psm(usm[own], best, usm_floor=0.0, discrepancy_weight=1.0)
         np.testing.assert_allclose(oracle.psm[own], expected, atol=1e-6)
 
 

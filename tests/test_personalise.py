@@ -59,7 +59,12 @@ def test_enroll_a_new_viewer_and_predict_their_map(tiny_data_dir, tiny_workdirs,
     psm_network = inference.restore(tiny_workdirs["psm_network"])
     universal = inference.restore(tiny_workdirs["universal"])
     image, usm, psm = personalise.predict(
-        psm_network, universal, embedding, images_dir / names[0], usm_floor=0.3
+        psm_network,
+        universal,
+        embedding,
+        images_dir / names[0],
+        usm_floor=0.3,
+        discrepancy_weight=0.5,
     )
     assert image.shape == (120, 160, 3) and usm.shape == psm.shape == (120, 160)
     assert 0.0 <= psm.min() and psm.max() <= 1.0
@@ -71,9 +76,11 @@ def test_enroll_a_new_viewer_and_predict_their_map(tiny_data_dir, tiny_workdirs,
         personalise.enroll(psm_network, images, psms)
     # A NaN or wrongly sized embedding is refused, not turned into an all-NaN map.
     with pytest.raises(ValueError, match="NaN or infinite"):
-        personalise.predict(psm_network, universal, embedding * np.nan, images_dir / names[0], 0.3)
+        personalise.predict(
+            psm_network, universal, embedding * np.nan, images_dir / names[0], 0.3, 0.5
+        )
     with pytest.raises(ValueError, match=r"shape \(4,\); the PSM network .* takes \(8,\)"):
-        personalise.predict(psm_network, universal, embedding[:4], images_dir / names[0], 0.3)
+        personalise.predict(psm_network, universal, embedding[:4], images_dir / names[0], 0.3, 0.5)
 
 
 def test_bad_viewer_tables_are_named(tiny_data_dir, tmp_path):

@@ -183,8 +183,8 @@ def predict_rows(
     *,
     usm_floor: float,
     m: int,
+    discrepancy_weight: float,
     baselines: bool = True,
-    discrepancy_weight: float = 1.0,
 ) -> list[Row]:
     """Every row whose model is given, in table order (module docstring).
 

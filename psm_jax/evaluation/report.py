@@ -77,7 +77,7 @@ class Table:
     m: int
     pairs: int
     rows: dict[str, dict]
-    discrepancy_weight: float = 1.0
+    discrepancy_weight: float = 1.0  # tables written before the weight existed used the papers' 1
 
     def mean(self, row_id: str, metric: str) -> float:
         return self.rows[row_id][metric]["mean"]
@@ -151,7 +151,7 @@ def table(
     *,
     usm_floor: float,
     m: int,
-    discrepancy_weight: float = 1.0,
+    discrepancy_weight: float,
 ) -> Table:
     """Means per row and metric, with the asterisks (module docstring).
 
@@ -207,8 +207,8 @@ def evaluate(
     *,
     usm_floor: float,
     m: int,
+    discrepancy_weight: float,
     grid: tuple[int, int] | None = None,
-    discrepancy_weight: float = 1.0,
 ) -> tuple[Table, list[methods.Row], dict[str, dict[str, np.ndarray]]]:
     """Predicts and scores every row of one protocol: (table, rows, per-pair scores by row id)."""
     rows = methods.predict_rows(
@@ -296,7 +296,7 @@ def activity_markdown(activity: dict[str, float], pairs: int) -> str:
     )
 
 
-def composition(usm_floor: float, discrepancy_weight: float = 1.0) -> str:
+def composition(usm_floor: float, discrepancy_weight: float) -> str:
     """The predicted-PSM composition a report scored, in words."""
     weighted = "" if discrepancy_weight == 1 else f"{discrepancy_weight:g} x "
     floor = "0" if usm_floor == 0 else f"{usm_floor:g} x USM"
@@ -317,7 +317,7 @@ def write_main_report(
     m: int,
     seconds: float,
     sections: list[str],
-    discrepancy_weight: float = 1.0,
+    discrepancy_weight: float,
 ) -> Path:
     """The main job's report.md: what was scored and how, then the sections in order."""
     path = Path(path)
