@@ -413,3 +413,33 @@ def test_instance_normalisation_keeps_the_embedding_generated_layer_alive():
         personalised.SaliencyNetworkConfig(dynamic_normalisation="batch")
     with pytest.raises(ValueError, match="PSM network only"):
         personalised.PerObserverSaliencyNetworks(3, config, rngs=nnx.Rngs(0))
+
+
+@pytest.mark.parametrize("input_map", ["psm", "discrepancy"])
+def test_map_pooling_weights_the_features_by_where_the_person_looked(input_map):
+    """Ours: pooling="map" averages the last features under the person's density (or the
+    person's minus the population's, with the discrepancy input)."""
+    config = embedding.EncoderConfig(
+        widths=(4, 8, 8, 8), embedding_size=6, pooling="map", input_map=input_map
+    )
+    encoder = embedding.UserEmbeddingEncoder(config, rngs=nnx.Rngs(0))
+    encoder.eval()
+    psms = jnp.zeros((2, 64, 80)).at[0, 0:16, 0:16].set(1.0).at[1, 48:64, 64:80].set(1.0)
+    usms = jnp.full((2, 64, 80), 0.5)
+    weights = encoder.pooling_weights(psms, usms, (4, 5))
+    assert weights.shape == (2, 4, 5)
+    if input_map == "psm":
+        np.testing.assert_allclose(weights.sum(axis=(1, 2)), 1.0, rtol=1e-5)
+        # The mass lies where the map does: top-left for the first, bottom-right for the second.
+        assert int(jnp.argmax(weights[0])) == 0 and weights[0, 3, 4] < 1e-3
+        assert int(jnp.argmax(weights[1])) == 19 and weights[1, 0, 0] < 1e-3
+    else:
+        np.testing.assert_allclose(weights.sum(axis=(1, 2)), 0.0, atol=1e-6)
+        np.testing.assert_allclose(weights[0, 3, 4], -1 / 20, rtol=1e-4)  # looked less there
+    images, pair_psms = _pairs(2, 3, seed=4)
+    pair_usms = jnp.clip(pair_psms + 0.05, 0, 1)
+    first = encoder(images, pair_psms, pair_usms)
+    np.testing.assert_allclose(jnp.linalg.norm(first, axis=-1), 1.0, rtol=1e-5)
+    assert not np.allclose(first, encoder(images, pair_psms[::-1], pair_usms))
+    with pytest.raises(ValueError, match="pooling must be one of"):
+        embedding.EncoderConfig(pooling="max")

@@ -285,3 +285,88 @@ def test_an_observers_sets_from_one_window_share_no_image_unless_asked(fake_spli
         assert max(shared) == 0
     else:
         assert np.mean(shared) > 1  # m^2 / window = 1.5 expected
+
+
+def test_virtual_observers_mix_two_observers_maps_under_labels_of_their_own(fake_split):
+    """Ours: extra people for the encoder, each two training observers' PSMs mixed."""
+    records, metadata = fake_split
+    stream = pipeline.embedding_sets(
+        records,
+        metadata,
+        m=3,
+        seed=2,
+        sets_per_observer=2,
+        virtual_observers=4,
+        shard_index=0,
+        shard_count=1,
+    )
+    iterator = iter(stream)
+    sets = [next(iterator) for _ in range(40)]
+    real = [s for s in sets if s["observer"] < len(GROUPS["train"])]
+    virtual = [s for s in sets if s["observer"] >= len(GROUPS["train"])]
+    assert real and virtual
+    by_index = dict(enumerate(records))
+    train = GROUPS["train"]
+    for element in virtual:
+        for psm, index in zip(element["psms"], element["image_index"], strict=True):
+            stored = by_index[int(index)]["psm"][train].astype(np.float32)
+            # psm = a min-max renormalised mixture alpha A + (1 - alpha) B, alpha in [0.25, 0.75]
+            # of two distinct training observers: solve for alpha on every pair (a, b).
+            found = False
+            for a in range(len(train)):
+                for b in range(len(train)):
+                    if a == b:
+                        continue
+                    for alpha in np.linspace(0.25, 0.75, 501):
+                        mixed = alpha * stored[a] + (1 - alpha) * stored[b]
+                        expected, _ = saliency_maps.min_max_normalise(mixed)
+                        if np.allclose(expected, psm, atol=2e-3):
+                            found = True
+                            break
+                    if found:
+                        break
+                if found:
+                    break
+            assert found
+    # Each virtual observer draws its sets like a real one: positives under one label.
+    labels = [int(s["observer"]) for s in virtual]
+    assert max(labels.count(label) for label in labels) == 2
+    # Off (the papers' draw), no label outside the group and the same sets as before the option.
+    plain = pipeline.embedding_sets(
+        records, metadata, m=3, seed=2, sets_per_observer=2, shard_index=0, shard_count=1
+    )
+    off = pipeline.embedding_sets(
+        records,
+        metadata,
+        m=3,
+        seed=2,
+        sets_per_observer=2,
+        virtual_observers=0,
+        shard_index=0,
+        shard_count=1,
+    )
+    for a, b in zip(_take(plain, 12), _take(off, 12), strict=True):
+        assert a["observer"] == b["observer"] < len(train)
+        np.testing.assert_array_equal(a["image_index"], b["image_index"])
+
+
+def test_batches_by_observer_hold_each_persons_sets_together(fake_split):
+    """Ours (P x K batches): every set in the batch has its positive beside it."""
+    records, metadata = fake_split
+    # Everyone viewed every image, so every observer draws two sets from each window.
+    records = [dict(r, psm_valid=np.ones(NUM_OBSERVERS, bool)) for r in records]
+    stream = pipeline.embedding_dataset(
+        records,
+        metadata,
+        batch_size=6,
+        m=3,
+        seed=3,
+        sets_per_observer=2,
+        by_observer=True,
+        shard_index=0,
+        shard_count=1,
+    )
+    for batch in _take(stream, 5):
+        labels = batch["observer"]
+        np.testing.assert_array_equal(labels[0::2], labels[1::2])
+        assert len(set(labels.tolist())) == 3

@@ -48,3 +48,34 @@ def test_the_closed_set_usm_without_the_scored_observer_is_the_mean_of_the_other
     for own in (0, 4, 8):
         others = np.delete(psms, own, axis=0).mean(axis=0)
         np.testing.assert_allclose(study._leave_self_out(usm, psms[own], 9), others, atol=1e-6)
+
+
+def test_the_layout_embedding_reads_each_categorys_share_beyond_the_usm(tiny_data_dir):
+    """benchmarks/identity_ceiling.py: the reference that knows where the objects are."""
+    from absl import flags
+    from conftest import TINY
+
+    from psm_jax.data import pipeline
+
+    for name in ("data_dir", "datasets", "runs", "groups", "ms", "output"):
+        if name in flags.FLAGS:  # defined by another study this process loaded
+            delattr(flags.FLAGS, name)
+    spec = importlib.util.spec_from_file_location(
+        "identity_ceiling", _PATH.parent / "identity_ceiling.py"
+    )
+    study = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(study)
+    source, metadata = pipeline.open_split(TINY, "train", tiny_data_dir)
+    features = study.LayoutFeatures(source, metadata)
+    assert features.spec.num_observers == len(metadata.observer_ids)
+    discs, categories = features.masks(0)
+    assert categories[-1] == -1 and discs.shape[1:] == tuple(metadata.working_size)
+    _, _, usm = pipeline.ground_truth_maps(source[0], metadata)
+    # The population's own map departs from itself nowhere.
+    np.testing.assert_allclose(features(usm[None], usm[None], np.array([0])), 0.0, atol=1e-6)
+    # A person who looked only at the first object: its category gains what the USM had elsewhere.
+    looked = discs[0][None]
+    vector = features(looked, usm[None], np.array([0]))
+    first = categories[0]
+    assert vector[first] > 0.1
+    assert vector[first] == max(vector)

@@ -12,6 +12,10 @@ Where the paper is silent (choices, configurable): 3x3 kernels; block widths (16
 narrower than a GPU model would use so that the CPU benchmarks and the quick start stay fast;
 BatchNorm momentum 0.9 (PyTorch's 0.1 update rate, which the authors' code base would default to).
 Because the pairs are averaged, the embedding does not depend on their order.
+
+Ours, as options (`EncoderConfig`, measured in benchmarks/RESULTS.md): the departure from the
+USM as the input map (`input_map="discrepancy"`), and pooling under the person's gaze instead of
+the global average (`pooling="map"`).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from flax import nnx
 from psm_jax.models import layers
 
 INPUT_MAPS = ("psm", "discrepancy")
+POOLINGS = ("mean", "map")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,10 +49,18 @@ class EncoderConfig:
     # embeddings collapse.
     input_map: str = "psm"
     discrepancy_scale: float = 4.0
+    # How a pair's last feature map becomes a vector: "mean" (Strohm et al.: global average
+    # pooling) or "map" (ours, off by default): the features weighted by where the person looked,
+    # the PSM downsampled to the feature map and normalised to sum 1 (with input_map="psm"), or
+    # the person's minus the population's such density (with input_map="discrepancy": the
+    # features they look at more than people in general). Measured in benchmarks/RESULTS.md.
+    pooling: str = "mean"
 
     def __post_init__(self):
         if self.input_map not in INPUT_MAPS:
             raise ValueError(f"input_map must be one of {INPUT_MAPS}, got {self.input_map!r}")
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
 
 
 class UserEmbeddingEncoder(nnx.Module):
@@ -99,8 +112,28 @@ class UserEmbeddingEncoder(nnx.Module):
         features = layers.model_input(images, self.input_map(psms, usms))
         for conv, norm in zip(self.convs, self.norms, strict=True):
             features = jax.nn.relu(norm(conv(features)))
-        pooled = jnp.mean(features, axis=(1, 2))
+        if self.config.pooling == "map":
+            weights = self.pooling_weights(psms, usms, features.shape[1:3])
+            pooled = jnp.einsum("nhw,nhwc->nc", weights, features)
+        else:
+            pooled = jnp.mean(features, axis=(1, 2))
         return self.linear(self.dropout(pooled))
+
+    def pooling_weights(
+        self, psms: jax.Array, usms: jax.Array | None, size: tuple[int, int]
+    ) -> jax.Array:
+        """`pooling="map"`'s weights over the (h, w) feature map: (N, h, w), see `EncoderConfig`."""
+
+        def density(maps: jax.Array) -> jax.Array:
+            maps = jnp.asarray(maps, jnp.float32)
+            small = jax.image.resize(maps, (maps.shape[0], *size), "linear", antialias=True)
+            small = jnp.maximum(small, 0.0)
+            return small / jnp.maximum(jnp.sum(small, axis=(1, 2), keepdims=True), 1e-12)
+
+        if not self.needs_usms:
+            return density(psms)
+        self.input_map(psms, usms)  # the clear error when the USMs are missing
+        return density(psms) - density(usms)
 
     def __call__(
         self, images: jax.Array, psms: jax.Array, usms: jax.Array | None = None
