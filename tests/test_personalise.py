@@ -53,11 +53,17 @@ def test_enroll_a_new_viewer_and_predict_their_map(tiny_data_dir, tiny_workdirs,
     assert images.shape == (3, 120, 160, 3) and psms.shape == (3, 120, 160) and len(names) == 3
     np.testing.assert_allclose(psms.max(axis=(1, 2)), 1.0, rtol=1e-5)
     encoder = inference.restore(tiny_workdirs["embedding"])
-    embedding = personalise.enroll(encoder, images, psms)
+    universal = inference.restore(tiny_workdirs["universal"])
+    # The main job's encoder reads each pair's departure from the USM: a new person's images
+    # have the universal network's USMs.
+    assert encoder.model.needs_usms
+    with pytest.raises(ValueError, match="enrol with the images' USMs"):
+        personalise.enroll(encoder, images, psms)
+    usms = inference.predicted_usms(universal, images)
+    embedding = personalise.enroll(encoder, images, psms, usms)
     np.testing.assert_allclose(np.linalg.norm(embedding), 1.0, rtol=1e-5)
 
     psm_network = inference.restore(tiny_workdirs["psm_network"])
-    universal = inference.restore(tiny_workdirs["universal"])
     image, usm, psm = personalise.predict(
         psm_network,
         universal,
@@ -148,10 +154,19 @@ def test_both_enrolments_and_predictions_through_the_launchers(
     model and a file that is no head are refused by name."""
     images_dir, csv = _viewer_files(tiny_data_dir, tmp_path)
     person = (f"--images_dir={images_dir}", f"--fixations={csv}")
+    without_usms = _run_launcher(
+        "enroll.py",
+        *person,
+        f"--encoder_workdir={tiny_workdirs['embedding']}",
+        f"--output={tmp_path / 'alice'}",
+    )
+    assert without_usms.returncode != 0
+    assert "give --universal (the USMs of the images)" in without_usms.stderr
     enrolled = _run_launcher(
         "enroll.py",
         *person,
         f"--encoder_workdir={tiny_workdirs['embedding']}",
+        f"--universal={tiny_workdirs['universal']}",
         f"--output={tmp_path / 'alice'}",
     )
     assert enrolled.returncode == 0, enrolled.stderr[-2000:]

@@ -70,11 +70,6 @@ def get_config(model: str = "psm_network") -> ml_collections.ConfigDict:
     # measure it); False: they never do, as Strohm et al.'s Eq. 1 draws the positive from other
     # images than the anchor (psm_jax.data.pipeline.embedding_dataset).
     config.overlapping_sets = False
-    # Ours, 0 off: extra virtual observers per window in the encoder's training sets, each two
-    # training observers' PSMs mixed (psm_jax.data.pipeline.embedding_dataset).
-    config.virtual_observers = 0
-    # Ours, False off: P x K encoder batches, each observer's sets of a window consecutive.
-    config.batch_by_observer = False
     # The encoder's loss: "triplet" (Strohm et al.'s cosine triplet margin loss, with `margin` and
     # `mining`) or "supervised_contrastive" (ours, Khosla et al. 2020, with `temperature`): its
     # collapsed state (every embedding alike) is no minimum (benchmarks/RESULTS.md).

@@ -85,5 +85,5 @@ def get_config(argument: str = "psm_network"):
         config.checkpoint_every = 3
         config.log_every = 2
         config.eval_batches = 2
-        config.network = dict(TINY_NETWORKS[model])
+        config.network.update(TINY_NETWORKS[model])
     return experiments.apply_options(config, options & {"predicted"})

@@ -318,21 +318,12 @@ class _SetsOfWindow(grain.transforms.RandomMap):
         m: int,
         sets_per_observer: int,
         disjoint: bool = True,
-        virtual_observers: int = 0,
-        by_observer: bool = False,
     ):
-        self.by_observer = by_observer
         self.observers = metadata.observers(group)
         self.train_mask = metadata.train_mask
         self.m = m
         self.sets_per_observer = sets_per_observer
         self.disjoint = disjoint
-        if virtual_observers and len(self.observers) < 2:
-            raise ValueError(
-                f"virtual_observers={virtual_observers} mixes two observers, but {metadata.name} "
-                f"has {len(self.observers)} in the group {group!r}."
-            )
-        self.virtual_observers = virtual_observers
 
     def random_map(self, window: list[_ImageRecord], rng: np.random.Generator):
         # A window that spans an epoch boundary can hold an image twice: keep it once.
@@ -352,22 +343,9 @@ class _SetsOfWindow(grain.transforms.RandomMap):
                 for r in window
             ]
         ).astype(np.float32)
-        # Who draws sets: (label, psms (window, H, W), valid (window,)) per observer, then the
-        # virtual observers (ours): the PSMs of two training observers mixed with a weight in
-        # [0.25, 0.75] and min-max renormalised, under a label of their own.
-        people = [(k, psms[:, o], valid[:, o]) for k, o in enumerate(self.observers)]
-        for _ in range(self.virtual_observers):
-            a, b = self.observers[rng.choice(len(self.observers), size=2, replace=False)]
-            alpha = rng.uniform(0.25, 0.75)
-            mixed, mixed_valid = saliency_maps.min_max_normalise(
-                alpha * psms[:, a] + (1.0 - alpha) * psms[:, b]
-            )
-            label = len(self.observers) + int(rng.integers(2**30))
-            people.append((label, mixed, mixed_valid & valid[:, a] & valid[:, b]))
         sets = []
-        for person in rng.permutation(len(people)) if self.by_observer else range(len(people)):
-            label, maps, viewed_mask = people[person]
-            viewed = np.flatnonzero(viewed_mask)
+        for k, o in enumerate(self.observers):
+            viewed = np.flatnonzero(valid[:, o])
             if len(viewed) < self.m:
                 continue
             shuffled = rng.permutation(viewed)
@@ -382,14 +360,12 @@ class _SetsOfWindow(grain.transforms.RandomMap):
                 sets.append(
                     {
                         "images": images[chosen],
-                        "psms": maps[chosen],
+                        "psms": psms[chosen, o],
                         "usms": usms[chosen],
-                        "observer": np.int32(label),
+                        "observer": np.int32(k),
                         "image_index": indices[chosen],
                     }
                 )
-        if self.by_observer:
-            return sets  # people in random order, each one's sets consecutive
         order = rng.permutation(len(sets))
         return [sets[i] for i in order]
 
@@ -415,8 +391,6 @@ def embedding_sets(
     shard_index: int | None = None,
     shard_count: int | None = None,
     disjoint: bool = True,
-    virtual_observers: int = 0,
-    by_observer: bool = False,
 ) -> grain.IterDataset:
     """Unbatched sets of m (image, PSM) pairs, each from one observer; see `embedding_dataset`."""
     window_images = window_images or 2 * m
@@ -438,12 +412,9 @@ def embedding_sets(
     )
     windows = records.batch(window_images, drop_remainder=True, batch_fn=list)
     sets = windows.random_map(
-        _SetsOfWindow(
-            metadata, observers, m, sets_per_observer, disjoint, virtual_observers, by_observer
-        ),
-        seed=seed + 1,
+        _SetsOfWindow(metadata, observers, m, sets_per_observer, disjoint), seed=seed + 1
     ).to_iter_dataset(_READ_OPTIONS)
-    fan_out = (len(metadata.observers(observers)) + virtual_observers) * sets_per_observer
+    fan_out = len(metadata.observers(observers)) * sets_per_observer
     flat = grain_experimental.FlatMapIterDataset(sets, _Flatten(max(fan_out, 1)))
     return flat
 
@@ -464,8 +435,6 @@ def embedding_dataset(
     shard_count: int | None = None,
     num_workers: int = 0,
     disjoint: bool = True,
-    virtual_observers: int = 0,
-    by_observer: bool = False,
 ) -> grain.IterDataset:
     """Batches of sets of m (image, PSM) pairs, each set from one observer (a triplet-loss label).
 
@@ -482,16 +451,6 @@ def embedding_dataset(
         they viewed in the window allow, up to `sets_per_observer`); False draws each set
         independently, so an observer's sets share about half their images (psm-jax before
         2026-11-30; `config.overlapping_sets`, kept to measure its effect).
-      virtual_observers: ours (`config.virtual_observers`), 0 off: per window, this many extra
-        observers, each the PSMs of two random observers of the group mixed with a weight drawn
-        from [0.25, 0.75] (min-max renormalised) on the images both viewed, drawing sets like the
-        others under a label of their own (>= the group's size, random, so distinct across
-        windows): more people to tell apart than the group has, for an encoder that must
-        generalise to unseen ones.
-      by_observer: ours (`config.batch_by_observer`), False off: an observer's sets from a
-        window come one after another (people in random order) instead of all sets shuffled, so
-        a batch holds about batch_size / sets_per_observer people with sets_per_observer sets
-        each (P x K batches: every set has a positive) instead of a few positive pairs.
       num_epochs, drop_remainder, shard_index, shard_count, num_workers: as in
         `psm_regression_dataset`.
 
@@ -512,8 +471,6 @@ def embedding_dataset(
         shard_index=shard_index,
         shard_count=shard_count,
         disjoint=disjoint,
-        virtual_observers=virtual_observers,
-        by_observer=by_observer,
     )
     return _finish(sets, batch_size, drop_remainder, num_workers)
 
@@ -540,8 +497,6 @@ def combined_embedding_dataset(
     drop_remainder: bool = True,
     num_workers: int = 0,
     disjoint: bool = True,
-    virtual_observers: int = 0,
-    by_observer: bool = False,
 ) -> grain.IterDataset:
     """Sets of several datasets mixed into one stream (Strohm et al.'s combined dataset, CD).
 
@@ -553,9 +508,8 @@ def combined_embedding_dataset(
     Args:
       parts: (source, metadata) of each dataset's split.
       batch_size, m, seed, observers, sets_per_observer, num_epochs, drop_remainder, num_workers,
-      disjoint, virtual_observers, by_observer:
-        as in `embedding_dataset` (virtual observers mix two observers of one dataset; the mix
-        of the datasets' streams interleaves sets, so by_observer's runs may be split).
+      disjoint:
+        as in `embedding_dataset`.
     """
     sizes = {tuple(metadata.working_size) for _, metadata in parts}
     if len(sizes) > 1:
@@ -571,8 +525,6 @@ def combined_embedding_dataset(
             sets_per_observer=sets_per_observer,
             num_epochs=num_epochs,
             disjoint=disjoint,
-            virtual_observers=virtual_observers,
-            by_observer=by_observer,
         )
         streams.append(sets.map(_OffsetObserver(offset)))
         count = len(metadata.observers(observers))

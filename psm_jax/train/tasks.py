@@ -72,8 +72,6 @@ class Task:
         self, source, *, seed: int, shuffle: bool, num_epochs: int | None, split: str = "train"
     ):
         config = self.config
-        # Virtual observers are a training augmentation: validation batches keep real people.
-        virtual_observers = config.get("virtual_observers", 0) if split == "train" else 0
         if self.stream_kind == "embedding" and config.combine_with:
             parts = [(source, self.metadata)] + [
                 pipeline.open_split(name, split, config.data_dir)
@@ -88,8 +86,6 @@ class Task:
                 num_epochs=num_epochs,
                 num_workers=config.num_workers,
                 disjoint=not config.get("overlapping_sets", False),
-                virtual_observers=virtual_observers,
-                by_observer=config.get("batch_by_observer", False),
             )
         if self.stream_kind == "embedding":
             return pipeline.embedding_dataset(
@@ -102,8 +98,6 @@ class Task:
                 num_epochs=num_epochs,
                 num_workers=config.num_workers,
                 disjoint=not config.get("overlapping_sets", False),
-                virtual_observers=virtual_observers,
-                by_observer=config.get("batch_by_observer", False),
             )
         return pipeline.psm_regression_dataset(
             source,
