@@ -2,7 +2,7 @@
 
     python benchmarks/seed_sweep.py --data_dir=/tmp/tfds_sweep --workdir=/tmp/sweep
     python benchmarks/seed_sweep.py --workdir=/tmp/sweep_disc \
-        --override=embedding:network.input_map=discrepancy   # an option, measured across draws
+        --override=embedding:network.pooling=mean   # an option, measured across draws
 
 Runs `launch/main.py`'s job (quick schedules, default evaluation settings) on
 `synthetic_personal_saliency` (seed 0), `/seed1` and `/seed2`, one workdir each below

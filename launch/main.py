@@ -3,7 +3,7 @@
 python launch/main.py
 python launch/main.py --dataset=osie_personal --manual_dir=../shared/datasets/osie
 python launch/main.py --dataset=synthetic_personal_saliency/tiny --workdir=/tmp/tiny_run
-python launch/main.py --override=embedding:network.input_map=discrepancy --workdir=runs/disc
+python launch/main.py --override=embedding:network.input_map=psm,network.pooling=mean --workdir=runs/papers_encoder
 """
 
 import runner
@@ -31,7 +31,7 @@ _OVERRIDE = flags.DEFINE_multi_string(
     "override",
     [],
     "model:key=value,... options on top of a model's quick schedule, e.g. "
-    "embedding:network.input_map=discrepancy (repeatable; see psm_jax/configs).",
+    "embedding:network.pooling=mean (repeatable; see psm_jax/configs).",
 )
 
 

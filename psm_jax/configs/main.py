@@ -10,7 +10,7 @@ dataset, whose 24 training images cannot supply sets of 32, observers are embedd
 encoder's m.
 
 Options (ours) reach a stage's config as overrides, `model:key=value,key=value`
-(`parse_override`), e.g. `--override=embedding:network.input_map=discrepancy` on
+(`parse_override`), e.g. `--override=embedding:network.input_map=psm,network.pooling=mean` on
 `launch/main.py`.
 """
 
