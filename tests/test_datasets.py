@@ -133,6 +133,12 @@ def test_main_job_on_tiny(tiny_main_job):
         "## What was trained" in report and "observers: 8 (train 4, validation 2, test 2)" in report
     )
     assert "| embedding | 6 | 8 | adam |" in report
+    # The encoder's row names what it trained with (it used to name the triplet loss's margin
+    # whatever the loss was).
+    assert (
+        "sets of m = 3, supervised contrastive loss, t = 0.1, discrepancy input, map pooling"
+        in report
+    )
     assert "## What the results say" in report and "Closed set: the embedding network" in report
     assert "precision@1" in report.split("## What the results say")[1].split("Caveats")[0]
     assert len(printed.splitlines()) < 100  # tables on the console, the rest in the report

@@ -357,8 +357,14 @@ def training_markdown(dataset_summary: str, runs: dict[str, dict]) -> str:
         config = run["config"]
         other = []
         if model == "embedding":
+            if config.get("embedding_loss", "triplet") == "supervised_contrastive":
+                objective = f"supervised contrastive loss, t = {config.get('temperature', 0.1)}"
+            else:
+                objective = f"triplet loss, margin {config.margin}, {config.mining} mining"
+            network = config.get("network") or {}
             other.append(
-                f"sets of m = {config.m}, margin {config.margin}, {config.mining} mining"
+                f"sets of m = {config.m}, {objective}, {network.get('input_map', 'psm')} input, "
+                f"{network.get('pooling', 'mean')} pooling"
                 + (", overlapping sets" if config.get("overlapping_sets") else "")
             )
         if model == "psm_network":
