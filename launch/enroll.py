@@ -4,8 +4,11 @@ With STUDY=runs/synthetic_personal_saliency/example_study (a new viewer the main
 README, "New viewers"):
 
 Strohm et al.'s path (the default), no retraining: their user embedding from the trained encoder.
+The main job's encoder reads each pair's departure from the USM, so it also needs the universal
+network (the USMs of the person's images); an encoder with the papers' PSM input does not.
 
     python launch/enroll.py --encoder_workdir=runs/synthetic_personal_saliency/embedding \
+        --universal=runs/synthetic_personal_saliency/universal \
         --images_dir=$STUDY/images --fixations=$STUDY/viewer.csv --output=alice.npy
 
 Xu et al.'s path: a new head of the trained multi-task CNN, fitted to the person's pairs with the
