@@ -3,7 +3,8 @@
 python launch/main.py
 python launch/main.py --dataset=osie_personal --manual_dir=../shared/datasets/osie
 python launch/main.py --dataset=synthetic_personal_saliency/tiny --workdir=/tmp/tiny_run
-python launch/main.py --override=embedding:network.input_map=psm,network.pooling=mean --workdir=runs/papers_encoder
+python launch/main.py --override=embedding:network.input_map=psm,network.pooling=mean \
+    --workdir=runs/papers_encoder
 """
 
 import runner
