@@ -70,7 +70,7 @@ def quick_schedule(
     its features under that departure (`network.pooling="map"`) instead of the papers' PSM input
     and global average: precision@1 of unseen validation observers at m = 8 / 32 went from
     0.60 / 0.70, 0.52 / 0.78, 0.34 / 0.64 to 0.88 / 0.96, 0.86 / 1.00, 0.90 / 1.00 on the three
-    draws (benchmarks/RESULTS.md, 2026-12-01, later). Enrolling a new person then needs the USMs
+    draws (benchmarks/RESULTS.md, 2026-12-01, evening). Enrolling a new person then needs the USMs
     of their images (`launch/enroll.py --universal`); `--config.network.input_map=psm
     --config.network.pooling=mean` restores the papers' encoder.
     """

@@ -50,7 +50,8 @@ class EncoderConfig:
     input_map: str = "psm"
     discrepancy_scale: float = 4.0
     # How a pair's last feature map becomes a vector: "mean" (Strohm et al.: global average
-    # pooling) or "map" (ours, off by default): the features weighted by where the person looked,
+    # pooling) or "map" (ours; the quick schedules' choice, with input_map="discrepancy", see
+    # psm_jax.configs.experiments.quick_schedule): the features weighted by where the person looked,
     # the PSM downsampled to the feature map and normalised to sum 1 (with input_map="psm"), or
     # the person's minus the population's such density (with input_map="discrepancy": the
     # features they look at more than people in general). Measured in benchmarks/RESULTS.md.
@@ -96,11 +97,7 @@ class UserEmbeddingEncoder(nnx.Module):
         """The map the encoder sees beside each image, in [0, 1] (see `EncoderConfig`)."""
         if not self.needs_usms:
             return psms
-        if usms is None:
-            raise ValueError(
-                "This encoder reads each pair's departure from the USM (input_map="
-                "'discrepancy'): give the USMs of the pairs' images too."
-            )
+        _require_usms(usms)
         scaled = 0.5 + self.config.discrepancy_scale * (psms - usms)
         return jnp.clip(scaled, 0.0, 1.0)
 
@@ -132,7 +129,7 @@ class UserEmbeddingEncoder(nnx.Module):
 
         if not self.needs_usms:
             return density(psms)
-        self.input_map(psms, usms)  # the clear error when the USMs are missing
+        _require_usms(usms)
         return density(psms) - density(usms)
 
     def __call__(
@@ -146,6 +143,14 @@ class UserEmbeddingEncoder(nnx.Module):
         )
         mean = jnp.mean(features.reshape(batch, m, -1), axis=1)
         return normalise(mean)
+
+
+def _require_usms(usms) -> None:
+    if usms is None:
+        raise ValueError(
+            "This encoder reads each pair's departure from the USM (input_map="
+            "'discrepancy'): give the USMs of the pairs' images too."
+        )
 
 
 def normalise(vectors: jax.Array, epsilon: float = 1e-12) -> jax.Array:
