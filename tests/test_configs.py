@@ -71,6 +71,12 @@ def test_quick_schedules_train_discrepancy_models_with_adam_and_embed_with_m_32(
     # The encoder's quick recipe: the contrastive loss (the triplet one collapsed, RESULTS.md).
     assert config_for("embedding").embedding_loss == "supervised_contrastive"
     assert synthetic.get_config("embedding,paper").embedding_loss == "triplet"
+    # ... reading the departure from the USM and pooling under it (the papers': PSM, average).
+    quick = config_for("embedding").network
+    assert (quick.input_map, quick.pooling) == ("discrepancy", "map")
+    assert "pooling" not in synthetic.get_config("embedding,paper").network
+    tiny = synthetic.get_config("embedding,tiny").network  # the tests' encoder is the quick one
+    assert (tiny.input_map, tiny.pooling, tiny.widths) == ("discrepancy", "map", (4, 8, 8, 8))
 
 
 def test_paper_settings_are_the_defaults():
