@@ -83,11 +83,15 @@ def restore(workdir: str | Path, *, kind: str | None = None, which: str = "best"
 
 
 def in_batches(function, *arrays: np.ndarray, batch_size: int = BATCH_SIZE) -> np.ndarray:
-    """`function` applied to consecutive batches of `arrays` (same length), outputs concatenated."""
-    outputs = [
-        np.asarray(function(*(a[i : i + batch_size] for a in arrays)))
-        for i in range(0, len(arrays[0]), batch_size)
-    ]
+    """`function` applied to consecutive batches of `arrays` (same length), outputs concatenated.
+    Every call sees `batch_size` rows (the last batch padded, `layers.pad_batch`) unless all the
+    arrays are shorter than that."""
+    total = len(arrays[0])
+    size = min(batch_size, total)
+    outputs = []
+    for i in range(0, total, batch_size):
+        batch = [layers.pad_batch(np.asarray(a[i : i + batch_size]), size) for a in arrays]
+        outputs.append(np.asarray(function(*batch))[: min(batch_size, total - i)])
     return np.concatenate(outputs)
 
 
@@ -161,6 +165,8 @@ def embed_observers(
     sets_per_observer: int = 1,
     seed: int = 0,
     with_image_index: bool = False,
+    pair_cache: dict | None = None,
+    usms: np.ndarray | None = None,
 ):
     """Embeddings of random m-pair sets of each observer of `group`, drawn from the images of
     `source` (the dataset's training images, never its test images): (observers in group,
@@ -177,6 +183,13 @@ def embed_observers(
       seed: the draws' seed.
       with_image_index: also return the record indices of each set's images (observers, per
         observer, m): the enrolment data the embeddings were made from.
+      pair_cache: encode each (observer, image) pair once across the sets, and across calls
+        given the same dict for the same encoder, source and group
+        (`psm_jax.models.embedding.collect_embeddings`).
+      usms: (records of `source`, H, W): the USM of each image in place of the one the encoder
+        trained with, for an encoder that reads the departure from the USM: e.g. the universal
+        network's (`predicted_usms`), which is all a new person's enrolment has. None: the USMs
+        it trained with (the ground truth, or its config's external USMs).
     """
     _expect(encoder, "embedding")
     if len(source) < 2 * m:
@@ -194,10 +207,22 @@ def embed_observers(
         observers=group,
         sets_per_observer=sets_per_observer,
         drop_remainder=False,
+        # An encoder trained on an external model's USMs (the "predicted" option) reads them here
+        # too, not the ground truth.
+        external_usm_dir=encoder.config.external_usm_dir if encoder.predicted_usm else None,
     )
+    if usms is not None:
+        if len(usms) != len(source):
+            raise ValueError(f"usms holds {len(usms)} maps for {len(source)} records.")
+        stream = ({**batch, "usms": usms[batch["image_index"]]} for batch in stream)
     count = len(metadata.observers(group))
     return embedding_lib.collect_embeddings(
-        encoder.model, stream, count, per_observer, with_image_index=with_image_index
+        encoder.model,
+        stream,
+        count,
+        per_observer,
+        with_image_index=with_image_index,
+        pair_cache=pair_cache,
     )
 
 

@@ -243,6 +243,7 @@ def _evaluate(dataset, data_dir, workdir: Path, models: methods.Models, evaluati
             sections.append(f"![{protocol}-set examples](report/{grid_path.name})\n")
 
     source, metadata = pipeline.open_split(dataset, "train", data_dir)
+    sets: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     precision = embeddings.precision_at_1_versus_m(
         models.embedding,
         source,
@@ -251,20 +252,13 @@ def _evaluate(dataset, data_dir, workdir: Path, models: methods.Models, evaluati
         ms=tuple(evaluation.precision_ms),
         sets_per_observer=evaluation.precision_sets_per_observer,
         seed=evaluation.seed,
+        sets=sets,
     )
     sections.append(report.precision_markdown(precision))
     results["precision_at_1"] = precision
     tsne_m = max((k for k, v in precision.items() if np.isfinite(v)), default=None)
     if tsne_m is not None:
-        vectors, labels = embeddings.set_embeddings(
-            models.embedding,
-            source,
-            metadata,
-            group="test",
-            m=tsne_m,
-            sets_per_observer=evaluation.precision_sets_per_observer,
-            seed=evaluation.seed,
-        )
+        vectors, labels = sets[tsne_m]  # the sets precision@1 was scored on at that m
         test_ids = [str(metadata.observer_ids[o]) for o in metadata.observers("test")]
         figures.embedding_plot(
             vectors,

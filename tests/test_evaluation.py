@@ -1,6 +1,7 @@
 """Checkpoint-based evaluation: pairs, rows with stable ids, tables, significance, the embedding
 studies, and restoring models with their parameters only."""
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -233,6 +234,44 @@ def test_precision_at_1_versus_m_is_nan_where_the_images_cannot_supply_a_set(
         inference.embed_observers(encoder, source, metadata, group="test", m=16)
 
 
+def test_observers_can_be_embedded_on_other_usms_than_the_ground_truth(
+    tiny_data_dir, tiny_workdirs, tmp_path
+):
+    """`usms` replaces each image's ground-truth USM (a new person's enrolment has only the
+    universal network's): the ground truth given explicitly changes nothing, other maps do."""
+    from psm_jax.data import pipeline
+
+    encoder = inference.restore(tiny_workdirs["embedding"])
+    assert encoder.model.needs_usms  # the main job's encoder reads the departure from the USM
+    source, metadata = pipeline.open_split(TINY, "train", tiny_data_dir)
+    truth = np.stack(
+        [pipeline.ground_truth_maps(source[i], metadata)[2] for i in range(len(source))]
+    )
+    kwargs = {"group": "test", "m": 4, "per_observer": 2, "sets_per_observer": 2}
+    default = inference.embed_observers(encoder, source, metadata, **kwargs)
+    explicit = inference.embed_observers(encoder, source, metadata, usms=truth, **kwargs)
+    np.testing.assert_allclose(explicit, default, atol=1e-6)
+    other = inference.embed_observers(encoder, source, metadata, usms=truth[::-1], **kwargs)
+    assert not np.allclose(other, default, atol=1e-3)
+    with pytest.raises(ValueError, match="usms holds 3 maps for 24 records"):
+        inference.embed_observers(encoder, source, metadata, usms=truth[:3], **kwargs)
+    # An encoder trained on external USMs (the "predicted" option) is embedded on them.
+    folder = tmp_path / "usms"
+    folder.mkdir()
+    stored = truth[::-1] - truth[::-1].min(axis=(1, 2), keepdims=True)
+    stored /= stored.max(axis=(1, 2), keepdims=True)  # as the external reader normalises them
+    for i in range(len(source)):
+        np.save(folder / f"{Path(pipeline.image_id(source[i])).stem}.npy", stored[i])
+    config = encoder.config.copy_and_resolve_references()
+    config.usm, config.external_usm_dir = "external", str(folder)
+    external = dataclasses.replace(encoder, config=config)
+    np.testing.assert_allclose(
+        inference.embed_observers(external, source, metadata, **kwargs),
+        inference.embed_observers(encoder, source, metadata, usms=stored, **kwargs),
+        atol=1e-5,
+    )
+
+
 def test_the_usm_floor_keeps_a_fraction_of_the_usm_where_the_discrepancy_erases_it():
     usm = np.linspace(0.0, 0.8, 8 * 8, dtype=np.float32).reshape(1, 8, 8)
     discrepancy = np.full((1, 2, 2), -0.5, np.float32)  # coarse, upsampled 4x
@@ -371,3 +410,18 @@ def test_baselines_come_from_the_data_the_embedding_gets(tiny_data_dir, tiny_wor
     np.testing.assert_allclose(opened.mean_psm[0], own.mean(axis=0), atol=1e-6)
     centre = priors.centre_bias(source, metadata)
     assert centre.shape == (120, 160) and 0 < centre.max() <= 1
+
+
+def test_in_batches_gives_every_call_the_full_batch_shape():
+    shapes = []
+
+    def function(x, y):
+        shapes.append(x.shape)
+        return x * 2 + y
+
+    x, y = np.arange(10.0).reshape(5, 2), np.ones((5, 2))
+    np.testing.assert_array_equal(inference.in_batches(function, x, y, batch_size=2), x * 2 + y)
+    assert shapes == [(2, 2)] * 3  # the last batch of one row padded to two
+    shapes.clear()
+    np.testing.assert_array_equal(inference.in_batches(function, x, y, batch_size=8), x * 2 + y)
+    assert shapes == [(5, 2)]  # fewer rows than a batch: not padded

@@ -443,3 +443,40 @@ def test_map_pooling_weights_the_features_by_where_the_person_looked(input_map):
     assert not np.allclose(first, encoder(images, pair_psms[::-1], pair_usms))
     with pytest.raises(ValueError, match="pooling must be one of"):
         embedding.EncoderConfig(pooling="max")
+
+
+def test_collect_embeddings_encodes_each_pair_once_and_equals_the_encoder():
+    config = embedding.EncoderConfig(
+        widths=(4, 8, 8, 8), embedding_size=6, input_map="discrepancy", pooling="map"
+    )
+    encoder = embedding.UserEmbeddingEncoder(config, rngs=nnx.Rngs(0))
+    encoder.eval()
+    # 4 observers x 3 images: each observer's PSM of each image; sets of m = 2 that share pairs.
+    images, psms = _pairs(4, 3, seed=2)
+    usms = jnp.clip(psms[0] + 0.05, 0, 1)
+    sets = [(0, (0, 1)), (1, (1, 2)), (0, (1, 2)), (2, (0, 2)), (3, (2, 0)), (1, (0, 1))]
+    sets += [(2, (1, 0)), (3, (1, 2))]
+    observer = np.array([o for o, _ in sets], np.int32)
+    index = np.array([i for _, i in sets], np.int32)
+    batch = {
+        "images": np.asarray(images[0])[index],  # the same image for every observer
+        "psms": np.asarray(psms)[observer[:, None], index],
+        "usms": np.asarray(usms)[index],
+        "observer": observer,
+        "image_index": index,
+    }
+    # Two batches (the second short, as a stream's last): the first 5 sets, then 3.
+    batches = [{k: v[:5] for k, v in batch.items()}, {k: v[5:] for k, v in batch.items()}]
+    cache = {}
+    vectors, chosen = embedding.collect_embeddings(
+        encoder, batches, 4, 2, with_image_index=True, pair_cache=cache
+    )
+    expected = encoder(batch["images"], batch["psms"], batch["usms"])
+    for k in range(4):
+        rows = np.flatnonzero(observer == k)
+        np.testing.assert_allclose(vectors[k], expected[rows], rtol=1e-4, atol=1e-5)
+        np.testing.assert_array_equal(chosen[k], index[rows])
+    pairs = {(int(o), int(i)) for o, row in zip(observer, index, strict=True) for i in row}
+    assert set(cache) == pairs and len(pairs) < observer.size * 2
+    with pytest.raises(ValueError, match="before observers \\[0, 1, 2, 3\\] had 3 sets"):
+        embedding.collect_embeddings(encoder, batches, 4, 3)

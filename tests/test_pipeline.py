@@ -237,6 +237,29 @@ def test_external_usm_folder_replaces_the_ground_truth_usm(fake_split, tmp_path)
         np.testing.assert_allclose(batch["discrepancy"][j], expected, atol=1e-5)
 
 
+def test_external_usms_replace_the_ground_truth_in_the_encoders_sets(fake_split, tmp_path):
+    """The encoder's set stream reads the same folder (the "predicted" option), so an encoder can
+    train on the USMs a new person's enrolment will have."""
+    records, metadata = fake_split
+    rng = np.random.default_rng(4)
+    external = {}
+    for i in range(NUM_IMAGES):
+        external[i] = rng.random((120, 160)).astype(np.float32)
+        external[i][0, 0], external[i][0, 1] = 0.0, 1.0  # already in [0, 1]: read as stored
+        np.save(tmp_path / f"img{i}.npy", external[i])
+    kwargs = {"batch_size": 3, "m": 4, "seed": 1, "shard_index": 0, "shard_count": 1}
+    (batch,) = _take(pipeline.embedding_dataset(records, metadata, **kwargs), 1)
+    (other,) = _take(
+        pipeline.embedding_dataset(records, metadata, external_usm_dir=str(tmp_path), **kwargs), 1
+    )
+    np.testing.assert_array_equal(other["image_index"], batch["image_index"])  # the same sets
+    np.testing.assert_array_equal(other["psms"], batch["psms"])
+    for s, indices in enumerate(other["image_index"]):
+        for j, i in enumerate(indices):
+            np.testing.assert_allclose(other["usms"][s, j], external[int(i)], atol=1e-6)
+            assert not np.allclose(batch["usms"][s, j], external[int(i)])
+
+
 def test_external_usm_errors_name_the_file(tmp_path):
     from psm_jax.data import external_usm
 

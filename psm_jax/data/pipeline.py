@@ -318,12 +318,14 @@ class _SetsOfWindow(grain.transforms.RandomMap):
         m: int,
         sets_per_observer: int,
         disjoint: bool = True,
+        external_usms=None,
     ):
         self.observers = metadata.observers(group)
         self.train_mask = metadata.train_mask
         self.m = m
         self.sets_per_observer = sets_per_observer
         self.disjoint = disjoint
+        self.external_usms = external_usms
 
     def random_map(self, window: list[_ImageRecord], rng: np.random.Generator):
         # A window that spans an epoch boundary can hold an image twice: keep it once.
@@ -333,16 +335,21 @@ class _SetsOfWindow(grain.transforms.RandomMap):
         psms = np.stack([r.psm for r in window])
         valid = np.stack([r.psm_valid for r in window])
         indices = np.array([r.image_index for r in window], np.int32)
-        # The ground-truth USM of each image (mean PSM of the training observers; zeros where
-        # none of them has a map), for encoders that read the departure from it.
-        usms = np.stack(
-            [
-                saliency_maps.universal_saliency_maps(
-                    r.psm, r.psm_valid, mode="train", train_observers=self.train_mask
-                )[0][0]
-                for r in window
-            ]
-        ).astype(np.float32)
+        # The USM of each image, for encoders that read the departure from it: the ground truth
+        # (mean PSM of the training observers; zeros where none of them has a map), or an
+        # external model's map of the image.
+        if self.external_usms is not None:
+            usms = np.stack([self.external_usms(r.image_id) for r in window])
+        else:
+            usms = np.stack(
+                [
+                    saliency_maps.universal_saliency_maps(
+                        r.psm, r.psm_valid, mode="train", train_observers=self.train_mask
+                    )[0][0]
+                    for r in window
+                ]
+            )
+        usms = usms.astype(np.float32)
         sets = []
         for k, o in enumerate(self.observers):
             viewed = np.flatnonzero(valid[:, o])
@@ -391,6 +398,7 @@ def embedding_sets(
     shard_index: int | None = None,
     shard_count: int | None = None,
     disjoint: bool = True,
+    external_usm_dir: str | None = None,
 ) -> grain.IterDataset:
     """Unbatched sets of m (image, PSM) pairs, each from one observer; see `embedding_dataset`."""
     window_images = window_images or 2 * m
@@ -411,8 +419,14 @@ def embedding_sets(
         _RecordDecoder(metadata.working_size)
     )
     windows = records.batch(window_images, drop_remainder=True, batch_fn=list)
+    external_usms = (
+        None
+        if external_usm_dir is None
+        else external_usm.ExternalUsms(external_usm_dir, metadata.working_size)
+    )
     sets = windows.random_map(
-        _SetsOfWindow(metadata, observers, m, sets_per_observer, disjoint), seed=seed + 1
+        _SetsOfWindow(metadata, observers, m, sets_per_observer, disjoint, external_usms),
+        seed=seed + 1,
     ).to_iter_dataset(_READ_OPTIONS)
     fan_out = len(metadata.observers(observers)) * sets_per_observer
     flat = grain_experimental.FlatMapIterDataset(sets, _Flatten(max(fan_out, 1)))
@@ -435,6 +449,7 @@ def embedding_dataset(
     shard_count: int | None = None,
     num_workers: int = 0,
     disjoint: bool = True,
+    external_usm_dir: str | None = None,
 ) -> grain.IterDataset:
     """Batches of sets of m (image, PSM) pairs, each set from one observer (a triplet-loss label).
 
@@ -451,12 +466,12 @@ def embedding_dataset(
         they viewed in the window allow, up to `sets_per_observer`); False draws each set
         independently, so an observer's sets share about half their images (psm-jax before
         2026-11-30; `config.overlapping_sets`, kept to measure its effect).
-      num_epochs, drop_remainder, shard_index, shard_count, num_workers: as in
-        `psm_regression_dataset`.
+      num_epochs, drop_remainder, shard_index, shard_count, num_workers, external_usm_dir: as
+        in `psm_regression_dataset` (external USMs replace the ground truth in the usms field).
 
     Returns:
       An IterDataset of dicts: images (B, m, H, W, 3) uint8, psms (B, m, H, W) float32,
-      usms (B, m, H, W) float32 (the images' ground-truth USMs), observer (B,) int32 (index in
+      usms (B, m, H, W) float32 (the images' USMs), observer (B,) int32 (index in
       the group), image_index (B, m) int32 (record indices in the split of the set's images).
     """
     sets = embedding_sets(
@@ -471,6 +486,7 @@ def embedding_dataset(
         shard_index=shard_index,
         shard_count=shard_count,
         disjoint=disjoint,
+        external_usm_dir=external_usm_dir,
     )
     return _finish(sets, batch_size, drop_remainder, num_workers)
 

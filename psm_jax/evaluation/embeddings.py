@@ -21,6 +21,8 @@ def set_embeddings(
     m: int = 32,
     sets_per_observer: int = 10,
     seed: int = 0,
+    pair_cache: dict | None = None,
+    usms: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Embeddings of `sets_per_observer` random m-pair sets of each observer of `group`, with
     their observer labels: ((observers * sets, d), (observers * sets,)).
@@ -28,6 +30,8 @@ def set_embeddings(
     Args:
       encoder: the trained encoder; source, metadata: the dataset's training split
         (`psm_jax.data.pipeline.open_split`).
+      pair_cache, usms: see `psm_jax.inference.embed_observers` (each pair encoded once; the
+        images' USMs in place of the ground truth).
     """
     vectors = inference.embed_observers(
         encoder,
@@ -38,6 +42,8 @@ def set_embeddings(
         per_observer=sets_per_observer,
         sets_per_observer=2,
         seed=seed,
+        pair_cache=pair_cache,
+        usms=usms,
     )
     labels = np.repeat(np.arange(vectors.shape[0]), sets_per_observer)
     return vectors.reshape(-1, vectors.shape[-1]), labels
@@ -52,6 +58,8 @@ def precision_at_1_versus_m(
     ms: tuple[int, ...] = (4, 8, 16, 32, 48, 64),
     sets_per_observer: int = 10,
     seed: int = 0,
+    sets: dict | None = None,
+    usms: np.ndarray | None = None,
 ) -> dict[int, float]:
     """Precision@1 of embeddings of `group`'s observers versus m (Strohm et al., Fig. 5).
 
@@ -59,8 +67,12 @@ def precision_at_1_versus_m(
     the training images and embedded; an embedding counts as correct when its nearest neighbour by
     cosine similarity (itself excluded) belongs to the same observer. An m that needs more
     training images than the dataset has (a set is drawn from a window of 2m images) gives NaN.
+    `sets`, if given, receives each scored m's (embeddings, labels) (`set_embeddings`), for
+    figures of the same sets without embedding them again. `usms`: the images' USMs in place of
+    the ground truth (`psm_jax.inference.embed_observers`).
     """
     result = {}
+    pair_cache: dict = {}  # the sets of every m share pairs: each is encoded once
     for m in ms:
         if len(source) < 2 * m:
             result[m] = float("nan")
@@ -73,8 +85,12 @@ def precision_at_1_versus_m(
             m=m,
             sets_per_observer=sets_per_observer,
             seed=seed + m,
+            pair_cache=pair_cache,
+            usms=usms,
         )
         result[m] = float(np.mean(metrics.precision_at_1(embeddings, labels)))
+        if sets is not None:
+            sets[m] = (embeddings, labels)
     return result
 
 

@@ -21,11 +21,14 @@ from __future__ import annotations
 
 import dataclasses
 
+import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
 from psm_jax import metrics
 from psm_jax.data import pipeline
+from psm_jax.models import layers
 
 BLEND_WEIGHTS = tuple(np.round(np.linspace(0.0, 1.0, 11), 2))
 
@@ -100,10 +103,31 @@ def observer_priors(
     )
 
 
+_BLEND_CHUNK = 64
+"""Pairs per call of `_blend_kld_sums`: one compiled shape whatever an observer's pair count."""
+
+
+@jax.jit
+def _blend_kld_sums(psms, usms, mean_psm, valid) -> jax.Array:
+    """For each weight of `BLEND_WEIGHTS`, the sum over the valid pairs of the blend's KLD."""
+
+    def total(weight):
+        prediction = weight * usms + (1.0 - weight) * mean_psm
+        return jnp.sum(jnp.where(valid, metrics.kld(prediction, psms), 0.0))
+
+    return lax.map(total, jnp.asarray(BLEND_WEIGHTS, jnp.float32))
+
+
 def _best_blend(psms: np.ndarray, usms: np.ndarray, mean_psm: np.ndarray) -> float:
     """The weight a of `BLEND_WEIGHTS` whose a USM + (1 - a) mean PSM has the lowest mean KLD to
     the observer's PSMs (ties: the larger a, i.e. the population map)."""
-    losses = [float(jnp.mean(metrics.kld(blend(usms, mean_psm, a), psms))) for a in BLEND_WEIGHTS]
+    sums = np.zeros(len(BLEND_WEIGHTS))
+    for start in range(0, len(psms), _BLEND_CHUNK):
+        chunk = slice(start, start + _BLEND_CHUNK)
+        valid = np.arange(_BLEND_CHUNK) < len(psms[chunk])
+        padded = [layers.pad_batch(maps[chunk], _BLEND_CHUNK) for maps in (psms, usms)]
+        sums += np.asarray(_blend_kld_sums(*padded, mean_psm, valid), np.float64)
+    losses = [float(total / len(psms)) for total in sums.astype(np.float32)]
     best = min(losses)
     return max(a for a, loss in zip(BLEND_WEIGHTS, losses, strict=True) if loss == best)
 

@@ -42,11 +42,11 @@ class EncoderConfig:
     embedding_size: int = 32
     dropout_rate: float = 0.5
     batch_norm_momentum: float = 0.9
-    # The map beside each image: "psm" (Strohm et al.: the person's PSM) or "discrepancy" (ours,
-    # off by default: clip(0.5 + discrepancy_scale (PSM - USM), 0, 1), the person's departure
-    # from the population's map, which then needs every pair's USM; measured in
-    # benchmarks/RESULTS.md). Unscaled, the discrepancy is too faint beside the image and the
-    # embeddings collapse.
+    # The map beside each image: "psm" (Strohm et al.: the person's PSM) or "discrepancy" (ours;
+    # the quick schedules' choice, see psm_jax.configs.experiments.quick_schedule:
+    # clip(0.5 + discrepancy_scale (PSM - USM), 0, 1), the person's departure from the
+    # population's map, which then needs every pair's USM; measured in benchmarks/RESULTS.md).
+    # Unscaled, the discrepancy is too faint beside the image and the embeddings collapse.
     input_map: str = "psm"
     discrepancy_scale: float = 4.0
     # How a pair's last feature map becomes a vector: "mean" (Strohm et al.: global average
@@ -160,8 +160,46 @@ def normalise(vectors: jax.Array, epsilon: float = 1e-12) -> jax.Array:
 
 
 @nnx.jit
-def _encode(encoder: UserEmbeddingEncoder, images, psms, usms) -> jax.Array:
-    return encoder(images, psms, usms)
+def _pair_features(encoder: UserEmbeddingEncoder, images, psms, usms) -> jax.Array:
+    return encoder.pair_features(images, psms, usms)
+
+
+PAIR_CHUNK = 64
+"""Pairs per encoder call when embedding through a pair cache (one compiled shape)."""
+
+
+def _cached_set_embeddings(encoder: UserEmbeddingEncoder, batch, cache: dict) -> np.ndarray:
+    """A batch of sets' embeddings, each (observer, image) pair run through the encoder once.
+
+    In eval mode a pair's features do not depend on the rest of its batch (no dropout, BatchNorm
+    with its running statistics), and a set's embedding is the normalised mean of its pairs'
+    features (`UserEmbeddingEncoder.__call__`): so features cached by (observer, image index)
+    give the same embeddings as embedding every set afresh.
+    """
+    observers = np.asarray(batch["observer"])
+    index = np.asarray(batch["image_index"])
+    sets, m = index.shape
+    keys = [(int(observers[b]), int(index[b, j])) for b in range(sets) for j in range(m)]
+    new: dict[tuple[int, int], int] = {}
+    for row, key in enumerate(keys):
+        if key not in cache:
+            new.setdefault(key, row)
+    if new:
+        names = ["images", "psms"] + (["usms"] if encoder.needs_usms else [])
+        flat = {
+            name: np.asarray(batch[name]).reshape((sets * m,) + np.shape(batch[name])[2:])
+            for name in names
+        }
+        rows = np.fromiter(new.values(), int)
+        for start in range(0, len(rows), PAIR_CHUNK):
+            chosen = rows[start : start + PAIR_CHUNK]
+            inputs = [layers.pad_batch(flat[name][chosen], PAIR_CHUNK) for name in names]
+            inputs += [None] * (3 - len(inputs))
+            features = np.asarray(_pair_features(encoder, *inputs))[: len(chosen)]
+            for row, feature in zip(chosen, features, strict=True):
+                cache[keys[row]] = feature
+    mean = np.stack([cache[key] for key in keys]).reshape(sets, m, -1).mean(axis=1)
+    return mean / np.maximum(np.linalg.norm(mean, axis=-1, keepdims=True), 1e-12)
 
 
 def collect_embeddings(
@@ -171,11 +209,13 @@ def collect_embeddings(
     per_observer: int,
     progress=None,
     with_image_index: bool = False,
+    pair_cache: dict | None = None,
 ):
     """The encoder's embeddings of the first `per_observer` sets of each observer in `batches`.
 
     The one loop that embeds observers: the PSM network's training pool, the evaluated observers'
-    embeddings, and the embedding studies all go through it.
+    embeddings, and the embedding studies all go through it. Each (observer, image) pair goes
+    through the encoder once, in chunks of `PAIR_CHUNK` pairs (one compiled shape).
 
     Args:
       encoder: a trained encoder (in eval mode).
@@ -187,6 +227,10 @@ def collect_embeddings(
       progress: optional tqdm-like object, updated once per collected embedding.
       with_image_index: also return which images each embedded set holds (the batches'
         `image_index`).
+      pair_cache: a dict that keeps each (observer, image) pair's encoder features, so a pair
+        that several sets share is encoded once (the same embeddings, `_cached_set_embeddings`);
+        give the same dict to calls on the same encoder, images and observer group only (the
+        key is the batches' observer and image index). None: a new dict for this call.
 
     Returns:
       (num_observers, per_observer, d) float32; with `with_image_index`, also
@@ -194,9 +238,9 @@ def collect_embeddings(
     """
     collected: list[list[np.ndarray]] = [[] for _ in range(num_observers)]
     images: list[list[np.ndarray]] = [[] for _ in range(num_observers)]
+    pair_cache = {} if pair_cache is None else pair_cache
     for batch in batches:
-        usms = batch.get("usms") if encoder.needs_usms else None
-        vectors = np.asarray(_encode(encoder, batch["images"], batch["psms"], usms))
+        vectors = _cached_set_embeddings(encoder, batch, pair_cache)
         for row, (vector, observer) in enumerate(zip(vectors, batch["observer"], strict=True)):
             if len(collected[observer]) < per_observer:
                 collected[observer].append(vector)

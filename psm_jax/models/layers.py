@@ -73,6 +73,18 @@ def model_input(image: jax.Array, saliency: jax.Array | None) -> jax.Array:
     return jnp.concatenate(channels, axis=-1)
 
 
+def pad_batch(array: np.ndarray, size: int) -> np.ndarray:
+    """`array` with its first axis padded to `size` by repeating its last row.
+
+    A short last batch then has the full batches' shape, so a jitted model is compiled once per
+    job instead of once more per remainder; the caller drops the padded rows' outputs.
+    """
+    missing = size - len(array)
+    if missing <= 0:
+        return array
+    return np.concatenate([array, np.repeat(np.asarray(array)[-1:], missing, axis=0)])
+
+
 def _same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
     """TensorFlow/Flax 'SAME' padding: output ceil(size / stride)."""
     output = -(-size // stride)

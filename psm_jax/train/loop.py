@@ -58,6 +58,13 @@ def embedding_pool(
         )
     observers = len(metadata.observers("train"))
     pool_size = config.embedding_pool_size
+    # The USMs the encoder trained with: an encoder of the "predicted" option reads its external
+    # USMs here too, not the ground truth.
+    encoder_workdir = config.get("encoder_workdir")
+    encoder_config = checkpoint.load_config(encoder_workdir) if encoder_workdir else {}
+    external_usm_dir = (
+        encoder_config.external_usm_dir if encoder_config.get("usm") == "external" else None
+    )
     stream = pipeline.embedding_dataset(
         source,
         metadata,
@@ -66,6 +73,7 @@ def embedding_pool(
         seed=config.seed + 7,
         sets_per_observer=1,
         drop_remainder=False,
+        external_usm_dir=external_usm_dir,
     )
     with tqdm(total=observers * pool_size, desc="embedding pool", unit="set") as progress:
         return embedding_lib.collect_embeddings(encoder, stream, observers, pool_size, progress)

@@ -72,7 +72,13 @@ class Task:
         self, source, *, seed: int, shuffle: bool, num_epochs: int | None, split: str = "train"
     ):
         config = self.config
+        external_usm_dir = config.external_usm_dir if config.usm == "external" else None
         if self.stream_kind == "embedding" and config.combine_with:
+            if external_usm_dir:
+                raise ValueError(
+                    "config.combine_with reads each dataset's ground-truth USMs; it cannot be "
+                    f"combined with config.usm='external' ({external_usm_dir})."
+                )
             parts = [(source, self.metadata)] + [
                 pipeline.open_split(name, split, config.data_dir)
                 for name in config.combine_with.split(",")
@@ -98,6 +104,7 @@ class Task:
                 num_epochs=num_epochs,
                 num_workers=config.num_workers,
                 disjoint=not config.get("overlapping_sets", False),
+                external_usm_dir=external_usm_dir,
             )
         return pipeline.psm_regression_dataset(
             source,
@@ -107,7 +114,7 @@ class Task:
             shuffle=shuffle,
             num_epochs=num_epochs,
             num_workers=config.num_workers,
-            external_usm_dir=config.external_usm_dir if config.usm == "external" else None,
+            external_usm_dir=external_usm_dir,
         )
 
     @property
