@@ -445,7 +445,7 @@ def test_map_pooling_weights_the_features_by_where_the_person_looked(input_map):
         embedding.EncoderConfig(pooling="max")
 
 
-def test_collect_embeddings_encodes_each_pair_once_and_equals_the_encoder():
+def test_collect_embeddings_encodes_each_pair_once_and_equals_the_encoder(monkeypatch):
     config = embedding.EncoderConfig(
         widths=(4, 8, 8, 8), embedding_size=6, input_map="discrepancy", pooling="map"
     )
@@ -480,3 +480,11 @@ def test_collect_embeddings_encodes_each_pair_once_and_equals_the_encoder():
     assert set(cache) == pairs and len(pairs) < observer.size * 2
     with pytest.raises(ValueError, match="before observers \\[0, 1, 2, 3\\] had 3 sets"):
         embedding.collect_embeddings(encoder, batches, 4, 3)
+
+    # Given the filled cache, the same sets are embedded without running the encoder at all.
+    def no_encoder(*args):
+        raise AssertionError("a cached pair went through the encoder again")
+
+    monkeypatch.setattr(embedding, "_pair_features", no_encoder)
+    again = embedding.collect_embeddings(encoder, batches, 4, 2, pair_cache=cache)
+    np.testing.assert_array_equal(again, vectors)
