@@ -488,3 +488,81 @@ def test_collect_embeddings_encodes_each_pair_once_and_equals_the_encoder(monkey
     monkeypatch.setattr(embedding, "_pair_features", no_encoder)
     again = embedding.collect_embeddings(encoder, batches, 4, 2, pair_cache=cache)
     np.testing.assert_array_equal(again, vectors)
+
+
+def _cosine(a, b):
+    a, b = np.ravel(a), np.ravel(b)
+    return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+@pytest.mark.parametrize("normalisation", ["none", "instance"])
+def test_bfloat16_compute_keeps_float32_parameters_and_tracks_float32(normalisation):
+    configs = {
+        dtype: dataclasses.replace(
+            TINY_SALIENCY, compute_dtype=dtype, dynamic_normalisation=normalisation
+        )
+        for dtype in ("float32", "bfloat16")
+    }
+    models = {
+        dtype: personalised.PersonalisedSaliencyNetwork(config, rngs=nnx.Rngs(0))
+        for dtype, config in configs.items()
+    }
+    # The same parameters, all float32: a checkpoint serves either compute dtype.
+    states = {dtype: nnx.state(model, nnx.Param) for dtype, model in models.items()}
+    for exact, low in zip(*(jax.tree.leaves(s) for s in states.values()), strict=True):
+        assert low.dtype == jnp.float32
+        np.testing.assert_array_equal(exact, low)
+    inputs = _inputs(3, size=(32, 48))
+    user_embedding = embedding.normalise(jax.random.normal(jax.random.key(1), (3, 5)))
+    outputs = {dtype: _run(model, inputs, user_embedding) for dtype, model in models.items()}
+    for exact, low in zip(outputs["float32"], outputs["bfloat16"], strict=True):
+        assert low.dtype == jnp.float32
+        assert float(jnp.max(jnp.abs(exact - low))) < 0.05  # bf16 keeps 8 bits of mantissa
+        assert not np.array_equal(exact, low)  # it did compute in bf16
+        assert _cosine(exact, low) > 0.99
+
+    def loss(model):
+        return jnp.mean(jnp.square(model(inputs, user_embedding)[2] - 0.1))
+
+    gradients = {dtype: nnx.grad(loss)(model) for dtype, model in models.items()}
+    for exact, low in zip(*(jax.tree.leaves(g) for g in gradients.values()), strict=True):
+        assert low.dtype == jnp.float32
+        if float(jnp.max(jnp.abs(exact))) > 1e-6:
+            assert _cosine(exact, low) > 0.95
+    with pytest.raises(ValueError, match="compute_dtype must be one of"):
+        personalised.SaliencyNetworkConfig(compute_dtype="float16")
+
+
+def test_bfloat16_encoder_and_per_observer_networks_track_float32():
+    encoders = {
+        dtype: embedding.UserEmbeddingEncoder(
+            embedding.EncoderConfig(widths=(4, 8, 8, 8), embedding_size=6, compute_dtype=dtype),
+            rngs=nnx.Rngs(0),
+        )
+        for dtype in ("float32", "bfloat16")
+    }
+    images, psms = _pairs(3, 4, seed=0)
+    embeddings = {}
+    for dtype, encoder in encoders.items():
+        encoder.eval()
+        embeddings[dtype] = encoder(images, psms)
+    assert embeddings["bfloat16"].dtype == jnp.float32
+    assert not np.array_equal(embeddings["float32"], embeddings["bfloat16"])
+    cosines = jnp.sum(embeddings["float32"] * embeddings["bfloat16"], axis=-1)
+    assert float(jnp.min(cosines)) > 0.99
+    networks = {
+        dtype: per_observer_networks(
+            "strohm",
+            3,
+            rngs=nnx.Rngs(0),
+            trunk_widths=(6, 8, 8),
+            dynamic_width=8,
+            head_width=6,
+            compute_dtype=dtype,
+        )
+        for dtype in ("float32", "bfloat16")
+    }
+    inputs, observer = _inputs(2, size=(32, 48)), jnp.array([2, 0])
+    exact, low = (_run(network, inputs, observer)[2] for network in networks.values())
+    assert low.dtype == jnp.float32 and not np.array_equal(exact, low)
+    assert float(jnp.max(jnp.abs(exact - low))) < 0.05

@@ -56,8 +56,13 @@ class EncoderConfig:
     # the person's minus the population's such density (with input_map="discrepancy": the
     # features they look at more than people in general). Measured in benchmarks/RESULTS.md.
     pooling: str = "mean"
+    # The dtype the layers compute in (`layers.COMPUTE_DTYPES`): "float32" (default) or
+    # "bfloat16" (ours, for accelerators with bf16 units; BatchNorm statistics stay float32):
+    # parameters stay float32, the pair features are float32; a checkpoint serves either.
+    compute_dtype: str = "float32"
 
     def __post_init__(self):
+        layers.check_compute_dtype(self.compute_dtype)
         if self.input_map not in INPUT_MAPS:
             raise ValueError(f"input_map must be one of {INPUT_MAPS}, got {self.input_map!r}")
         if self.pooling not in POOLINGS:
@@ -76,6 +81,7 @@ class UserEmbeddingEncoder(nnx.Module):
 
     def __init__(self, config: EncoderConfig = EncoderConfig(), *, rngs: nnx.Rngs):
         self.config = config
+        dtype = jnp.dtype(config.compute_dtype)
         self.convs = nnx.List()
         self.norms = nnx.List()
         in_features = 4
@@ -83,10 +89,12 @@ class UserEmbeddingEncoder(nnx.Module):
             self.convs.append(
                 layers.Conv(in_features, width, config.kernel_size, stride=2, rngs=rngs)
             )
-            self.norms.append(nnx.BatchNorm(width, momentum=config.batch_norm_momentum, rngs=rngs))
+            self.norms.append(
+                nnx.BatchNorm(width, momentum=config.batch_norm_momentum, dtype=dtype, rngs=rngs)
+            )
             in_features = width
         self.dropout = nnx.Dropout(config.dropout_rate, rngs=rngs)
-        self.linear = nnx.Linear(in_features, config.embedding_size, rngs=rngs)
+        self.linear = nnx.Linear(in_features, config.embedding_size, dtype=dtype, rngs=rngs)
 
     @property
     def needs_usms(self) -> bool:
@@ -106,15 +114,16 @@ class UserEmbeddingEncoder(nnx.Module):
     ) -> jax.Array:
         """(N, H, W, 3) images, (N, H, W) PSMs (and USMs, for `input_map="discrepancy"`) ->
         (N, embedding_size) features, unnormalised."""
-        features = layers.model_input(images, self.input_map(psms, usms))
+        dtype = jnp.dtype(self.config.compute_dtype)
+        features = layers.model_input(images, self.input_map(psms, usms)).astype(dtype)
         for conv, norm in zip(self.convs, self.norms, strict=True):
             features = jax.nn.relu(norm(conv(features)))
         if self.config.pooling == "map":
             weights = self.pooling_weights(psms, usms, features.shape[1:3])
-            pooled = jnp.einsum("nhw,nhwc->nc", weights, features)
+            pooled = jnp.einsum("nhw,nhwc->nc", weights, features.astype(jnp.float32))
         else:
-            pooled = jnp.mean(features, axis=(1, 2))
-        return self.linear(self.dropout(pooled))
+            pooled = jnp.mean(features.astype(jnp.float32), axis=(1, 2))
+        return self.linear(self.dropout(pooled.astype(dtype))).astype(jnp.float32)
 
     def pooling_weights(
         self, psms: jax.Array, usms: jax.Array | None, size: tuple[int, int]

@@ -36,6 +36,20 @@ import numpy as np
 from flax import nnx
 from jax import lax
 
+COMPUTE_DTYPES = ("float32", "bfloat16")
+"""The dtypes a network can compute in (its `compute_dtype` option); parameters stay float32.
+
+"bfloat16" is for accelerators with bf16 units (GPU, TPU): on XLA:CPU (jaxlib 0.10.2) the PSM
+network's forward measured 1.4x slower in bf16 than in float32 on an AVX2 CPU, and single
+convolutions 3-10x slower on one with AVX512_BF16 (benchmarks/RESULTS.md), so the default is
+float32.
+"""
+
+
+def check_compute_dtype(name: str) -> None:
+    if name not in COMPUTE_DTYPES:
+        raise ValueError(f"compute_dtype must be one of {COMPUTE_DTYPES}, got {name!r}")
+
 
 def he_normal(batch_axis: tuple[int, ...] = ()):
     """He (Kaiming) normal initialiser, for layers followed by ReLU; batch axes are not fan."""
@@ -323,12 +337,20 @@ class Conv(nnx.Module):
             self.bias = ObserverParam(jnp.zeros((num_observers, out_features), jnp.float32))
 
     def __call__(self, features: jax.Array, observer: jax.Array | None = None) -> jax.Array:
+        """Computes in `features`' dtype: float32 parameters are cast to it (the compute-dtype
+        option, `COMPUTE_DTYPES`); the gradients reach them in float32."""
+        kernel, bias = self.kernel.value, self.bias.value
         if self.num_observers is None:
-            return conv(features, self.kernel.value, self.stride) + self.bias.value
+            return conv(features, kernel.astype(features.dtype), self.stride) + bias.astype(
+                features.dtype
+            )
         if observer is None:
             raise ValueError("A per-observer Conv needs the observer index of every example.")
         return per_example_conv(
-            features, self.kernel.value[observer], self.bias.value[observer], self.stride
+            features,
+            kernel[observer].astype(features.dtype),
+            bias[observer].astype(features.dtype),
+            self.stride,
         )
 
 

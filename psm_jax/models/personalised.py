@@ -71,8 +71,14 @@ class SaliencyNetworkConfig:
     # look whatever the image), the signal of the observer-mean baselines; (0, 0) = none. Its
     # weights start at zero, so an untrained network is the one without it.
     bias_map_grid: tuple[int, int] = (0, 0)
+    # The dtype the layers compute in (`layers.COMPUTE_DTYPES`): "float32" (default) or
+    # "bfloat16" (ours, for accelerators with bf16 units): parameters stay float32 and are cast
+    # per call, the outputs are float32; a checkpoint serves either. Accuracy and speed measured
+    # in benchmarks/RESULTS.md (on XLA:CPU bf16 is slower).
+    compute_dtype: str = "float32"
 
     def __post_init__(self):
+        layers.check_compute_dtype(self.compute_dtype)
         if self.dynamic_activation not in ("relu", "leaky_relu"):
             raise ValueError(
                 "dynamic_activation must be 'relu' or 'leaky_relu', got "
@@ -123,8 +129,9 @@ class _Decoder(nnx.Module):
         second = jnp.tanh(self.projection_2(hidden, observer))
         final = self.conv_out(hidden, observer)[..., 0]
         if final_bias is not None:
-            final = final + final_bias
-        return first[..., 0], second[..., 0], jnp.tanh(final)
+            final = final + final_bias.astype(final.dtype)
+        outputs = first[..., 0], second[..., 0], jnp.tanh(final)
+        return tuple(output.astype(jnp.float32) for output in outputs)
 
 
 def instance_normalise(
@@ -180,17 +187,21 @@ class PersonalisedSaliencyNetwork(nnx.Module):
 
     def __init__(self, config: SaliencyNetworkConfig = SaliencyNetworkConfig(), *, rngs: nnx.Rngs):
         self.config = config
+        dtype = jnp.dtype(config.compute_dtype)
         self.trunk = _Trunk(config, None, rngs)
         in_features = config.trunk_widths[-1]
         k = config.dynamic_kernel_size
         self.kernel_shape = (k, k, in_features, config.dynamic_width)
         kernel_size = k * k * in_features * config.dynamic_width
-        self.hidden = nnx.Linear(config.embedding_size, config.hypernetwork_hidden, rngs=rngs)
+        self.hidden = nnx.Linear(
+            config.embedding_size, config.hypernetwork_hidden, dtype=dtype, rngs=rngs
+        )
         base_kernel = layers.he_normal()(rngs.params(), self.kernel_shape, jnp.float32).reshape(-1)
         self.kernel_generator = nnx.Linear(
             config.hypernetwork_hidden,
             kernel_size + config.dynamic_width,
             kernel_init=jax.nn.initializers.normal(0.1 / config.hypernetwork_hidden**0.5),
+            dtype=dtype,
             rngs=rngs,
         )
         self.kernel_generator.bias.value = jnp.concatenate(
@@ -206,6 +217,7 @@ class PersonalisedSaliencyNetwork(nnx.Module):
                 config.hypernetwork_hidden,
                 rows * columns,
                 kernel_init=jax.nn.initializers.zeros,
+                dtype=dtype,
                 rngs=rngs,
             )
             if rows * columns
@@ -230,13 +242,17 @@ class PersonalisedSaliencyNetwork(nnx.Module):
     def __call__(self, inputs: jax.Array, embedding: jax.Array, activations: dict | None = None):
         """The three outputs; `activations`, if given, receives every ReLU layer's output by
         name (trunk_0.., dynamic, head), for diagnostics (`psm_jax.registry.relu_activity`)."""
-        features = self.trunk(inputs, activations=activations)
-        kernels, biases = self.dynamic_kernels(embedding)
+        dtype = jnp.dtype(self.config.compute_dtype)
+        features = self.trunk(inputs.astype(dtype), activations=activations)
+        kernels, biases = self.dynamic_kernels(embedding.astype(dtype))
         features = layers.per_example_conv(
             features, kernels, biases, formulation=self.config.dynamic_formulation
         )
         if self.config.dynamic_normalisation == "instance":
-            features = instance_normalise(features, self.dynamic_scale, self.dynamic_shift)
+            # Statistics in float32 whatever the compute dtype.
+            features = instance_normalise(
+                features.astype(jnp.float32), self.dynamic_scale, self.dynamic_shift
+            ).astype(dtype)
         features = _activation(self.config.dynamic_activation, features)
         if activations is not None:
             activations["dynamic"] = features
@@ -278,6 +294,7 @@ class PerObserverSaliencyNetworks(nnx.Module):
 
     def __call__(self, inputs: jax.Array, observer: jax.Array, activations: dict | None = None):
         """As `PersonalisedSaliencyNetwork.__call__`, each example with its observer's layers."""
+        inputs = inputs.astype(jnp.dtype(self.config.compute_dtype))
         features = self.trunk(inputs, observer, activations=activations)
         features = jax.nn.relu(self.observer_conv(features, observer))
         if activations is not None:
