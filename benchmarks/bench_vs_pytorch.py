@@ -20,6 +20,8 @@ Cases:
 
 Ours runs with psm_jax's default XLA flags (`psm_jax/xla_defaults.py`, printed);
 `PSM_JAX_XLA_DEFAULTS=0` runs it without them.
+`--compute_dtype=bfloat16` times our models computing in bf16 (the same float32 parameters; the
+agreement check and the twin stay float32).
 
 "% of peak" divides the FLOPs of one call (XLA's cost analysis of our compiled program; the twin
 does the same work) by its time and by this CPU's FP32 peak, `--peak_gflops` (default: cores x
@@ -60,6 +62,13 @@ _PEAK = flags.DEFINE_float(
 _OUTPUT = flags.DEFINE_string("output", None, "Also write the results as JSON here.")
 _FORMULATION = flags.DEFINE_enum(
     "formulation", "auto", layers.FORMULATIONS, "Our dynamic layer's per-example convolution."
+)
+_COMPUTE_DTYPE = flags.DEFINE_enum(
+    "compute_dtype",
+    "float32",
+    layers.COMPUTE_DTYPES,
+    "The dtype our timed models compute in (parameters float32; the agreement check and the "
+    "twin stay float32).",
 )
 
 H, W = 120, 160
@@ -326,6 +335,16 @@ def check_agreement(model, encoder, rng) -> dict:
     return result
 
 
+def _in_compute_dtype(module: nnx.Module, dtype: str) -> nnx.Module:
+    """The same model (same float32 parameters) computing in `dtype`."""
+    if dtype == module.config.compute_dtype:
+        return module
+    config = dataclasses.replace(module.config, compute_dtype=dtype)
+    copy = type(module)(config, rngs=nnx.Rngs(0))
+    nnx.update(copy, nnx.state(module))
+    return copy
+
+
 def main(argv):
     del argv
     torch.manual_seed(0)
@@ -337,6 +356,8 @@ def main(argv):
     print("agreement (largest absolute difference):", json.dumps(agreement), flush=True)
     if max(agreement.values()) > 1e-4:
         raise SystemExit("The twin does not compute what ours computes; no timing.")
+    model = _in_compute_dtype(model, _COMPUTE_DTYPE.value)
+    encoder = _in_compute_dtype(encoder, _COMPUTE_DTYPE.value)
 
     builders = {
         "infer_1": lambda: _psm_forward_case(
@@ -382,6 +403,7 @@ def main(argv):
         "peak_gflops_assumed": round(peak, 1),
         "rounds": _ROUNDS.value,
         "formulation": _FORMULATION.value,
+        "compute_dtype": _COMPUTE_DTYPE.value,
         "agreement": agreement,
         "cases": {},
     }

@@ -13,7 +13,7 @@ The dataset and data_dir come from the workdirs' saved configs (all must agree).
 discrepancy weight and m used) and prints the table. Rows whose workdir is not given are left out.
 Settings default to psm_jax/configs/evaluation.py: predicted PSM = clip(USM + 0.5 x discrepancy,
 0.3 x USM, 1) (ours); --usm_floor=0 --discrepancy_weight=1 scores the papers' clip(USM +
-discrepancy, 0, 1).
+discrepancy, 0, 1). --compute_dtype=bfloat16 evaluates the same checkpoints computing in bf16.
 """
 
 import runner
@@ -24,6 +24,7 @@ import tfds_builders  # noqa: F401  (registers the datasets with TFDS)
 from psm_jax import registry
 from psm_jax.configs import evaluation as evaluation_config
 from psm_jax.evaluation import methods, pairs, report
+from psm_jax.models import layers
 
 flags.adopt_module_key_flags(runner)  # --verbose shows in --help
 
@@ -32,6 +33,14 @@ _PROTOCOL = flags.DEFINE_enum("protocol", "closed", list(pairs.PROTOCOLS), "Obse
 _OUTPUT = flags.DEFINE_string("output_dir", None, "Where the table goes.")
 _M = flags.DEFINE_integer(
     "m", evaluation_config.get_config().m, "Pairs per embedding of an evaluated observer."
+)
+_COMPUTE_DTYPE = flags.DEFINE_enum(
+    "compute_dtype",
+    None,
+    list(layers.COMPUTE_DTYPES),
+    "Compute the encoder, the PSM network and Strohm's per-observer networks in this dtype "
+    "instead of the one they trained in (parameters as saved); e.g. bfloat16 on an accelerator. "
+    "Other models compute in float32.",
 )
 _WORKDIRS = {
     name: flags.DEFINE_string(name, None, f"The trained {name} workdir ({spec.summary}).")
@@ -44,7 +53,7 @@ def main(argv):
     workdirs = {name: flag.value for name, flag in _WORKDIRS.items() if flag.value}
     if not workdirs:
         raise app.UsageError("Give at least one trained workdir (--psm_network=..., ...).")
-    models = methods.Models.restore(workdirs)
+    models = methods.Models.restore(workdirs, compute_dtype=_COMPUTE_DTYPE.value)
     sources = {(r.config.dataset, r.config.data_dir) for r in models.given().values()}
     if len(sources) != 1:
         raise app.UsageError(f"The workdirs were trained on different datasets: {sorted(sources)}")

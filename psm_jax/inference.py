@@ -67,18 +67,27 @@ class Restored:
         return self.config.usm == "external"
 
 
-def restore(workdir: str | Path, *, kind: str | None = None, which: str = "best") -> Restored:
+def restore(
+    workdir: str | Path,
+    *,
+    kind: str | None = None,
+    which: str = "best",
+    compute_dtype: str | None = None,
+) -> Restored:
     """The trained model of `workdir`, parameters only.
 
     Args:
       workdir: a training workdir (config.json + checkpoints/).
       kind: the model expected there (a registry name); another kind is a ValueError naming both.
       which: "best" (lowest validation loss) or "latest" checkpoint.
+      compute_dtype: None (as trained) or a dtype of `psm_jax.models.layers.COMPUTE_DTYPES` for
+        the models that have the option (the encoder, the PSM network, Strohm's per-observer
+        networks; the others compute in float32): e.g. "bfloat16" on an accelerator.
     """
     config = checkpoint.load_config(workdir)
     if kind is not None and config.model != kind:
         raise ValueError(f"{workdir} holds a {config.model!r} model, not {kind!r}.")
-    model, config, step = checkpoint.restore_model(workdir, which)
+    model, config, step = checkpoint.restore_model(workdir, which, compute_dtype=compute_dtype)
     return Restored(workdir=Path(workdir), config=config, model=model, step=step)
 
 

@@ -266,6 +266,22 @@ def get(name: str) -> ModelSpec:
     return MODELS[name]
 
 
+def with_compute_dtype(
+    config: ml_collections.ConfigDict, compute_dtype: str
+) -> ml_collections.ConfigDict:
+    """A copy of `config` whose network computes in `compute_dtype` (`layers.COMPUTE_DTYPES`),
+    where its architecture has the option (the encoder, the PSM network, Strohm's per-observer
+    networks); other models' configs come back unchanged (they compute in float32). The
+    parameters are the same either way, so a workdir trained in one dtype restores in the other."""
+    layers.check_compute_dtype(compute_dtype)
+    fields = {field.name for field in dataclasses.fields(get(config.model).architecture(config))}
+    if "compute_dtype" not in fields:
+        return config
+    config = ml_collections.ConfigDict(config.to_dict())
+    config.network.compute_dtype = compute_dtype
+    return config
+
+
 def build_model(
     config: ml_collections.ConfigDict, num_observers: int | None, rngs: nnx.Rngs
 ) -> nnx.Module:

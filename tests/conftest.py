@@ -93,9 +93,9 @@ def tiny_main_job(tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny_main_job")
     restored, original = [], checkpoint.restore_model
 
-    def counting_restore(workdir, which="best"):
+    def counting_restore(workdir, which="best", compute_dtype=None):
         restored.append(Path(workdir).name)
-        return original(workdir, which)
+        return original(workdir, which, compute_dtype)
 
     printed = io.StringIO()
     with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(printed):

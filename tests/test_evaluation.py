@@ -161,6 +161,40 @@ def test_a_workdir_saved_before_num_observers_was_recorded_still_restores(tiny_w
     assert restored.working_size == (120, 160)
 
 
+def test_a_workdir_restores_computing_in_bfloat16_with_the_same_parameters(
+    tiny_data_dir, tiny_workdirs
+):
+    """`compute_dtype` changes what a restored model computes in, not what it holds: the same
+    float32 parameters, float32 outputs close to the float32 model's; models without the
+    option come back as trained."""
+    from flax import nnx
+
+    from psm_jax.data import pipeline
+
+    source, metadata = pipeline.open_split(TINY, "train", tiny_data_dir)
+    records = [source[i] for i in range(8)]
+    images = np.stack([pipeline.decode_image(r["image"], metadata.working_size) for r in records])
+    usms = np.stack([pipeline.ground_truth_maps(r, metadata)[2] for r in records])
+    embedding = np.random.default_rng(0).normal(size=(8, 8)).astype(np.float32)
+    embedding /= np.linalg.norm(embedding, axis=1, keepdims=True)
+    outputs, params = {}, {}
+    for dtype in (None, "bfloat16"):
+        restored = inference.restore(tiny_workdirs["psm_network"], compute_dtype=dtype)
+        outputs[dtype] = inference.predict_discrepancy(restored, images, usms, embedding)
+        params[dtype] = jax_leaves(nnx.state(restored.model, nnx.Param))
+    assert restored.config.network.compute_dtype == "bfloat16"
+    for as_trained, in_bfloat16 in zip(params[None], params["bfloat16"], strict=True):
+        assert in_bfloat16.dtype == np.float32
+        np.testing.assert_array_equal(in_bfloat16, as_trained)
+    assert outputs["bfloat16"].dtype == np.float32
+    scale = np.abs(outputs[None]).max()
+    assert 0 < np.abs(outputs["bfloat16"] - outputs[None]).max() < 0.05 * scale + 1e-3
+    universal = inference.restore(tiny_workdirs["universal"], compute_dtype="bfloat16")
+    assert "compute_dtype" not in universal.config.network  # computes in float32
+    with pytest.raises(ValueError, match="compute_dtype must be one of"):
+        inference.restore(tiny_workdirs["psm_network"], compute_dtype="float16")
+
+
 def test_the_asterisk_marks_a_significant_win_over_the_strongest_row():
     rng = np.random.default_rng(0)
     evaluation = _FakeSet()

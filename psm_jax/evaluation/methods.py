@@ -88,18 +88,22 @@ class Models:
 
     @classmethod
     def restore(
-        cls, workdirs: dict[str, str], restored: dict[str, inference.Restored] | None = None
+        cls,
+        workdirs: dict[str, str],
+        restored: dict[str, inference.Restored] | None = None,
+        compute_dtype: str | None = None,
     ) -> Models:
         """Restores each given workdir once (model name -> workdir; the names of
         `psm_jax.registry.MODELS`), checking that each holds the model it is given as. Models the
-        caller has restored already go in `restored` and are not restored again."""
+        caller has restored already go in `restored` and are not restored again.
+        `compute_dtype`: see `psm_jax.inference.restore`."""
         unknown = set(workdirs) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
             raise ValueError(f"No evaluation row uses models {sorted(unknown)}.")
         restored = dict(restored or {})
         for name, path in workdirs.items():
             if path and name not in restored:
-                restored[name] = inference.restore(path, kind=name)
+                restored[name] = inference.restore(path, kind=name, compute_dtype=compute_dtype)
         universal = restored.get("universal")
         if universal is not None and universal.config.get("init_from"):
             restored["pretrained_universal"] = inference.restore(

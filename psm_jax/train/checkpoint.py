@@ -271,7 +271,7 @@ def num_training_observers(workdir: str | Path, config: ml_collections.ConfigDic
     return int(jax.tree.leaves(stored)[0].shape[0])
 
 
-def restore_model(workdir: str | Path, which: str = "best"):
+def restore_model(workdir: str | Path, which: str = "best", compute_dtype: str | None = None):
     """A trained model from its workdir, parameters only: (model in eval mode, config, step).
 
     Nothing but the model is built (no optimiser, no data source); the shapes come from
@@ -281,10 +281,14 @@ def restore_model(workdir: str | Path, which: str = "best"):
     Args:
       workdir: a training workdir (config.json + checkpoints/).
       which: "best" (lowest validation loss) or "latest".
+      compute_dtype: compute in this dtype instead of the one it trained in, where the model
+        has the option (`psm_jax.registry.with_compute_dtype`); the returned config says so.
     """
     if which not in ("best", "latest"):
         raise ValueError(f"which must be 'best' or 'latest', got {which!r}")
     config = load_config(workdir)
+    if compute_dtype is not None:
+        config = registry.with_compute_dtype(config, compute_dtype)
     num_observers = num_training_observers(workdir, config)
     abstract = nnx.eval_shape(lambda: registry.build_model(config, num_observers, nnx.Rngs(0)))
     graphdef, observer_params, params, rest = nnx.split(
