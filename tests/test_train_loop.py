@@ -179,6 +179,45 @@ def test_launch_train_names_an_unknown_model(tmp_path):
     assert "Unknown model 'deepgaze'" in result.stderr
 
 
+def test_launch_train_sets_any_network_field_and_trains_in_bfloat16(data_dir, tmp_path):
+    """`--config.network.<field>` works for an architecture field the config file does not set
+    (config_flags alone refuses those): the encoder trains computing in bf16, its parameters and
+    recorded config as asked; an unknown field or a bad value is one message naming the flag."""
+
+    def launch(*extra):
+        return subprocess.run(
+            [
+                sys.executable,
+                str(ROOT / "launch" / "train.py"),
+                "--config=psm_jax/configs/synthetic.py:embedding,tiny",
+                f"--workdir={tmp_path / 'run'}",
+                f"--config.data_dir={data_dir}",
+                "--config.num_steps=2",
+                "--config.checkpoint_every=2",
+                *extra,
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    for flag, message in [
+        ("--config.network.compute_dtype=float16", "compute_dtype must be one of"),
+        ("--config.network.widths_typo=(8,)", "--config.network.widths_typo:"),
+    ]:
+        result = launch(flag)
+        assert result.returncode == 1 and message in result.stderr, result.stderr[-2000:]
+        assert "Traceback" not in result.stderr
+    result = launch("--config.network.compute_dtype=bfloat16")
+    assert result.returncode == 0, result.stderr[-3000:]
+    config = checkpoint.load_config(tmp_path / "run")
+    assert config.network.compute_dtype == "bfloat16"
+    assert config.network.input_map == "discrepancy"  # the config file's own fields stay
+    params = _params(tmp_path / "run")
+    assert all(p.dtype == np.float32 and np.isfinite(p).all() for p in params)
+
+
 def test_a_second_run_in_the_same_workdir_is_refused(data_dir, tmp_path):
     config = _config("universal", data_dir)
     with checkpoint.workdir_lock(tmp_path):  # as another process training there would hold it
@@ -261,3 +300,17 @@ def test_when_no_checkpoint_restores_nothing_is_moved(data_dir, tmp_path):
         loop.train_and_evaluate(config, tmp_path)
     assert (tmp_path / "checkpoints" / "2").is_dir()
     assert not (tmp_path / "checkpoints_corrupt").exists()
+
+
+def test_an_encoder_on_combined_datasets_refuses_external_usms(data_dir):
+    """`combine_with` reads every dataset's ground-truth USMs: with the `predicted` option's
+    external USMs the encoder would train on a mix, so the stream is refused, naming both."""
+    from psm_jax.train import tasks
+
+    config = _config("embedding", data_dir, combine_with=TINY)
+    config.usm = "external"
+    config.external_usm_dir = "/runs/tiny/predicted_usm"
+    source, metadata = pipeline.open_split(config.dataset, "train", data_dir)
+    task = tasks.make_task(config, metadata)
+    with pytest.raises(ValueError, match=r"combine_with .* config.usm='external' \(/runs/tiny"):
+        task.stream(source, seed=0, shuffle=True, num_epochs=1)

@@ -65,11 +65,17 @@ def parse_override(text: str) -> tuple[str, dict]:
         key = key.strip()
         if not equals or not key:
             raise ValueError(f"{item!r} in the override {text!r} is not key=value.")
-        try:
-            fields[key] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            fields[key] = value
+        fields[key] = parse_value(value)
     return name, fields
+
+
+def parse_value(text: str):
+    """A config value given as text: a Python literal where it parses as one (`0.1`, `True`,
+    `(16, 32)`), the string otherwise."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
 
 
 def parse_overrides(texts: list[str]) -> dict[str, dict]:
