@@ -566,3 +566,35 @@ def test_bfloat16_encoder_and_per_observer_networks_track_float32():
     exact, low = (_run(network, inputs, observer)[2] for network in networks.values())
     assert low.dtype == jnp.float32 and not np.array_equal(exact, low)
     assert float(jnp.max(jnp.abs(exact - low))) < 0.05
+
+
+def test_block_mean_averages_blocks_and_drops_the_remainder():
+    features = jnp.arange(2 * 5 * 7 * 3, dtype=jnp.float32).reshape(2, 5, 7, 3)
+    pooled = embedding.block_mean(features, 2)
+    assert pooled.shape == (2, 2, 3, 3)
+    expected = np.asarray(features)[:, :4, :6].reshape(2, 2, 2, 3, 2, 3).mean(axis=(2, 4))
+    np.testing.assert_allclose(pooled, expected, rtol=1e-6)
+    assert embedding.block_mean(features, 1) is features
+    with pytest.raises(ValueError, match="leaves nothing"):
+        embedding.block_mean(features, 6)
+
+
+def test_an_encoder_with_input_downsample_reads_block_averaged_pairs():
+    """Ours: input_downsample=2 is the same network fed inputs averaged over 2x2 blocks (the
+    PSM-input encoder's input channels are affine in the pixels, so averaging commutes)."""
+    small = embedding.EncoderConfig(widths=(4, 8, 8, 8), embedding_size=6, input_downsample=2)
+    full = dataclasses.replace(small, input_downsample=1)
+    encoder = embedding.UserEmbeddingEncoder(small, rngs=nnx.Rngs(0))
+    reference = embedding.UserEmbeddingEncoder(full, rngs=nnx.Rngs(0))
+    encoder.eval(), reference.eval()
+    images, psms = _pairs(2, 3, seed=5)
+    averaged_images = embedding.block_mean(
+        images.reshape(6, 120, 160, 3).astype(jnp.float32) / 255.0, 2
+    ).reshape(2, 3, 60, 80, 3)
+    averaged_psms = embedding.block_mean(psms.reshape(6, 120, 160, 1), 2).reshape(2, 3, 60, 80)
+    ours = encoder(images, psms)
+    np.testing.assert_allclose(ours, reference(averaged_images, averaged_psms), atol=1e-5)
+    assert not np.allclose(ours, reference(images, psms), atol=1e-3)
+    for bad in (0, 1.5):
+        with pytest.raises(ValueError, match="input_downsample"):
+            embedding.EncoderConfig(input_downsample=bad)
