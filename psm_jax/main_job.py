@@ -244,6 +244,9 @@ def _evaluate(dataset, data_dir, workdir: Path, models: methods.Models, evaluati
 
     source, metadata = pipeline.open_split(dataset, "train", data_dir)
     sets: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    # Each (observer, image) pair's encoder features, per observer group: the precision@1 sets and
+    # the preference alignment's draw on the same test observers' pairs.
+    pair_caches: dict[str, dict] = {"test": {}}
     precision = embeddings.precision_at_1_versus_m(
         models.embedding,
         source,
@@ -253,6 +256,7 @@ def _evaluate(dataset, data_dir, workdir: Path, models: methods.Models, evaluati
         sets_per_observer=evaluation.precision_sets_per_observer,
         seed=evaluation.seed,
         sets=sets,
+        pair_cache=pair_caches["test"],
     )
     sections.append(report.precision_markdown(precision))
     results["precision_at_1"] = precision
@@ -269,16 +273,17 @@ def _evaluate(dataset, data_dir, workdir: Path, models: methods.Models, evaluati
             names=test_ids,
         )
         sections.append("![t-SNE of unseen observers' embeddings](report/embeddings_tsne.png)\n")
-    alignment = _preference_alignment(models.embedding, source, metadata, evaluation)
+    alignment = _preference_alignment(models.embedding, source, metadata, evaluation, pair_caches)
     if alignment:
         results["preference_alignment"] = alignment
         sections.append(report.alignment_markdown(alignment))
     return results, sections
 
 
-def _preference_alignment(encoder, source, metadata, evaluation) -> dict:
+def _preference_alignment(encoder, source, metadata, evaluation, pair_caches=None) -> dict:
     """Synthetic datasets only (their generator records each observer's preferences): how well
-    embedding distances track preference distances, for the training and the unseen observers."""
+    embedding distances track preference distances, for the training and the unseen observers.
+    `pair_caches`: {group: pair cache} to encode through (`embeddings.set_embeddings`)."""
     preferences = metadata.raw.get("release", {}).get("observer_preferences")
     if preferences is None:
         return {}
@@ -295,6 +300,7 @@ def _preference_alignment(encoder, source, metadata, evaluation) -> dict:
             m=evaluation.m,
             sets_per_observer=evaluation.alignment_sets_per_observer,
             seed=evaluation.seed,
+            pair_cache=(pair_caches or {}).get(group),
         )
         alignment[group] = embeddings.preference_alignment(
             vectors, labels, preferences[metadata.observers(group)]

@@ -154,6 +154,7 @@ def test_main_job_on_tiny(tiny_main_job):
     assert report.count("Against the ground-truth USM") == 2 and "IG (bits/fix.)" in report
     assert "ReLU activity of the PSM network" in report
     assert 0.0 <= result["psm_network_activity"]["live_units/dynamic"] <= 1.0
+    assert "| Layer | trunk_0 | trunk_1 | trunk_2 | dynamic | head |" in report  # model order
     assert "Multi-task CNN" not in report.split("open set")[1]  # no head for unseen observers
     closed = result["closed"]
     assert set(closed.rows["gt_usm"]) == {

@@ -264,6 +264,17 @@ def test_precision_at_1_versus_m_is_nan_where_the_images_cannot_supply_a_set(
         encoder, source, metadata, group="test", m=4, sets_per_observer=3
     )
     assert vectors.shape == (6, 8) and list(labels) == [0, 0, 0, 1, 1, 1]
+    # A pair cache shared between calls (the main job's precision@1 and preference alignment on
+    # the test observers) fills once and changes no embedding.
+    shared: dict = {}
+    again = embeddings.precision_at_1_versus_m(
+        encoder, source, metadata, ms=(4, 16), sets_per_observer=3, pair_cache=shared
+    )
+    assert again[4] == precision[4] and len(shared) > 0
+    cached, _ = embeddings.set_embeddings(
+        encoder, source, metadata, group="test", m=4, sets_per_observer=3, pair_cache=shared
+    )
+    np.testing.assert_allclose(cached, vectors, atol=1e-6)
     with pytest.raises(ValueError, match="m = 16 pairs needs at least 32 training images"):
         inference.embed_observers(encoder, source, metadata, group="test", m=16)
 

@@ -60,6 +60,7 @@ def precision_at_1_versus_m(
     seed: int = 0,
     sets: dict | None = None,
     usms: np.ndarray | None = None,
+    pair_cache: dict | None = None,
 ) -> dict[int, float]:
     """Precision@1 of embeddings of `group`'s observers versus m (Strohm et al., Fig. 5).
 
@@ -69,10 +70,12 @@ def precision_at_1_versus_m(
     training images than the dataset has (a set is drawn from a window of 2m images) gives NaN.
     `sets`, if given, receives each scored m's (embeddings, labels) (`set_embeddings`), for
     figures of the same sets without embedding them again. `usms`: the images' USMs in place of
-    the ground truth (`psm_jax.inference.embed_observers`).
+    the ground truth (`psm_jax.inference.embed_observers`). `pair_cache`: as there, a dict to
+    share with other calls on the same encoder, source and group (None: a new one; the sets of
+    every m share it either way, so each pair is encoded once).
     """
     result = {}
-    pair_cache: dict = {}  # the sets of every m share pairs: each is encoded once
+    pair_cache = {} if pair_cache is None else pair_cache
     for m in ms:
         if len(source) < 2 * m:
             result[m] = float("nan")

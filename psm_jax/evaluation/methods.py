@@ -34,6 +34,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+from flax import nnx
 
 from psm_jax import inference, registry
 from psm_jax.data import pipeline, saliency_maps
@@ -306,5 +307,14 @@ def psm_network_activity(
         "usm": evaluation.pair_usm[chosen],
         "embedding": embeddings[evaluation.observer[chosen]],
     }
-    activity = registry.relu_activity(models.psm_network.model, batch)
-    return {name: float(value) for name, value in activity.items()}
+    names: list[str] = []
+
+    @nnx.jit
+    def activity(model, batch):
+        # A jitted dict comes back in sorted key order; the tuple keeps the layers' order.
+        values = registry.relu_activity(model, batch)
+        names[:] = list(values)
+        return tuple(values.values())
+
+    values = activity(models.psm_network.model, batch)
+    return {name: float(value) for name, value in zip(names, values, strict=True)}
