@@ -21,6 +21,7 @@ import dataclasses
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from flax import nnx
@@ -161,6 +162,18 @@ def predict_discrepancy(
     return in_batches(
         lambda *batch: _final_discrepancy(restored.model, *batch), images, usm, condition
     )
+
+
+def predict_discrepancy_of_observer(
+    restored: Restored, images: np.ndarray, usm: np.ndarray, observer: int
+) -> np.ndarray:
+    """`predict_discrepancy` with one training observer's layers for every example: (N, 15, 20).
+    For the multi-task CNN and the per-observer networks, whose per-observer layers then run as
+    ordinary convolutions (one compiled program for every observer)."""
+    if registry.get(restored.kind).conditioned_on != "observer":
+        raise ValueError(f"{restored.workdir} holds a {restored.kind!r} model: no observer heads.")
+    index = jnp.asarray(observer, jnp.int32)
+    return in_batches(lambda *batch: _final_discrepancy(restored.model, *batch, index), images, usm)
 
 
 def embed_observers(

@@ -470,3 +470,17 @@ def test_in_batches_gives_every_call_the_full_batch_shape():
     shapes.clear()
     np.testing.assert_array_equal(inference.in_batches(function, x, y, batch_size=8), x * 2 + y)
     assert shapes == [(5, 2)]  # fewer rows than a batch: not padded
+
+
+def test_one_observers_predictions_equal_naming_them_per_example(tiny_data_dir, tiny_workdirs):
+    """The per-observer oracle's path: one training observer's layers on every pair."""
+    per_observer = inference.restore(tiny_workdirs["per_observer"])
+    evaluation = pairs.evaluation_set(TINY, tiny_data_dir, "open", "test")
+    images, usm = evaluation.pair_images, evaluation.pair_usm
+    one = inference.predict_discrepancy_of_observer(per_observer, images, usm, 1)
+    each = inference.predict_discrepancy(per_observer, images, usm, np.full(len(images), 1))
+    np.testing.assert_allclose(one, each, rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="no observer heads"):
+        inference.predict_discrepancy_of_observer(
+            inference.restore(tiny_workdirs["psm_network"]), images, usm, 0
+        )

@@ -207,6 +207,14 @@ def test_per_observer_networks_run_each_examples_own_network(architecture):
         )
         expected = _run(alone, inputs[b : b + 1], jnp.zeros((1,), jnp.int32))
         np.testing.assert_allclose(outputs[2][b], expected[2][0], rtol=1e-4, atol=1e-5)
+    # A scalar observer runs that observer's layers on the whole batch (ordinary convolutions,
+    # the evaluation's per-observer oracle): the same outputs as naming them per example.
+    for k in (0, 2):
+        one = _run(model, inputs, jnp.asarray(k, jnp.int32))
+        each = _run(model, inputs, jnp.full((3,), k, jnp.int32))
+        for a, b in zip(one, each, strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    assert not np.allclose(_run(model, inputs, jnp.asarray(0))[2], outputs[2])
     with pytest.raises(ValueError, match="architecture"):
         per_observer_networks("deepgaze", 2, rngs=nnx.Rngs(0))
 

@@ -134,8 +134,7 @@ def _per_observer_oracle(model: inference.Restored, evaluation: EvaluationSet, u
     target = saliency_maps.discrepancy_maps(evaluation.psm, usm, saliency_maps.OUTPUT_SIZE)
     losses, predictions = [], []
     for k in range(model.model.num_observers):
-        observer = np.full(len(evaluation.image), k, np.int32)
-        prediction = inference.predict_discrepancy(model, images, usm, observer)
+        prediction = inference.predict_discrepancy_of_observer(model, images, usm, k)
         predictions.append(prediction)
         losses.append(np.mean((prediction - target) ** 2, axis=(1, 2)))
     losses, predictions = np.stack(losses), np.stack(predictions)  # (K, P), (K, P, h, w)

@@ -307,7 +307,8 @@ class Conv(nnx.Module):
     With `num_observers=None` it is an ordinary convolution. With an integer it holds one kernel per
     observer (`ObserverParam`, shape (N, k, k, C, O)) and `__call__(x, observer)` convolves each
     example with its observer's kernel: the cost per example is independent of N (a gather of B
-    kernels, then `per_example_conv`).
+    kernels, then `per_example_conv`). A scalar `observer` convolves the whole batch with that
+    observer's kernel (an ordinary convolution).
     """
 
     def __init__(
@@ -346,6 +347,11 @@ class Conv(nnx.Module):
             )
         if observer is None:
             raise ValueError("A per-observer Conv needs the observer index of every example.")
+        if jnp.ndim(observer) == 0:
+            # One observer for the whole batch: an ordinary convolution with their kernel.
+            return conv(features, kernel[observer].astype(features.dtype), self.stride) + bias[
+                observer
+            ].astype(features.dtype)
         return per_example_conv(
             features,
             kernel[observer].astype(features.dtype),
