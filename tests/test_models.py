@@ -578,13 +578,13 @@ def test_bfloat16_encoder_and_per_observer_networks_track_float32():
 
 def test_block_mean_averages_blocks_and_drops_the_remainder():
     features = jnp.arange(2 * 5 * 7 * 3, dtype=jnp.float32).reshape(2, 5, 7, 3)
-    pooled = embedding.block_mean(features, 2)
+    pooled = layers.block_mean(features, 2)
     assert pooled.shape == (2, 2, 3, 3)
     expected = np.asarray(features)[:, :4, :6].reshape(2, 2, 2, 3, 2, 3).mean(axis=(2, 4))
     np.testing.assert_allclose(pooled, expected, rtol=1e-6)
-    assert embedding.block_mean(features, 1) is features
+    assert layers.block_mean(features, 1) is features
     with pytest.raises(ValueError, match="leaves nothing"):
-        embedding.block_mean(features, 6)
+        layers.block_mean(features, 6)
 
 
 def test_an_encoder_with_input_downsample_reads_block_averaged_pairs():
@@ -596,13 +596,13 @@ def test_an_encoder_with_input_downsample_reads_block_averaged_pairs():
     reference = embedding.UserEmbeddingEncoder(full, rngs=nnx.Rngs(0))
     encoder.eval(), reference.eval()
     images, psms = _pairs(2, 3, seed=5)
-    averaged_images = embedding.block_mean(
+    averaged_images = layers.block_mean(
         images.reshape(6, 120, 160, 3).astype(jnp.float32) / 255.0, 2
     ).reshape(2, 3, 60, 80, 3)
-    averaged_psms = embedding.block_mean(psms.reshape(6, 120, 160, 1), 2).reshape(2, 3, 60, 80)
+    averaged_psms = layers.block_mean(psms.reshape(6, 120, 160, 1), 2).reshape(2, 3, 60, 80)
     ours = encoder(images, psms)
     np.testing.assert_allclose(ours, reference(averaged_images, averaged_psms), atol=1e-5)
     assert not np.allclose(ours, reference(images, psms), atol=1e-3)
-    for bad in (0, 1.5):
+    for bad in (0, 1.5, True):
         with pytest.raises(ValueError, match="input_downsample"):
             embedding.EncoderConfig(input_downsample=bad)

@@ -308,6 +308,7 @@ def psm_network_activity(
     }
     names: list[str] = []
 
+    # Defined per call, so it is traced (and `names` filled) on every call.
     @nnx.jit
     def activity(model, batch):
         # A jitted dict comes back in sorted key order; the tuple keeps the layers' order.

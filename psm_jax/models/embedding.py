@@ -72,7 +72,8 @@ class EncoderConfig:
             raise ValueError(f"input_map must be one of {INPUT_MAPS}, got {self.input_map!r}")
         if self.pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
-        if not (isinstance(self.input_downsample, int) and self.input_downsample >= 1):
+        factor = self.input_downsample
+        if isinstance(factor, bool) or not isinstance(factor, int) or factor < 1:
             raise ValueError(
                 f"input_downsample must be a whole number >= 1, got {self.input_downsample!r}"
             )
@@ -125,7 +126,7 @@ class UserEmbeddingEncoder(nnx.Module):
         (N, embedding_size) features, unnormalised."""
         dtype = jnp.dtype(self.config.compute_dtype)
         features = layers.model_input(images, self.input_map(psms, usms))
-        features = block_mean(features, self.config.input_downsample).astype(dtype)
+        features = layers.block_mean(features, self.config.input_downsample).astype(dtype)
         for conv, norm in zip(self.convs, self.norms, strict=True):
             features = jax.nn.relu(norm(conv(features)))
         if self.config.pooling == "map":
@@ -170,21 +171,6 @@ def _require_usms(usms) -> None:
             "This encoder reads each pair's departure from the USM (input_map="
             "'discrepancy'): give the USMs of the pairs' images too."
         )
-
-
-def block_mean(features: jax.Array, factor: int) -> jax.Array:
-    """(N, H, W, C) -> (N, H // factor, W // factor, C): the mean of each factor x factor block
-    (the last H % factor rows and W % factor columns are dropped)."""
-    if factor == 1:
-        return features
-    n, height, width, channels = features.shape
-    h, w = height // factor, width // factor
-    if h == 0 or w == 0:
-        raise ValueError(
-            f"input_downsample={factor} leaves nothing of {height}x{width} inputs: lower it."
-        )
-    blocks = features[:, : h * factor, : w * factor].reshape(n, h, factor, w, factor, channels)
-    return jnp.mean(blocks, axis=(2, 4))
 
 
 def normalise(vectors: jax.Array, epsilon: float = 1e-12) -> jax.Array:

@@ -360,6 +360,22 @@ class Conv(nnx.Module):
         )
 
 
+def block_mean(features: jax.Array, factor: int) -> jax.Array:
+    """(N, H, W, C) -> (N, H // factor, W // factor, C): the mean of each factor x factor block
+    (the last H % factor rows and W % factor columns are dropped): the encoder's
+    `input_downsample`."""
+    if factor == 1:
+        return features
+    n, height, width, channels = features.shape
+    h, w = height // factor, width // factor
+    if h == 0 or w == 0:
+        raise ValueError(
+            f"input_downsample={factor} leaves nothing of {height}x{width} inputs: lower it."
+        )
+    blocks = features[:, : h * factor, : w * factor].reshape(n, h, factor, w, factor, channels)
+    return jnp.mean(blocks, axis=(2, 4))
+
+
 def max_pool(features: jax.Array, window: int = 3, stride: int = 2) -> jax.Array:
     """Max pooling with 'SAME' padding (output ceil(size / stride)), as in DeepNet/Caffe."""
     return nnx.max_pool(features, (window, window), (stride, stride), padding="SAME")
