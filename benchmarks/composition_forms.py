@@ -1,0 +1,76 @@
+"""The composition's form on the closed set's VALIDATION images (issue 14; exploration, 2026-12-02).
+
+    python benchmarks/composition_forms.py --run=<main-job workdir> --data_dir=<data_dir> \
+        --dataset=osie_personal
+
+Restores the run's encoder and PSM network, predicts the raw discrepancies of the training
+observers on the validation images (own embedding and another observer's), takes the
+observer's mean discrepancy over their training images (the baseline without learning), and
+scores clip(USM + w D, f USM, 1) for w in {0.1, 0.25, 0.5} and f in {0.3, 0.8, 1} against the
+ground-truth USM (difference, paired Wilcoxon p; information gain). Results: benchmarks/RESULTS.md.
+"""
+
+import numpy as np
+from absl import app, flags
+
+import tfds_builders  # noqa
+from psm_jax import inference
+from psm_jax.data import pipeline
+from psm_jax.evaluation import methods, pairs, report
+from psm_jax.evaluation import priors as priors_lib
+
+flags.DEFINE_string("run", None, "")
+flags.DEFINE_string("data_dir", None, "")
+flags.DEFINE_string("dataset", "osie_personal", "")
+flags.DEFINE_string("split", "validation", "")
+FLAGS = flags.FLAGS
+
+
+def main(_):
+    run = FLAGS.run
+    models = methods.Models.restore({m: f"{run}/{m}" for m in ("embedding", "psm_network")})
+    ev = pairs.evaluation_set(FLAGS.dataset, FLAGS.data_dir, "closed", FLAGS.split)
+    source, metadata = pipeline.open_split(ev.dataset, "train", ev.data_dir)
+    emb, _ = inference.embed_observers(
+        models.embedding, source, metadata, group=ev.group, m=32, with_image_index=True
+    )
+    emb = emb[:, 0]
+    usm = ev.pair_usm
+    d_emb = inference.predict_discrepancy(models.psm_network, ev.pair_images, usm, emb[ev.observer])
+    another = np.roll(np.arange(len(emb)), -1)[ev.observer]
+    d_shuf = inference.predict_discrepancy(models.psm_network, ev.pair_images, usm, emb[another])
+    pri = priors_lib.observer_priors(source, metadata, ev.group, None)
+    d_mean = pri.mean_discrepancy[ev.observer]
+    print(
+        "pairs",
+        len(usm),
+        "disc std emb",
+        d_emb.std(),
+        "shuf",
+        d_shuf.std(),
+        "mean-disc",
+        d_mean.std(),
+        flush=True,
+    )
+    base = report.score(ev, usm)
+
+    def show(name, pred):
+        s = report.score(ev, pred)
+        cells = []
+        for k in ("cc", "sim", "kld"):
+            v = report.versus_usm(s[k], base[k])
+            cells.append(f"{v['difference']:+.4f} ({v['p']:.1g})")
+        print(
+            f"| {name} | " + " | ".join(cells) + f" | {np.nanmean(s['information_gain']):+.4f} |",
+            flush=True,
+        )
+
+    print("| row | CC | SIM | KLD | IG |")
+    for w in (0.1, 0.25, 0.5):
+        for f in (0.3, 0.8, 1.0):
+            show(f"emb w={w} f={f}", inference.compose_psm(usm, d_emb, f, w))
+            show(f"shuf w={w} f={f}", inference.compose_psm(usm, d_shuf, f, w))
+            show(f"meandisc w={w} f={f}", inference.compose_psm(usm, d_mean, f, w))
+
+
+app.run(main)
