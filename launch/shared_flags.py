@@ -20,7 +20,8 @@ DISCREPANCY_WEIGHT = flags.DEFINE_float(
     "discrepancy_weight",
     evaluation.get_config().discrepancy_weight,
     "Predicted PSM = clip(USM + discrepancy_weight x discrepancy, usm_floor x USM, 1); 1 = the "
-    "papers' composition (why ours differs: psm_jax/configs/evaluation.py).",
+    "papers' composition (why ours differs: psm_jax/configs/evaluation.py). Networks trained with "
+    "--config.composition=log_ratio are composed as trained: USM x exp(s x output).",
     lower_bound=0.0,
     upper_bound=2.0,
 )

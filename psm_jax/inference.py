@@ -12,7 +12,13 @@ The composition every personalised prediction goes through lives here, in `compo
 
 with the USM floor f from the evaluation config (`psm_jax.configs.evaluation`: 0.3, ours; f = 0
 is the papers' clip at 0). `psm_jax.losses.composed_kld` trains against the papers' composition
-(f = 0) with a smooth gradient; a test pins its value to `compose_psm`.
+(f = 0) with a smooth gradient; a test pins its value to `compose_psm`. A PSM network trained with
+`config.composition="log_ratio"` (ours) outputs a log density ratio instead:
+
+    predicted PSM = USM x exp(s x output resized (bilinear)), scaled to a maximum of 1
+
+(s = `config.log_ratio_scale`; no floor is needed), the map `psm_jax.losses.log_ratio_kld` trains;
+`compose` picks the form from the model's config.
 """
 
 from __future__ import annotations
@@ -63,6 +69,14 @@ class Restored:
         return tuple(self.config.get("working_size") or saliency_maps.WORKING_SIZE)
 
     @property
+    def composition(self) -> tuple[str, float]:
+        """(form, scale) of how its output makes a PSM (`compose_psm`)."""
+        return (
+            self.config.get("composition", "additive"),
+            float(self.config.get("log_ratio_scale", 2.0)),
+        )
+
+    @property
     def predicted_usm(self) -> bool:
         """Whether a discrepancy model was trained on predicted (external) USMs."""
         return self.config.usm == "external"
@@ -106,25 +120,56 @@ def in_batches(function, *arrays: np.ndarray, batch_size: int = BATCH_SIZE) -> n
 
 
 def compose_psm(
-    usm: np.ndarray, discrepancy: np.ndarray, usm_floor: float, discrepancy_weight: float
+    usm: np.ndarray,
+    discrepancy: np.ndarray,
+    usm_floor: float,
+    discrepancy_weight: float,
+    composition: str = "additive",
+    log_ratio_scale: float = 2.0,
 ) -> np.ndarray:
-    """Predicted PSMs: clip(USM + w x discrepancy resized bilinearly to the USM's grid, f USM, 1).
+    """Predicted PSMs: clip(USM + w x discrepancy resized bilinearly to the USM's grid, f USM, 1);
+    with `composition="log_ratio"`, USM x exp(w x s x the resized output) scaled to a peak of 1.
 
     Args:
       usm: (..., H, W) in [0, 1].
-      discrepancy: (..., h, w) predicted discrepancy (15x20 for the networks here).
-      usm_floor: f in [0, 1]; 0 is the papers' composition (`psm_jax.configs.evaluation`).
+      discrepancy: (..., h, w) predicted discrepancy (15x20 for the networks here), or the log
+        density ratio in units of s for "log_ratio".
+      usm_floor: f in [0, 1]; 0 is the papers' composition (`psm_jax.configs.evaluation`); not
+        used by "log_ratio".
       discrepancy_weight: w in [0, 2]; 1 is the papers' composition, 0 gives the USM back (the
         evaluation's default is `psm_jax.configs.evaluation`'s, 0.5).
+      composition, log_ratio_scale: the model's (`Restored.composition`).
     """
     if not 0.0 <= usm_floor <= 1.0:
         raise ValueError(f"usm_floor must be in [0, 1], got {usm_floor}")
     if not 0.0 <= discrepancy_weight <= 2.0:
         raise ValueError(f"discrepancy_weight must be in [0, 2], got {discrepancy_weight}")
     size = usm.shape[-2:]
-    resized = jax.image.resize(discrepancy, discrepancy.shape[:-2] + size, "bilinear")
+    resized = np.asarray(jax.image.resize(discrepancy, discrepancy.shape[:-2] + size, "bilinear"))
     usm = np.asarray(usm, np.float32)
-    return np.clip(usm + discrepancy_weight * np.asarray(resized), usm_floor * usm, 1.0)
+    if composition == "log_ratio":
+        maps = usm * np.exp(discrepancy_weight * log_ratio_scale * resized)
+        peak = maps.max(axis=(-2, -1), keepdims=True)
+        return (maps / np.where(peak > 0, peak, 1.0)).astype(np.float32)
+    if composition != "additive":
+        raise ValueError(f"composition must be 'additive' or 'log_ratio', got {composition!r}")
+    return np.clip(usm + discrepancy_weight * resized, usm_floor * usm, 1.0)
+
+
+def compose(
+    restored: Restored,
+    usm: np.ndarray,
+    discrepancy: np.ndarray,
+    usm_floor: float,
+    discrepancy_weight: float,
+) -> np.ndarray:
+    """`compose_psm` in the form `restored` was trained with: an additive discrepancy with the
+    given floor and weight; a log ratio exactly as trained (weight 1, no floor), which on OSIE's
+    validation images beat weight 0.5 on CC, SIM and KLD (benchmarks/RESULTS.md, 2026-12-03)."""
+    form, scale = restored.composition
+    if form == "log_ratio":
+        discrepancy_weight = 1.0
+    return compose_psm(usm, discrepancy, usm_floor, discrepancy_weight, form, scale)
 
 
 # Jitted once at module level, so repeated calls (each row, each oracle candidate, each protocol)

@@ -110,6 +110,51 @@ def composed_kld(
     return _masked_mean(per_example, valid)
 
 
+def log_ratio_kld(
+    outputs: Sequence[jax.Array],
+    usm: jax.Array,
+    psm: jax.Array,
+    scale: float,
+    valid: jax.Array | None = None,
+    epsilon: float = 1e-7,
+) -> jax.Array:
+    """The loss of the "log_ratio" composition (ours): for each deep-supervision output L_k, the
+    KL(PSM || USM x exp(scale x L_k)) of the map `psm_jax.inference.compose_psm` builds from it,
+    L_k upsampled bilinearly to the USM's grid, both maps made distributions. The network's
+    output is a log density ratio (in units of `scale`) of the person against the population:
+    a log-linear model of the PSM around the USM, whose KLD is convex in L and has no clip
+    to die in (the additive form's `composed_kld` needs a straight-through gradient).
+
+    The KLD does not change when a constant is added to L (the map is normalised), so nothing
+    holds L's level: under Adam the outputs drifted to -1, where tanh saturates and no gradient
+    passes (OSIE, 2026-12-03: every output within 1e-4 of -1, the trained network equal to the
+    USM). The loss adds the square of each output's spatial mean, which fixes the level at 0 and
+    changes no composed map.
+
+    Args:
+      outputs: the network's outputs, each (B, h_k, w_k), in [-1, 1] (tanh).
+      usm, psm: (B, H, W) the USM the ratio multiplies and the ground-truth PSM.
+      scale: s, the log ratio's range is [-s, s].
+      valid: (B,) bool, examples that count; None: all.
+
+    Returns:
+      The scalar: the per-example sum over outputs (KLD + the level's square), averaged over
+      valid examples.
+    """
+    batch, height, width = usm.shape
+    target = psm / jnp.maximum(jnp.sum(psm, axis=(1, 2), keepdims=True), 1e-12)
+    per_example = 0.0
+    for output in outputs:
+        upsampled = jax.image.resize(output, (batch, height, width), "bilinear")
+        composed = usm * jnp.exp(scale * upsampled)
+        prediction = composed / jnp.maximum(jnp.sum(composed, axis=(1, 2), keepdims=True), 1e-12)
+        per_example = per_example + jnp.sum(
+            target * jnp.log(epsilon + target / (prediction + epsilon)), axis=(1, 2)
+        )
+        per_example = per_example + jnp.square(jnp.mean(output, axis=(1, 2)))
+    return _masked_mean(per_example, valid)
+
+
 def cosine_similarity_matrix(embeddings: jax.Array, epsilon: float = 1e-12) -> jax.Array:
     """(B, d) -> (B, B) cosine similarities."""
     norms = jnp.sqrt(jnp.sum(jnp.square(embeddings), axis=-1, keepdims=True))

@@ -166,11 +166,19 @@ def run(
         seconds=stages.seconds,
         sections=sections,
         discrepancy_weight=evaluation.discrepancy_weight,
+        log_ratio_scale=_log_ratio_scale(models),
     )
     # The console gets the two main tables; the report has everything (tests, figures, studies).
     print("\n".join(results[p].markdown() for p in evaluation.protocols if p in results))
     print(f"Report: {path} ({stages.seconds:.0f} s)")
     return {**results, "report": path, "seconds": stages.seconds}
+
+
+def _log_ratio_scale(models: methods.Models) -> float | None:
+    """The PSM network's s if it composes in log space ("log_ratio"), else None."""
+    if models.psm_network is None or models.psm_network.composition[0] != "log_ratio":
+        return None
+    return models.psm_network.composition[1]
 
 
 def write_example_study(dataset: str, data_dir: str, out: Path, m: int) -> Path:

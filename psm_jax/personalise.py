@@ -179,7 +179,8 @@ def predict(
     image, _ = load_image(Path(image_path), psm_network.working_size)
     usm = inference.predicted_usms(universal, image[None])
     discrepancy = inference.predict_discrepancy(psm_network, image[None], usm, user_embedding[None])
-    return image, usm[0], inference.compose_psm(usm, discrepancy, usm_floor, discrepancy_weight)[0]
+    psm = inference.compose(psm_network, usm, discrepancy, usm_floor, discrepancy_weight)
+    return image, usm[0], psm[0]
 
 
 def predict_with_head(
@@ -195,7 +196,8 @@ def predict_with_head(
     image, _ = load_image(Path(image_path), multi_task_cnn.working_size)
     usm = inference.predicted_usms(universal, image[None])
     discrepancy = inference.predict_discrepancy(person, image[None], usm, np.zeros(1, np.int32))
-    return image, usm[0], inference.compose_psm(usm, discrepancy, usm_floor, discrepancy_weight)[0]
+    psm = inference.compose(person, usm, discrepancy, usm_floor, discrepancy_weight)
+    return image, usm[0], psm[0]
 
 
 def adapt_multi_task_head(

@@ -150,8 +150,32 @@ def _embedding_loss(config) -> LossFn:
     return loss_fn
 
 
+COMPOSITIONS = ("additive", "log_ratio")
+
+
+def composition(config) -> str:
+    """The config's composition: "additive" (the papers') or "log_ratio" (ours)."""
+    value = config.get("composition", "additive")
+    if value not in COMPOSITIONS:
+        raise ValueError(f"--config.composition must be one of {COMPOSITIONS}, got {value!r}")
+    return value
+
+
 def _psm_network_loss(config) -> LossFn:
     discrepancy_loss = _deep_supervised(config)
+    if composition(config) == "log_ratio":
+        if config.composed_kld_weight:
+            raise ValueError(
+                "--config.composed_kld_weight adds the KLD of the additive composition; a "
+                "log_ratio network is trained on its own map's KLD already (set one of them)."
+            )
+        scale = config.get("log_ratio_scale", 2.0)
+
+        def log_ratio_loss_fn(model, batch, observer):
+            outputs = discrepancy_outputs(model, batch["image"], batch["usm"], batch["embedding"])
+            return losses.log_ratio_kld(outputs, batch["usm"], batch["psm"], scale), {}
+
+        return log_ratio_loss_fn
 
     def loss_fn(model, batch, observer):
         outputs = discrepancy_outputs(model, batch["image"], batch["usm"], batch["embedding"])
@@ -215,7 +239,9 @@ _SPECS = (
         build=lambda arch, n, rngs: personalised.PersonalisedSaliencyNetwork(arch, rngs=rngs),
         loss=_psm_network_loss,
         batch_keys=lambda config: (
-            _REGRESSION_KEYS + ("embedding",) + (("psm",) if config.composed_kld_weight else ())
+            _REGRESSION_KEYS
+            + ("embedding",)
+            + (("psm",) if config.composed_kld_weight or composition(config) == "log_ratio" else ())
         ),
     ),
     ModelSpec(

@@ -5,6 +5,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 from conftest import TINY, tiny_config
@@ -25,9 +26,16 @@ def test_tables_from_trained_workdirs(tiny_data_dir, tiny_workdirs, tmp_path):
         table, rows, scores = report.evaluate(
             evaluation, models, usm_floor=0.3, m=3, discrepancy_weight=1.0
         )
-        ids = ["gt_usm", "centre_bias", "mean_discrepancy", "prior_blend", "per_observer"]
+        ids = [
+            "gt_usm",
+            "centre_bias",
+            "mean_discrepancy",
+            "prior_blend",
+            "density_ratio",
+            "per_observer",
+        ]
         assert [row.id for row in rows] == ids + ["embedding", "embedding_shuffled"]
-        assert rows[4].name.endswith(", oracle") == (protocol == "open")
+        assert rows[5].name.endswith(", oracle") == (protocol == "open")
         assert all(values.shape == (count,) for values in scores["gt_usm"].values())
         expected_cc = metrics.cc(evaluation.pair_usm, evaluation.psm)
         np.testing.assert_allclose(scores["gt_usm"]["cc"], expected_cc, rtol=1e-4, atol=1e-5)
@@ -62,6 +70,7 @@ def test_every_row_of_the_closed_set_and_the_multi_task_row_only_there(
         "centre_bias",
         "mean_discrepancy",
         "prior_blend",
+        "density_ratio",
         "multi_task",
         "per_observer",
         "embedding",
@@ -356,6 +365,9 @@ def test_the_discrepancy_weight_scales_the_discrepancy_before_the_clip():
         "--discrepancy_weight=1)"
     )
     assert report.composition(0, 1) == "Predicted PSM = clip(USM + predicted discrepancy, 0, 1)"
+    assert report.composition(0, 0.5, log_ratio_scale=2.0).endswith(
+        "USM x exp(2 x its output), peak 1, as trained"
+    )
 
 
 def test_the_training_loss_scores_the_papers_composition():
@@ -375,6 +387,50 @@ def test_the_training_loss_scores_the_papers_composition():
     expected = np.mean(np.sum(q * np.log(1e-7 + q / (p + 1e-7)), axis=(1, 2)))
     value = losses.composed_kld(jnp.asarray(discrepancy), usm, psm, epsilon=1e-7)
     np.testing.assert_allclose(value, expected, rtol=1e-4)
+
+
+def test_the_log_ratio_composition_and_its_loss_score_the_same_map():
+    """compose_psm's "log_ratio" form is USM x exp(w s D) at peak 1, and losses.log_ratio_kld is
+    the KLD of that map (w = 1) against the PSM."""
+    import jax.numpy as jnp
+
+    from psm_jax import losses
+
+    rng = np.random.default_rng(1)
+    usm = rng.random((2, 16, 24)).astype(np.float32)
+    psm = rng.random((2, 16, 24)).astype(np.float32)
+    log_ratio = rng.uniform(-1, 1, (2, 4, 6)).astype(np.float32)
+    composed = inference.compose_psm(usm, log_ratio, 0.3, 1.0, "log_ratio", 2.0)
+    resized = np.asarray(jax.image.resize(log_ratio, (2, 16, 24), "bilinear"))
+    expected = usm * np.exp(2.0 * resized)
+    expected /= expected.max(axis=(1, 2), keepdims=True)
+    np.testing.assert_allclose(composed, expected, rtol=1e-5)
+    assert composed.max(axis=(1, 2)) == pytest.approx(1.0)
+    # w = 0 gives the USM back (scaled to its peak); the floor plays no part.
+    np.testing.assert_allclose(
+        inference.compose_psm(usm, log_ratio, 0.0, 0.0, "log_ratio", 2.0),
+        usm / usm.max(axis=(1, 2), keepdims=True),
+        rtol=1e-6,
+    )
+    p = composed / composed.sum(axis=(1, 2), keepdims=True)
+    q = psm / psm.sum(axis=(1, 2), keepdims=True)
+    kld = np.mean(np.sum(q * np.log(1e-7 + q / (p + 1e-7)), axis=(1, 2)))
+    level = np.mean(np.square(log_ratio.mean(axis=(1, 2))))
+    value = losses.log_ratio_kld([jnp.asarray(log_ratio)], usm, psm, 2.0)
+    np.testing.assert_allclose(value, kld + level, rtol=1e-4)
+    # Deep supervision: the sum over outputs.
+    twice = losses.log_ratio_kld([jnp.asarray(log_ratio)] * 2, usm, psm, 2.0)
+    np.testing.assert_allclose(twice, 2 * (kld + level), rtol=1e-4)
+    # A constant added to the output changes no map, only the level term that pins it at 0.
+    centred = log_ratio - log_ratio.mean(axis=(1, 2), keepdims=True)
+    np.testing.assert_allclose(
+        inference.compose_psm(usm, centred, 0.3, 1.0, "log_ratio", 2.0), composed, rtol=1e-5
+    )
+    np.testing.assert_allclose(
+        losses.log_ratio_kld([jnp.asarray(centred)], usm, psm, 2.0), kld, rtol=1e-4
+    )
+    with pytest.raises(ValueError, match="composition"):
+        inference.compose_psm(usm, log_ratio, 0.3, 1.0, "multiplicative")
 
 
 def _up(discrepancy):
@@ -441,6 +497,26 @@ def test_baselines_come_from_the_data_the_embedding_gets(tiny_data_dir, tiny_wor
         for a in priors.BLEND_WEIGHTS
     }
     assert losses[float(closed.blend[1])] == pytest.approx(min(losses.values()), abs=1e-7)
+    # The density ratio against the mean USM of the same pairs; g, then w given g, by KLD.
+    epsilon = priors.RATIO_EPSILON * usms.mean(axis=0).max()
+    ratio = (psms.mean(axis=0) + epsilon) / (usms.mean(axis=0) + epsilon)
+    np.testing.assert_allclose(closed.density_ratio[1], ratio, rtol=1e-5)
+    losses = {
+        g: float(np.mean(metrics.kld(priors.density_ratio_map(usms, ratio, g, 0.0), psms)))
+        for g in priors.GAMMAS
+    }
+    assert losses[float(closed.gamma[1])] == pytest.approx(min(losses.values()), abs=1e-6)
+    # w by two-fold cross-fitting: the ratio of the even pairs scored on the odd ones and back.
+    halves = (slice(0, None, 2), slice(1, None, 2))
+    losses = {}
+    for w in priors.RATIO_WEIGHTS:
+        total = 0.0
+        for fit, held in (halves, halves[::-1]):
+            fitted = priors.density_ratio(psms[fit], usms[fit])
+            held_map = priors.density_ratio_map(usms[held], fitted, closed.gamma[1], w)
+            total += float(np.sum(metrics.kld(held_map, psms[held])))
+        losses[w] = total / len(psms)
+    assert losses[float(closed.ratio_weight[1])] == pytest.approx(min(losses.values()), abs=1e-6)
 
     encoder = inference.restore(tiny_workdirs["embedding"])
     _, enrolment = inference.embed_observers(
@@ -455,6 +531,22 @@ def test_baselines_come_from_the_data_the_embedding_gets(tiny_data_dir, tiny_wor
     np.testing.assert_allclose(opened.mean_psm[0], own.mean(axis=0), atol=1e-6)
     centre = priors.centre_bias(source, metadata)
     assert centre.shape == (120, 160) and 0 < centre.max() <= 1
+
+
+def test_density_ratio_map_reweights_the_usm_in_log_space():
+    from psm_jax.evaluation import priors
+
+    usm = np.array([[[0.25, 1.0], [0.5, 0.0]]], np.float32)
+    ratio = np.array([[4.0, 1.0], [0.25, 2.0]], np.float32)
+    np.testing.assert_allclose(priors.density_ratio_map(usm, ratio, [1.0], [0.0]), usm)
+    # g = 2, w = 1: [[0.0625 * 4, 1], [0.25 * 0.25, 0]], then scaled to a maximum of 1.
+    expected = np.array([[[0.25, 1.0], [0.0625, 0.0]]], np.float32)
+    np.testing.assert_allclose(priors.density_ratio_map(usm, ratio, [2.0], [1.0]), expected)
+    # w = 0.5 on the ratio alone: sqrt of the ratio times the USM, peak 1.
+    halved = priors.density_ratio_map(usm, ratio, [1.0], [0.5])
+    np.testing.assert_allclose(halved, np.array([[[0.5, 1.0], [0.25, 0.0]]]), rtol=1e-6)
+    zero = priors.density_ratio_map(np.zeros_like(usm), ratio, [1.0], [1.0])
+    assert np.all(zero == 0)
 
 
 def test_in_batches_gives_every_call_the_full_batch_shape():

@@ -37,13 +37,33 @@ def _params(workdir, which="latest"):
     return [np.asarray(leaf) for leaf in jax.tree.leaves(nnx.state(model, nnx.Param))]
 
 
+def test_the_log_ratio_psm_network_trains_and_records_its_form(data_dir, encoder_workdir, tmp_path):
+    """`config.composition="log_ratio"`: the loss is the KLD of USM x exp(s D) (finite, > 0),
+    and the restored model says how to compose it; an unknown form is refused."""
+    from psm_jax import inference
+
+    config = _config("psm_network", data_dir, encoder_workdir=encoder_workdir)
+    config.composition = "log_ratio"
+    config.num_steps = 8
+    measurements = loop.train_and_evaluate(config, tmp_path)
+    assert np.isfinite(measurements["loss"]) and measurements["loss"] > 0
+    assert inference.restore(tmp_path).composition == ("log_ratio", 2.0)
+    config.composition = "product"
+    with pytest.raises(ValueError, match="composition"):
+        loop.train_and_evaluate(config, tmp_path / "bad")
+    config.composition, config.composed_kld_weight = "log_ratio", 0.03
+    with pytest.raises(ValueError, match="composed_kld_weight"):
+        loop.train_and_evaluate(config, tmp_path / "bad")
+
+
 @pytest.mark.parametrize("model", ["psm_network", "multi_task", "per_observer", "universal"])
 def test_every_model_trains_checkpoints_and_logs(model, data_dir, encoder_workdir, tmp_path):
     config = _config(model, data_dir, encoder_workdir=encoder_workdir)
     if model == "per_observer":  # the quick configs use "strohm"; this checks the other one
         config.architecture = "xu"
         config.network = {"trunk_widths": (4, 8, 8, 8), "head_widths": (8, 8, 4)}
-    if model == "psm_network":  # with the optional loss on the composed map (reads the PSMs)
+    if model == "psm_network":  # the papers' additive form with the optional composed-map loss
+        config.composition = "additive"
         config.composed_kld_weight = 0.03
     measurements = loop.train_and_evaluate(config, tmp_path)
     assert np.isfinite(measurements["loss"]) and np.isfinite(measurements["validation_loss"])

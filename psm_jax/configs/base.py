@@ -61,6 +61,12 @@ def get_config(model: str = "psm_network") -> ml_collections.ConfigDict:
     config.flip = False  # left-right flip augmentation
     config.loss_reduction = "mean"  # or "caffe_euclidean" (Xu et al.)
     config.composed_kld_weight = 0.0  # psm_network, ours: + w * KLD of the composed PSM
+    # psm_network: how its output makes a PSM. "additive" (the papers'): clip(USM + D, ., 1),
+    # trained on the discrepancy PSM - USM by deep-supervised MSE; "log_ratio" (ours):
+    # USM x exp(s D), D a log density ratio in units of s = log_ratio_scale, trained on the KLD of
+    # that map (`psm_jax.losses.log_ratio_kld`).
+    config.composition = "additive"
+    config.log_ratio_scale = 2.0
     # Models.
     config.network = ml_collections.ConfigDict()  # fields of the model's architecture config
     config.architecture = "xu"  # per_observer: "xu" or "strohm"

@@ -33,6 +33,9 @@ Fields:
               is not significant on two of three); 0.5 gives the largest mean KLD gain. Applies
               to every personalised row alike (the per-observer networks gain KLD with it too; the
               multi-task CNN loses less); the USM rows are unaffected (benchmarks/RESULTS.md).
+              Floor and weight are for additive discrepancies: a PSM network trained with
+              `config.composition="log_ratio"` (ours) is composed as trained, USM x exp(s x
+              output) (`psm_jax.inference.compose`).
   m           (image, PSM) pairs of their own training images an evaluated observer is embedded
               from (Strohm et al. report m = 32 among others).
   precision_ms, precision_sets_per_observer

@@ -6,12 +6,13 @@ Rows (id: what it is), in table order; a row is left out when its model is not g
                   (`config.init_from`), that pretrained network's USM as it came (the papers'
                   DeepGaze row);
   predicted_usm   the universal network's USM (the fine-tuned DeepGaze row when fine-tuned);
-  centre_bias, mean_discrepancy, prior_blend
+  centre_bias, mean_discrepancy, prior_blend, density_ratio
                   baselines without learning (ours, `psm_jax.evaluation.priors`): the mean training
                   USM; USM + the observer's mean discrepancy; a x USM + (1 - a) x the observer's
-                  mean PSM. They use exactly the data the embedding network gets: the observer's
-                  training images in the closed set, their m enrolment pairs in the open set (so
-                  there, only when the encoder is given);
+                  mean PSM; USM^g x the observer's density ratio^w. They use exactly the data
+                  the embedding network gets: the observer's training images in the closed set,
+                  their m enrolment pairs in the open set (so there, only when the encoder is
+                  given);
   multi_task      Xu et al.'s multi-task CNN (closed set only: it has no head for an unseen
                   observer);
   per_observer    the per-observer networks; in the open set Strohm et al.'s oracle: for each unseen
@@ -25,7 +26,8 @@ Rows (id: what it is), in table order; a row is left out when its model is not g
                   embedding row, the network does not use who the person is.
 Personalised rows add their discrepancy to the USM their model was trained with (ground truth, or
 the universal network's for models trained with the "predicted" option) through
-`psm_jax.inference.compose_psm` with the evaluation's USM floor. The ids are the keys of the JSON
+`psm_jax.inference.compose` with the evaluation's USM floor and weight (a PSM network trained with
+the "log_ratio" composition multiplies the USM by its exp instead). The ids are the keys of the JSON
 tables; the display names go beside them.
 """
 
@@ -43,6 +45,7 @@ from psm_jax.evaluation.pairs import EvaluationSet
 
 GT_USM, PRETRAINED_USM, PREDICTED_USM = "gt_usm", "pretrained_usm", "predicted_usm"
 CENTRE_BIAS, MEAN_DISCREPANCY, PRIOR_BLEND = "centre_bias", "mean_discrepancy", "prior_blend"
+DENSITY_RATIO = "density_ratio"
 MULTI_TASK, PER_OBSERVER, EMBEDDING = "multi_task", "per_observer", "embedding"
 EMBEDDING_SHUFFLED = "embedding_shuffled"
 ROW_IDS = (
@@ -52,12 +55,13 @@ ROW_IDS = (
     CENTRE_BIAS,
     MEAN_DISCREPANCY,
     PRIOR_BLEND,
+    DENSITY_RATIO,
     MULTI_TASK,
     PER_OBSERVER,
     EMBEDDING,
     EMBEDDING_SHUFFLED,
 )
-BASELINES = (CENTRE_BIAS, MEAN_DISCREPANCY, PRIOR_BLEND)
+BASELINES = (CENTRE_BIAS, MEAN_DISCREPANCY, PRIOR_BLEND, DENSITY_RATIO)
 """The rows without learning (ours)."""
 OURS = EMBEDDING
 """The row the papers' asterisks are about (Strohm et al.'s method)."""
@@ -178,6 +182,13 @@ def _baseline_rows(
     )
     blended = priors_lib.blend(pair_usm, priors.mean_psm[observer], priors.blend[observer])
     rows.append(Row(PRIOR_BLEND, "a USM + (1 - a) observer's mean PSM (ours)", blended))
+    reweighted = priors_lib.density_ratio_map(
+        pair_usm,
+        priors.density_ratio[observer],
+        priors.gamma[observer],
+        priors.ratio_weight[observer],
+    )
+    rows.append(Row(DENSITY_RATIO, "USM^g x observer's density ratio^w (ours)", reweighted))
     return rows
 
 
@@ -238,8 +249,8 @@ def predict_rows(
             evaluation, source, metadata, open_enrolment, usm_floor, discrepancy_weight
         )
 
-    def compose(usm: np.ndarray, discrepancy: np.ndarray) -> np.ndarray:
-        return inference.compose_psm(usm, discrepancy, usm_floor, discrepancy_weight)
+    def compose(restored, usm: np.ndarray, discrepancy: np.ndarray) -> np.ndarray:
+        return inference.compose(restored, usm, discrepancy, usm_floor, discrepancy_weight)
 
     def base_usm(restored: inference.Restored) -> np.ndarray:
         if restored.predicted_usm and predicted_usm is not None:
@@ -252,7 +263,7 @@ def predict_rows(
             models.multi_task, images, usm, evaluation.observer
         )
         name = "Multi-task CNN (Xu et al.)" + _suffix(models.multi_task)
-        rows.append(Row(MULTI_TASK, name, compose(usm, discrepancy)))
+        rows.append(Row(MULTI_TASK, name, compose(models.multi_task, usm, discrepancy)))
     if models.per_observer is not None:
         usm = base_usm(models.per_observer)
         architecture = models.per_observer.config.architecture
@@ -264,7 +275,7 @@ def predict_rows(
         else:
             discrepancy = _per_observer_oracle(models.per_observer, evaluation, usm)
             name += ", oracle"
-        rows.append(Row(PER_OBSERVER, name, compose(usm, discrepancy)))
+        rows.append(Row(PER_OBSERVER, name, compose(models.per_observer, usm, discrepancy)))
     if models.psm_network is not None:
         if models.embedding is None:
             raise ValueError("The embedding network's row needs the encoder too.")
@@ -273,7 +284,7 @@ def predict_rows(
             models.psm_network, images, usm, embeddings[evaluation.observer]
         )
         name = "Embedding + hypernetwork (Strohm et al.)" + _suffix(models.psm_network)
-        rows.append(Row(EMBEDDING, name, compose(usm, discrepancy)))
+        rows.append(Row(EMBEDDING, name, compose(models.psm_network, usm, discrepancy)))
         if len(embeddings) > 1:
             another = np.roll(np.arange(len(embeddings)), -1)[evaluation.observer]
             discrepancy = inference.predict_discrepancy(
@@ -283,7 +294,7 @@ def predict_rows(
                 Row(
                     EMBEDDING_SHUFFLED,
                     "... given another observer's embedding (control; ours)",
-                    compose(usm, discrepancy),
+                    compose(models.psm_network, usm, discrepancy),
                 )
             )
     return rows

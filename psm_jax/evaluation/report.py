@@ -296,8 +296,11 @@ def activity_markdown(activity: dict[str, float], pairs: int) -> str:
     )
 
 
-def composition(usm_floor: float, discrepancy_weight: float) -> str:
-    """The predicted-PSM composition a report scored, in words."""
+def composition(
+    usm_floor: float, discrepancy_weight: float, log_ratio_scale: float | None = None
+) -> str:
+    """The predicted-PSM composition a report scored, in words; `log_ratio_scale`: the PSM
+    network's s when it was trained with the "log_ratio" composition (ours)."""
     weighted = "" if discrepancy_weight == 1 else f"{discrepancy_weight:g} x "
     floor = "0" if usm_floor == 0 else f"{usm_floor:g} x USM"
     ours = []
@@ -306,7 +309,13 @@ def composition(usm_floor: float, discrepancy_weight: float) -> str:
     if discrepancy_weight != 1:
         ours.append("our discrepancy weight; the papers': --discrepancy_weight=1")
     notes = f" ({'; '.join(ours)})" if ours else ""
-    return f"Predicted PSM = clip(USM + {weighted}predicted discrepancy, {floor}, 1){notes}"
+    text = f"Predicted PSM = clip(USM + {weighted}predicted discrepancy, {floor}, 1){notes}"
+    if log_ratio_scale is not None:
+        text += (
+            "; the embedding network's (trained with --config.composition=log_ratio, ours): "
+            f"USM x exp({log_ratio_scale:g} x its output), peak 1, as trained"
+        )
+    return text
 
 
 def write_main_report(
@@ -318,12 +327,13 @@ def write_main_report(
     seconds: float,
     sections: list[str],
     discrepancy_weight: float,
+    log_ratio_scale: float | None = None,
 ) -> Path:
     """The main job's report.md: what was scored and how, then the sections in order."""
     path = Path(path)
     path.write_text(
         f"# psm-jax report: {dataset}\n\n"
-        + composition(usm_floor, discrepancy_weight)
+        + composition(usm_floor, discrepancy_weight, log_ratio_scale)
         + "; means over (test image, "
         f"observer) pairs; * = the embedding network beats the strongest other row (Mann-Whitney "
         f"p < 0.05); embeddings of evaluated observers from m = {m} pairs of their own training "
