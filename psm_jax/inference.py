@@ -70,11 +70,10 @@ class Restored:
 
     @property
     def composition(self) -> tuple[str, float]:
-        """(form, scale) of how its output makes a PSM (`compose_psm`)."""
-        return (
-            self.config.get("composition", "additive"),
-            float(self.config.get("log_ratio_scale", 2.0)),
-        )
+        """(form, scale) of how its output makes a PSM (`compose_psm`); only a PSM network can
+        have been trained with "log_ratio" (`psm_jax.registry.composition`)."""
+        form = self.config.get("composition", "additive") if self.kind == "psm_network" else None
+        return (form or "additive", float(self.config.get("log_ratio_scale", 2.0)))
 
     @property
     def predicted_usm(self) -> bool:

@@ -154,10 +154,18 @@ COMPOSITIONS = ("additive", "log_ratio")
 
 
 def composition(config) -> str:
-    """The config's composition: "additive" (the papers') or "log_ratio" (ours)."""
+    """The config's composition: "additive" (the papers') or "log_ratio" (ours, the PSM network
+    only, with `log_ratio_scale` > 0)."""
     value = config.get("composition", "additive")
     if value not in COMPOSITIONS:
         raise ValueError(f"--config.composition must be one of {COMPOSITIONS}, got {value!r}")
+    if value == "log_ratio" and config.model != "psm_network":
+        raise ValueError(
+            f"--config.composition=log_ratio is the PSM network's; {config.model} predicts an "
+            "additive discrepancy (leave it at 'additive')."
+        )
+    if value == "log_ratio" and not config.get("log_ratio_scale", 2.0) > 0:
+        raise ValueError(f"--config.log_ratio_scale must be > 0, got {config.log_ratio_scale}")
     return value
 
 
@@ -189,6 +197,7 @@ def _psm_network_loss(config) -> LossFn:
 
 
 def _per_observer_loss(config) -> LossFn:
+    composition(config)  # only the additive form: refuse a log_ratio setting, do not ignore it
     discrepancy_loss = _deep_supervised(config)
 
     def loss_fn(model, batch, observer):

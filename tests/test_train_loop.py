@@ -54,6 +54,15 @@ def test_the_log_ratio_psm_network_trains_and_records_its_form(data_dir, encoder
     config.composition, config.composed_kld_weight = "log_ratio", 0.03
     with pytest.raises(ValueError, match="composed_kld_weight"):
         loop.train_and_evaluate(config, tmp_path / "bad")
+    config.composition, config.composed_kld_weight = "log_ratio", 0.0
+    config.log_ratio_scale = 0.0
+    with pytest.raises(ValueError, match="log_ratio_scale"):
+        loop.train_and_evaluate(config, tmp_path / "bad")
+    # The other discrepancy models predict an additive discrepancy: the setting is refused.
+    other = _config("multi_task", data_dir)
+    other.composition = "log_ratio"
+    with pytest.raises(ValueError, match="PSM network's"):
+        loop.train_and_evaluate(other, tmp_path / "bad_multi_task")
 
 
 @pytest.mark.parametrize("model", ["psm_network", "multi_task", "per_observer", "universal"])
