@@ -1,8 +1,11 @@
 """The XLA flags psm-jax adds by default: only where measured, never over the user's."""
 
 import os
+import platform
 import subprocess
 import sys
+
+import pytest
 
 from psm_jax import xla_defaults
 
@@ -58,3 +61,43 @@ def test_importing_psm_jax_sets_them_before_jax_starts_and_jax_accepts_them():
             check=True,
         )
         assert "--xla_cpu_experimental_ynn_fusion_type=dot" in environ_check.stdout
+
+
+def test_allocator_settings_leave_the_users_own_and_the_opt_out_alone():
+    everything = set(xla_defaults.MALLOC_SETTINGS)
+    assert set(xla_defaults.malloc_settings({})) == everything
+    mine = {"MALLOC_MMAP_THRESHOLD_": "131072"}
+    assert set(xla_defaults.malloc_settings(mine)) == everything - {"mmap_threshold"}
+    assert xla_defaults.malloc_settings({"GLIBC_TUNABLES": "glibc.malloc.top_pad=0"}) == {}
+    assert xla_defaults.malloc_settings({xla_defaults.OPT_OUT: "0"}) == {}
+    for _, _, value in xla_defaults.MALLOC_SETTINGS.values():
+        assert 0 < value < 2**31  # mallopt takes a C int
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the settings are glibc's")
+def test_importing_psm_jax_sets_the_allocator_in_that_process():
+    # glibc accepts every value (mallopt returns 1 for each), and the user's variable wins.
+    script = (
+        "import psm_jax; from psm_jax import xla_defaults; print(xla_defaults.malloc_applied())"
+    )
+    environ = {
+        k: v
+        for k, v in os.environ.items()
+        if k != xla_defaults.OPT_OUT and not k.startswith("MALLOC_") and k != "GLIBC_TUNABLES"
+    }
+
+    def applied(**extra):
+        result = subprocess.run(
+            [sys.executable, "-c", script],
+            env={**environ, **extra},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return result.stdout.strip()
+
+    assert applied() == str(
+        [f"{name}={value}" for name, (_, _, value) in xla_defaults.MALLOC_SETTINGS.items()]
+    )
+    assert "top_pad" not in applied(MALLOC_TOP_PAD_="0")
+    assert applied(**{xla_defaults.OPT_OUT: "0"}) == "[]"
