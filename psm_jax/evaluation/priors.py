@@ -136,22 +136,31 @@ _CHUNK = 64
 """Pairs per call of `_kld_sums`: one compiled shape whatever an observer's pair count."""
 
 
-def _candidate_map(form: str, candidate, usms, mean_psm, ratio, gamma):
-    if form == "blend":
-        return candidate * usms + (1.0 - candidate) * mean_psm
-    if form == "gamma":
-        return jnp.power(usms, candidate)
-    return jnp.power(usms, gamma) * jnp.power(ratio, candidate)
-
-
 @functools.partial(jax.jit, static_argnames=("form",))
 def _kld_sums(form, candidates, psms, usms, mean_psm, ratio, gamma, valid) -> jax.Array:
     """For each candidate of a form ("blend": a; "gamma": g; "ratio": w given g), the sum over
-    the valid pairs of its map's KLD to the PSMs."""
+    the valid pairs of its map's KLD to the PSMs.
+
+    The powers are taken as exp(g log USM + w log ratio) with the logarithms computed once for
+    every candidate (USM^g is exp(g log USM) for USM >= 0; 0 stays 0): a third of the time of
+    `jnp.power` per candidate, the same mean KLDs within 4e-7 (benchmarks/RESULTS.md,
+    2026-12-03)."""
+    if form == "blend":
+
+        def prediction(candidate):
+            return candidate * usms + (1.0 - candidate) * mean_psm
+
+    else:
+        log_usms = jnp.log(usms)
+        log_ratio = jnp.log(ratio) if form == "ratio" else None
+
+        def prediction(candidate):
+            if form == "gamma":
+                return jnp.exp(candidate * log_usms)
+            return jnp.exp(gamma * log_usms + candidate * log_ratio)
 
     def total(candidate):
-        prediction = _candidate_map(form, candidate, usms, mean_psm, ratio, gamma)
-        return jnp.sum(jnp.where(valid, metrics.kld(prediction, psms), 0.0))
+        return jnp.sum(jnp.where(valid, metrics.kld(prediction(candidate), psms), 0.0))
 
     return lax.map(total, jnp.asarray(candidates, jnp.float32))
 
@@ -169,16 +178,16 @@ def _mean_klds(
     """(len(candidates),) the mean KLD of each candidate's map to the PSMs."""
     zeros = np.zeros(psms.shape[1:], np.float32)
     mean_psm = zeros if mean_psm is None else mean_psm
-    ratio = zeros if ratio is None else ratio
-    sums = np.zeros(len(candidates))
+    ratio = np.ones_like(zeros) if ratio is None else ratio
+    pending = []  # every chunk dispatched before any is read: XLA runs them back to back
     for start in range(0, len(psms), _CHUNK):
         chunk = slice(start, start + _CHUNK)
         valid = np.arange(_CHUNK) < len(psms[chunk])
         padded = [layers.pad_batch(maps[chunk], _CHUNK) for maps in (psms, usms)]
-        sums += np.asarray(
-            _kld_sums(form, candidates, *padded, mean_psm, ratio, np.float32(gamma), valid),
-            np.float64,
+        pending.append(
+            _kld_sums(form, candidates, *padded, mean_psm, ratio, np.float32(gamma), valid)
         )
+    sums = sum((np.asarray(part, np.float64) for part in pending), np.zeros(len(candidates)))
     return (sums.astype(np.float32) / len(psms)).astype(np.float32)
 
 
