@@ -21,21 +21,32 @@ The flags:
       "reduce" fusions made that forward pass 15-20% slower, so they are not set. CPU only.
 
 The allocator (glibc's malloc, Linux only; `MALLOC_SETTINGS`, set with `mallopt` when the package
-is imported): XLA:CPU allocates every buffer of every call with malloc, and glibc serves
-allocations above its mmap threshold (128 KiB, rising with use up to 32 MiB) with fresh mmaps and
-returns freed memory above 128 KiB at the top of the heap to the system. So each call's
-multi-megabyte activations are paged in anew: the synthetic main job took 63 million minor page
-faults and 214 s of system time out of 1,150 s of CPU time. With the mmap threshold at its 32 MiB
-maximum, trimming only above 2 GiB and a 256 MiB top pad, buffers are reused from the heap:
-the main job's universal-network stage and evaluation took 147-155 s against 179 s with these
-values as environment variables, and 119-133 s against 129-145 s with this `mallopt` on import
-(two runs each, alternating, 2026-12-03), page faults down by a third to a half, peak RSS within
-15%. They do not depend on the jaxlib version, so they are set whatever jaxlib is installed.
+is imported): XLA:CPU allocates every buffer of every call with malloc, and so does Eigen for
+the packed patches of the convolutions XLA runs through it (1.4 GB per call of the encoder's
+first layer at 2,048 pairs), often on XLA's worker threads. With glibc's defaults, allocations
+above the mmap threshold (128 KiB, rising with use up to 32 MiB) are fresh mmaps, freed memory
+above 128 KiB at the top of the heap goes back to the system, and each thread gets its own
+arena, whose heaps are at most 64 MiB, so larger buffers there are always mmapped. Each call's
+activations are then paged in anew: the synthetic main job took 63 million minor page faults and
+214 s of system time out of 1,150 s of CPU time. The settings: no mmaps (`mmap_max=0`: every
+buffer from the heap), one arena for all threads (`arena_max=1`, so worker threads' buffers are
+heap buffers too), no trimming (`trim_threshold=-1`: freed memory stays with the process for
+the next call) and a 256 MiB top pad; `mmap_threshold` at its 32 MiB maximum matters only if
+the user re-enables mmaps. Measured (benchmarks/RESULTS.md, "The allocator: no mmaps, one
+arena", 2-core AVX-512 VM): the encoder's forward pass over 2,048 pairs 1.15-1.27 s against
+2.0-2.5 s with the earlier settings (mmap threshold, trim at 2 GiB, top pad only; some calls still
+take 3.3-3.8 s); the synthetic main job 489 s against 522 s, system time 47 s against 171 s,
+peak RSS 3.8 GB against 5.0 GB (one run each). The price, from the single arena: small calls
+are slower (batch-1 inference 1.5-1.7 ms against 1.2 ms, the evaluation stage 86 s against
+80-82 s; `MALLOC_ARENA_MAX=16` restores glibc's arenas), and memory freed by the process is not
+returned to the system before it exits. They do not depend on the jaxlib version, so they are
+set whatever jaxlib is installed.
 Skipped when:
   - `PSM_JAX_XLA_DEFAULTS=0` is set (opt out, as for the flags);
   - the C library is not glibc (no `mallopt`);
   - the user set the setting themselves (`MALLOC_MMAP_THRESHOLD_`, `MALLOC_TRIM_THRESHOLD_`,
-    `MALLOC_TOP_PAD_` or `GLIBC_TUNABLES` with `glibc.malloc.`): theirs wins.
+    `MALLOC_TOP_PAD_`, `MALLOC_MMAP_MAX_`, `MALLOC_ARENA_MAX` or `GLIBC_TUNABLES` with
+    `glibc.malloc.`): theirs wins.
 """
 
 from __future__ import annotations
@@ -53,8 +64,10 @@ FLAGS = {"--xla_cpu_experimental_ynn_fusion_type": "dot"}
 MALLOC_SETTINGS = {
     # name: (mallopt parameter number in glibc's malloc.h, the environment variable, value)
     "mmap_threshold": (-3, "MALLOC_MMAP_THRESHOLD_", 32 * 1024 * 1024),
-    "trim_threshold": (-1, "MALLOC_TRIM_THRESHOLD_", 2**31 - 1),  # mallopt takes an int
+    "trim_threshold": (-1, "MALLOC_TRIM_THRESHOLD_", -1),  # -1: never trim (mallopt(3))
     "top_pad": (-2, "MALLOC_TOP_PAD_", 256 * 1024 * 1024),
+    "mmap_max": (-4, "MALLOC_MMAP_MAX_", 0),
+    "arena_max": (-8, "MALLOC_ARENA_MAX", 1),
 }
 
 _applied: list[str] = []
