@@ -319,6 +319,7 @@ def test_a_leaky_dynamic_layer_passes_negative_responses_scaled():
 
 @pytest.mark.parametrize("shape, kernel", [((15, 20, 3), 3), ((16, 21, 4), 7), ((30, 40, 8), 3)])
 def test_stride2_conv_and_its_gradients_equal_lax(shape, kernel):
+    # 3 and 4 channels: the space-to-depth forward pass; 8: XLA's (SPACE_TO_DEPTH_MAX_CHANNELS).
     keys = jax.random.split(jax.random.key(1), 3)
     features = jax.random.normal(keys[0], (2,) + shape)
     weights = jax.random.normal(keys[1], (kernel, kernel, shape[-1], 5))
@@ -328,12 +329,10 @@ def test_stride2_conv_and_its_gradients_equal_lax(shape, kernel):
             x, k, (2, 2), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
         )
 
-    np.testing.assert_allclose(
-        layers._space_to_depth_conv(features, weights),
-        reference(features, weights),
-        rtol=1e-4,
-        atol=1e-4,
-    )
+    for convolve in (layers._space_to_depth_conv, layers.stride2_conv):
+        np.testing.assert_allclose(
+            convolve(features, weights), reference(features, weights), rtol=1e-4, atol=1e-4
+        )
     out_weights = jax.random.normal(keys[2], reference(features, weights).shape)
 
     def loss(convolve, x, k):
@@ -345,6 +344,60 @@ def test_stride2_conv_and_its_gradients_equal_lax(shape, kernel):
     want = jax.grad(lambda x, k: loss(reference, x, k), argnums=(0, 1))(features, weights)
     for g, w in zip(got, want, strict=True):
         np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("dtype", [None, jnp.bfloat16])
+def test_batch_norm_with_product_reductions_equals_flax_batch_norm(dtype):
+    # layers.BatchNorm: nnx.BatchNorm's variables and numbers, every reduction a product.
+    features = 3.0 * jax.random.normal(jax.random.key(0), (6, 5, 7, 8)) + 1.0
+    out_weights = jax.random.normal(jax.random.key(1), features.shape)
+    ours = layers.BatchNorm(8, momentum=0.9, dtype=dtype, rngs=nnx.Rngs(0))
+    flax_norm = nnx.BatchNorm(8, momentum=0.9, dtype=dtype, rngs=nnx.Rngs(0))
+    for norm in (ours, flax_norm):
+        norm.scale[...] = jnp.linspace(0.5, 2.0, 8)
+        norm.bias[...] = jnp.linspace(-1.0, 1.0, 8)
+    assert jax.tree.structure(nnx.state(ours)) == jax.tree.structure(nnx.state(flax_norm))
+    # bfloat16: Flax sums in bfloat16 where ours sums in float32, so they differ by its rounding.
+    tolerance = dict(rtol=5e-2, atol=0.2) if dtype else dict(rtol=1e-5, atol=1e-5)
+
+    def loss(norm, x):
+        return jnp.sum(out_weights * jnp.sin(norm(x).astype(jnp.float32)))
+
+    got = nnx.grad(loss, argnums=(0, 1))(ours, features)
+    want = nnx.grad(loss, argnums=(0, 1))(flax_norm, features)
+    np.testing.assert_allclose(got[1], want[1], **tolerance)
+    for name in ("scale", "bias"):
+        np.testing.assert_allclose(got[0][name][...], want[0][name][...], **tolerance)
+    # Training mode: the output and the running statistics (two updates, so the momentum counts).
+    for _ in range(2):
+        np.testing.assert_allclose(
+            ours(features).astype(jnp.float32), flax_norm(features).astype(jnp.float32), **tolerance
+        )
+    np.testing.assert_allclose(ours.mean[...], flax_norm.mean[...], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(ours.var[...], flax_norm.var[...], rtol=1e-4, atol=1e-4)
+    assert float(jnp.max(jnp.abs(ours.mean[...]))) > 0.1  # the statistics did move
+    ours.eval()
+    flax_norm.eval()
+    np.testing.assert_allclose(
+        ours(features).astype(jnp.float32), flax_norm(features).astype(jnp.float32), **tolerance
+    )
+
+
+def test_add_bias_and_its_gradients_equal_a_plain_sum():
+    features = jax.random.normal(jax.random.key(0), (3, 4, 5, 6))
+    bias = jax.random.normal(jax.random.key(1), (6,))
+    out_weights = jax.random.normal(jax.random.key(2), features.shape)
+
+    def loss(add, x, b):
+        return jnp.sum(out_weights * jnp.sin(add(x, b)))
+
+    np.testing.assert_allclose(layers.add_bias(features, bias), features + bias)
+    got = jax.jit(jax.grad(lambda x, b: loss(layers.add_bias, x, b), argnums=(0, 1)))(
+        features, bias
+    )
+    want = jax.grad(lambda x, b: loss(jnp.add, x, b), argnums=(0, 1))(features, bias)
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5)
 
 
 def test_coordinate_channels_let_the_network_tell_positions_apart():

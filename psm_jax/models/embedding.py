@@ -100,7 +100,7 @@ class UserEmbeddingEncoder(nnx.Module):
                 layers.Conv(in_features, width, config.kernel_size, stride=2, rngs=rngs)
             )
             self.norms.append(
-                nnx.BatchNorm(width, momentum=config.batch_norm_momentum, dtype=dtype, rngs=rngs)
+                layers.BatchNorm(width, momentum=config.batch_norm_momentum, dtype=dtype, rngs=rngs)
             )
             in_features = width
         self.dropout = nnx.Dropout(config.dropout_rate, rngs=rngs)

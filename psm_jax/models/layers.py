@@ -267,19 +267,35 @@ def _strided_conv(features: jax.Array, kernel: jax.Array) -> jax.Array:
     )
 
 
+SPACE_TO_DEPTH_MAX_CHANNELS = 4
+"""`stride2_conv`'s forward pass is the space-to-depth form up to this many input channels (the
+networks' first layers, image + map) and XLA's strided convolution above it (measured on a 2-core
+CPU, benchmarks/RESULTS.md: 4 channels at 120x160, 1.3-1.5x faster; 16 and 32 channels, 2x
+slower)."""
+
+
+def _stride2_primal(features: jax.Array, kernel: jax.Array) -> jax.Array:
+    if features.shape[-1] <= SPACE_TO_DEPTH_MAX_CHANNELS:
+        return _space_to_depth_conv(features, kernel)
+    return _strided_conv(features, kernel)
+
+
 @jax.custom_vjp
 def stride2_conv(features: jax.Array, kernel: jax.Array) -> jax.Array:
     """A 'SAME' stride-2 convolution whose input gradient goes through `_space_to_depth_conv`.
 
-    Forward and kernel gradient are XLA's own; the input gradient, which XLA:CPU computes by
-    correlating a zero-inserted output gradient, is the space-to-depth form's: 2.7x faster on
-    the encoder's first three layers at batch 128 (benchmarks/RESULTS.md). Same numbers.
+    The kernel gradient is XLA's own; the input gradient, which XLA:CPU computes by correlating a
+    zero-inserted output gradient, is the space-to-depth form's: 2.7x faster on the encoder's
+    first three layers at batch 128 (benchmarks/RESULTS.md). The forward pass is XLA's strided
+    convolution, or the space-to-depth form for inputs of at most `SPACE_TO_DEPTH_MAX_CHANNELS`
+    channels, where XLA:CPU's convolution is slowest. Same numbers either way (to float32
+    rounding).
     """
-    return _strided_conv(features, kernel)
+    return _stride2_primal(features, kernel)
 
 
 def _stride2_forward(features, kernel):
-    return _strided_conv(features, kernel), (features, kernel)
+    return _stride2_primal(features, kernel), (features, kernel)
 
 
 def _stride2_backward(residuals, gradient):
@@ -342,8 +358,9 @@ class Conv(nnx.Module):
         option, `COMPUTE_DTYPES`); the gradients reach them in float32."""
         kernel, bias = self.kernel.value, self.bias.value
         if self.num_observers is None:
-            return conv(features, kernel.astype(features.dtype), self.stride) + bias.astype(
-                features.dtype
+            return add_bias(
+                conv(features, kernel.astype(features.dtype), self.stride),
+                bias.astype(features.dtype),
             )
         if observer is None:
             raise ValueError("A per-observer Conv needs the observer index of every example.")
@@ -374,6 +391,110 @@ def block_mean(features: jax.Array, factor: int) -> jax.Array:
         )
     blocks = features[:, : h * factor, : w * factor].reshape(n, h, factor, w, factor, channels)
     return jnp.mean(blocks, axis=(2, 4))
+
+
+def _channel_sums(values: jax.Array) -> jax.Array:
+    """(..., C) -> (C,) float32 sums over every other axis, as one matrix-vector product.
+
+    XLA:CPU rewrites a large reduction into reduce-windows of 32 (for its accuracy) that run at
+    about 1 ns per element; a product with a vector of ones is its own fast dot (BatchNorm's
+    statistics at the encoder's first layer, 128 x 60 x 80 x 16: 11 ms instead of 24 ms,
+    benchmarks/RESULTS.md).
+    """
+    flat = values.reshape(-1, values.shape[-1])
+    ones = jnp.ones((flat.shape[0],), flat.dtype)
+    return jnp.dot(ones, flat, precision="highest", preferred_element_type=jnp.float32)
+
+
+@jax.custom_vjp
+def add_bias(features: jax.Array, bias: jax.Array) -> jax.Array:
+    """features (..., C) + bias (C,), whose bias gradient is a `_channel_sums` product (XLA's own
+    is a reduce-window sum over the batch and positions)."""
+    return features + bias
+
+
+def _add_bias_forward(features, bias):
+    return features + bias, bias
+
+
+def _add_bias_backward(bias, gradient):
+    return gradient, _channel_sums(gradient).astype(bias.dtype)
+
+
+add_bias.defvjp(_add_bias_forward, _add_bias_backward)
+
+
+@jax.custom_vjp
+def batch_norm_statistics_and_output(
+    features: jax.Array, scale: jax.Array, bias: jax.Array, epsilon: float
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """BatchNorm in training mode over every axis but the last: (output, mean, variance).
+
+    The batch statistics as Flax's `nnx.BatchNorm` computes them (float32, variance E[x^2] -
+    E[x]^2 clipped at 0), the output (x - mean) * scale / sqrt(variance + epsilon) + bias in the
+    features' dtype; every reduction, forward and backward, is a `_channel_sums` product. The mean
+    and variance are for the running statistics: no gradient flows through them.
+    """
+    return _batch_norm_forward(features, scale, bias, epsilon)[0]
+
+
+def _batch_norm_forward(features, scale, bias, epsilon):
+    count = features.size // features.shape[-1]
+    wide = features.astype(jnp.float32)
+    mean = _channel_sums(wide) / count
+    variance = jnp.maximum(_channel_sums(jnp.square(wide)) / count - jnp.square(mean), 0.0)
+    inverse = lax.rsqrt(variance + epsilon)
+    gain = scale.astype(jnp.float32) * inverse
+    output = (wide - mean) * gain + bias.astype(jnp.float32)
+    residuals = (features, mean, inverse, scale, bias)
+    return (output.astype(features.dtype), mean, variance), residuals
+
+
+def _batch_norm_backward(residuals, cotangents):
+    features, mean, inverse, scale, bias = residuals
+    gradient = cotangents[0].astype(jnp.float32)  # the statistics' cotangents are ignored
+    count = features.size // features.shape[-1]
+    normalised = (features.astype(jnp.float32) - mean) * inverse
+    bias_gradient = _channel_sums(gradient)
+    scale_gradient = _channel_sums(gradient * normalised)
+    features_gradient = (scale.astype(jnp.float32) * inverse) * (
+        gradient - bias_gradient / count - normalised * (scale_gradient / count)
+    )
+    return (
+        features_gradient.astype(features.dtype),
+        scale_gradient.astype(scale.dtype),
+        bias_gradient.astype(bias.dtype),
+        None,
+    )
+
+
+batch_norm_statistics_and_output.defvjp(_batch_norm_forward, _batch_norm_backward)
+
+
+class BatchNorm(nnx.BatchNorm):
+    """`nnx.BatchNorm` (same variables, same numbers to float32 rounding) whose training-mode
+    statistics and gradients go through `batch_norm_statistics_and_output`: on a 2-core CPU the
+    encoder's train step spent about 80 ms of 350 in the reduce-windows XLA made of
+    `nnx.BatchNorm`'s reductions (benchmarks/RESULTS.md). Eval mode is `nnx.BatchNorm`'s own.
+    Features on the last axis; no masks and no named axes (plain `jit` with sharded batches
+    gets global statistics from XLA, as with `nnx.BatchNorm`)."""
+
+    def __call__(self, x, use_running_average: bool | None = None, *, mask=None):
+        running = self.use_running_average if use_running_average is None else use_running_average
+        if running or mask is not None or self.axis not in (-1, x.ndim - 1):
+            return super().__call__(x, use_running_average, mask=mask)
+        if self.axis_name is not None or not self.use_fast_variance:
+            raise NotImplementedError("layers.BatchNorm: use nnx.BatchNorm for these options.")
+        output, mean, variance = batch_norm_statistics_and_output(
+            x.astype(self.dtype) if self.dtype is not None else x,
+            self.scale[...],
+            self.bias[...],
+            self.epsilon,
+        )
+        mean, variance = lax.stop_gradient(mean), lax.stop_gradient(variance)
+        self.mean[...] = self.momentum * self.mean[...] + (1 - self.momentum) * mean
+        self.var[...] = self.momentum * self.var[...] + (1 - self.momentum) * variance
+        return output
 
 
 def max_pool(features: jax.Array, window: int = 3, stride: int = 2) -> jax.Array:
