@@ -23,6 +23,12 @@ one example must not depend on the batch or on how many observers a model knows.
 "auto" (the default) takes "conv_map" on the CPU where it applies and "shifted_matmul" elsewhere
 (accelerators keep the formulation they were validated with until one is measured there).
 
+Ordinary layers with CPU-specific formulations (same numbers to float32 rounding, each pinned to
+the plain one by a test, measured in benchmarks/RESULTS.md): stride-2 convolutions (`conv`,
+`stride2_conv`: the space-to-depth form where XLA:CPU is slow), and sums over the batch and
+positions as products with a vector of ones (`add_bias`'s gradient, `BatchNorm`'s statistics and
+gradient) instead of the reduce-windows XLA:CPU makes of large reductions.
+
 Per-observer parameters are `ObserverParam` variables (a subtype of `nnx.Param`) with a leading
 observer axis, so a train step can select them by type and update only the rows of the observers in
 its batch (`psm_jax.train.step`).
