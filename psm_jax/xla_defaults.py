@@ -23,7 +23,8 @@ The flags:
 The allocator (glibc's malloc, Linux only; `MALLOC_SETTINGS`, set with `mallopt` when the package
 is imported): XLA:CPU allocates every buffer of every call with malloc, and so does Eigen for
 the packed patches of the convolutions XLA runs through it (1.4 GB per call of the encoder's
-first layer at 2,048 pairs), often on XLA's worker threads. With glibc's defaults, allocations
+first layer at 2,048 pairs, measured before that layer's forward pass took the space-to-depth
+form), often on XLA's worker threads. With glibc's defaults, allocations
 above the mmap threshold (128 KiB, rising with use up to 32 MiB) are fresh mmaps, freed memory
 above 128 KiB at the top of the heap goes back to the system, and each thread gets its own
 arena, whose heaps are at most 64 MiB, so larger buffers there are always mmapped. Each call's

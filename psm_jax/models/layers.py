@@ -276,8 +276,8 @@ def _strided_conv(features: jax.Array, kernel: jax.Array) -> jax.Array:
 SPACE_TO_DEPTH_MAX_CHANNELS = 4
 """`stride2_conv`'s forward pass is the space-to-depth form up to this many input channels (the
 networks' first layers, image + map) and XLA's strided convolution above it (measured on a 2-core
-CPU, benchmarks/RESULTS.md: 4 channels at 120x160, 1.3-1.5x faster; 16 and 32 channels, 2x
-slower)."""
+CPU, benchmarks/RESULTS.md: the first layers with 3-4 channels at 120x160, 1.2-1.5x faster; 16
+and 32 channels, 2x slower)."""
 
 
 def _stride2_primal(features: jax.Array, kernel: jax.Array) -> jax.Array:
@@ -487,7 +487,8 @@ class BatchNorm(nnx.BatchNorm):
 
     def __call__(self, x, use_running_average: bool | None = None, *, mask=None):
         running = self.use_running_average if use_running_average is None else use_running_average
-        if running or mask is not None or self.axis not in (-1, x.ndim - 1):
+        # Eval mode, masks, other axes and an unset mode (Flax's own error) are Flax's.
+        if running is not False or mask is not None or self.axis not in (-1, x.ndim - 1):
             return super().__call__(x, use_running_average, mask=mask)
         if self.axis_name is not None or not self.use_fast_variance:
             raise NotImplementedError("layers.BatchNorm: use nnx.BatchNorm for these options.")
