@@ -1,10 +1,10 @@
-# Quick start: `make demo` runs the main job, `make test` runs the test suite.
-# Each creates .venv and installs what it needs on first use.
+# Quick start: `make demo` runs the main job, `make test` the fast tests, `make test-all` every
+# test (what .ci/run runs). Each creates .venv and installs what it needs on first use.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test lint bench bench-twin clean
+.PHONY: demo test test-all lint bench bench-twin clean
 
 $(VENV)/.core: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +19,12 @@ $(VENV)/.test: $(VENV)/.core
 demo: $(VENV)/.core
 	$(PY) launch/main.py
 
+# The fast tests (under 5 minutes on 2 cores): everything not marked @pytest.mark.slow.
 test: $(VENV)/.test
+	$(PY) -m pytest -q -m "not slow"
+
+# Every test, the slow ones too.
+test-all: $(VENV)/.test
 	$(PY) -m pytest -q
 
 lint: $(VENV)/.test

@@ -23,6 +23,7 @@ from absl import app
 from bench_per_example_conv import _REPEATS, _best_ms, _conv  # the same timing and layer
 from flax import nnx
 
+from psm_jax import xla_defaults
 from psm_jax.models import layers, personalised
 
 # (batch, height, width, in channels, out channels, stride): the PSM network's shared layers.
@@ -114,4 +115,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    xla_defaults.apply()  # before JAX starts a backend (as the launchers do)
     app.run(main)

@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from absl import app, flags
 
+from psm_jax import xla_defaults
 from psm_jax.models import layers
 
 _ROUNDS = flags.DEFINE_integer("rounds", 5, "Interleaved rounds; each side's median is reported.")
@@ -175,4 +176,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    xla_defaults.apply()  # before JAX starts a backend (as the launchers do)
     app.run(main)

@@ -7,7 +7,7 @@ Measures (wall clock, this machine):
   2. the PSM-regression stream: (image, observer) examples per second at 120x160, batch 64,
      after a warm-up batch, with 0 and 2 grain worker processes;
   3. the embedding stream: sets of m = 8 (image, PSM) pairs per second, batch 16.
-Prints a JSON line with every figure; benchmarks/RESULTS.md records them.
+Prints a JSON line with every figure; docs/results_log.md records them.
 """
 
 import json
@@ -18,7 +18,8 @@ import time
 
 from absl import app, flags
 
-import tfds_builders  # noqa: F401  (registers the datasets with TFDS)
+import tfds_builders
+from psm_jax import xla_defaults
 from psm_jax.data import datasets, pipeline
 
 _OSIE_DIR = flags.DEFINE_string("osie_dir", "../shared/datasets/osie", "OSIE release.")
@@ -61,4 +62,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    xla_defaults.apply()  # before JAX starts a backend (as the launchers do)
+    tfds_builders.register()
     app.run(main)

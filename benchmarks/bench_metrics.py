@@ -19,7 +19,7 @@ import jax
 import numpy as np
 from absl import app, flags
 
-from psm_jax import metrics
+from psm_jax import metrics, xla_defaults
 from psm_jax import metrics_reference as reference
 
 _MAPS = flags.DEFINE_integer("maps", 1000, "Number of (map, fixations) examples.")
@@ -94,4 +94,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    xla_defaults.apply()  # before JAX starts a backend (as the launchers do)
     app.run(main)

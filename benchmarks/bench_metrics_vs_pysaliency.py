@@ -38,7 +38,7 @@ import jax
 import numpy as np
 from absl import app, flags
 
-from psm_jax import metrics
+from psm_jax import metrics, xla_defaults
 
 _PYSALIENCY = flags.DEFINE_string(
     "pysaliency_python", None, "The Python interpreter of a venv with pysaliency 0.2.22."
@@ -197,4 +197,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    xla_defaults.apply()  # before JAX starts a backend (as the launchers do)
     app.run(main)

@@ -26,7 +26,7 @@ import optax
 from absl import app, flags
 from flax import nnx
 
-from psm_jax import losses
+from psm_jax import losses, xla_defaults
 from psm_jax.models import (
     embedding,
     layers,
@@ -174,4 +174,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    xla_defaults.apply()  # before JAX starts a backend (as the launchers do)
     app.run(main)

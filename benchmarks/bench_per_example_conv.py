@@ -15,6 +15,7 @@ import jax.numpy as jnp
 from absl import app, flags
 from jax import lax
 
+from psm_jax import xla_defaults
 from psm_jax.models import layers
 
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Timed calls; the best is reported.")
@@ -75,4 +76,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    xla_defaults.apply()  # before JAX starts a backend (as the launchers do)
     app.run(main)

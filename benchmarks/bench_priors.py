@@ -17,6 +17,7 @@ import time
 import numpy as np
 from absl import app, flags
 
+from psm_jax import xla_defaults
 from psm_jax.evaluation import priors
 
 _PAIRS = flags.DEFINE_integer("pairs", 400, "(PSM, USM) pairs of the observer.")
@@ -67,4 +68,5 @@ def main(_):
 
 
 if __name__ == "__main__":
+    xla_defaults.apply()  # before JAX starts a backend (as the launchers do)
     app.run(main)

@@ -19,6 +19,7 @@ import jax
 import numpy as np
 from absl import app, flags
 
+from psm_jax import xla_defaults
 from psm_jax.configs import ps
 from psm_jax.data import pipeline
 from psm_jax.train import loop, tasks
@@ -122,4 +123,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    xla_defaults.apply()  # before JAX starts a backend (as the launchers do)
     app.run(main)

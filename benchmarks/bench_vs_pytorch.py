@@ -47,7 +47,7 @@ import torch
 from absl import app, flags
 from flax import nnx
 
-from psm_jax import losses
+from psm_jax import losses, xla_defaults
 from psm_jax.models import embedding as embedding_lib
 from psm_jax.models import layers, personalised
 
@@ -455,4 +455,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    xla_defaults.apply()  # before JAX starts a backend (as the launchers do)
     app.run(main)

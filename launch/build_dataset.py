@@ -11,7 +11,6 @@ full name (printed) is what --dataset of the other launchers takes.
 import runner
 from absl import app, flags
 
-import tfds_builders  # noqa: F401  (registers the datasets with TFDS)
 from psm_jax.data import builder as builder_lib
 from psm_jax.data import datasets
 

@@ -9,7 +9,6 @@ import time
 import runner
 from absl import flags
 
-import tfds_builders  # noqa: F401  (registers the datasets with TFDS)
 from psm_jax import analysis
 from psm_jax.data import datasets
 

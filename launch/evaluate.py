@@ -1,46 +1,50 @@
-"""Evaluates trained workdirs on a dataset's test images and writes the results table.
+"""Evaluates trained workdirs and writes the report the main job writes: report.md and its tables.
 
-    python launch/evaluate.py --protocol=closed \
-        --output_dir=runs/synthetic_personal_saliency/report \
-        --embedding=runs/synthetic_personal_saliency/embedding \
-        --psm_network=runs/synthetic_personal_saliency/psm_network \
-        --multi_task=runs/synthetic_personal_saliency/multi_task \
-        --per_observer=runs/synthetic_personal_saliency/per_observer \
-        --universal=runs/synthetic_personal_saliency/universal
+    python launch/evaluate.py --workdir=runs/synthetic_personal_saliency
 
-The dataset and data_dir come from the workdirs' saved configs (all must agree). Writes
-`<output_dir>/<protocol>.md` and `.json` (rows keyed by a stable id, with the USM floor, the
-discrepancy weight and m used) and prints the table. Rows whose workdir is not given are left out.
-Settings default to psm_jax/configs/evaluation.py: predicted PSM = clip(USM + 0.5 x discrepancy,
-0.3 x USM, 1) (ours); --usm_floor=0 --discrepancy_weight=1 scores the papers' clip(USM +
-discrepancy, 0, 1). --compute_dtype=bfloat16 evaluates the same checkpoints computing in bf16.
+reads a main job's workdir (one trained workdir per model below it: embedding, psm_network,
+multi_task, per_observer, universal; those absent are left out) and writes
+`<workdir>/report.md` with `<workdir>/report/` (`<protocol>.md` / `.json` per protocol, the
+figures), as the main job did. Models trained apart are given one by one, and then
+`--output_dir` says where the report goes:
+
+    python launch/evaluate.py --embedding=runs/my_encoder --psm_network=runs/my_psm_network \
+        --output_dir=runs/my_report
+
+The dataset and data_dir come from the workdirs' saved configs (all must agree). The evaluation
+config is the one the main job evaluated with (`<workdir>/report/evaluation_config.json`), else
+psm_jax/configs/evaluation.py; any field with `--config.<field>=<value>` on top: e.g.
+`--config.usm_floor=0 --config.discrepancy_weight=1` scores the papers' clip(USM + discrepancy,
+0, 1), `--config.protocols=open,` one protocol, `--config.compute_dtype=bfloat16` the same
+checkpoints computing in bf16.
 """
 
-import runner
-import shared_flags
-from absl import app, flags
+import json
+from pathlib import Path
 
-import tfds_builders  # noqa: F401  (registers the datasets with TFDS)
+import ml_collections
+import runner
+from absl import app, flags
+from ml_collections import config_flags
+
 from psm_jax import registry
 from psm_jax.configs import evaluation as evaluation_config
-from psm_jax.evaluation import methods, pairs, report
-from psm_jax.models import layers
+from psm_jax.evaluation import evaluators, methods
 
 flags.adopt_module_key_flags(runner)  # --verbose shows in --help
 
-flags.adopt_module_key_flags(shared_flags)
-_PROTOCOL = flags.DEFINE_enum("protocol", "closed", list(pairs.PROTOCOLS), "Observers to score.")
-_OUTPUT = flags.DEFINE_string("output_dir", None, "Where the table goes.")
-_M = flags.DEFINE_integer(
-    "m", evaluation_config.get_config().m, "Pairs per embedding of an evaluated observer."
+_CONFIG = runner.define_config(
+    config_flags.DEFINE_config_dict,
+    "config",
+    evaluation_config.get_config(),
+    "The evaluation config (psm_jax/configs/evaluation.py); --config.<field>=<value>.",
 )
-_COMPUTE_DTYPE = flags.DEFINE_enum(
-    "compute_dtype",
-    None,
-    list(layers.COMPUTE_DTYPES),
-    "Compute the encoder, the PSM network and Strohm's per-observer networks in this dtype "
-    "instead of the one they trained in (parameters as saved); e.g. bfloat16 on an accelerator. "
-    "Other models compute in float32.",
+flags.declare_key_flag("config")  # listed in --help (ml_collections defines it)
+_WORKDIR = flags.DEFINE_string(
+    "workdir", None, "A main job's workdir: its models, and where the report goes."
+)
+_OUTPUT = flags.DEFINE_string(
+    "output_dir", None, "Where report.md and report/ go (default: --workdir)."
 )
 _WORKDIRS = {
     name: flags.DEFINE_string(name, None, f"The trained {name} workdir ({spec.summary}).")
@@ -48,27 +52,59 @@ _WORKDIRS = {
 }
 
 
+def model_workdirs(root: str | None, given: dict[str, str]) -> dict[str, str]:
+    """The workdir of each model: `<root>/<model>` where it holds a trained run, then the ones
+    given one by one (which win)."""
+    workdirs = {}
+    if root is not None:
+        if not Path(root).is_dir():
+            raise FileNotFoundError(f"--workdir={root} does not exist.")
+        for name in registry.MODELS:
+            if (Path(root) / name / "config.json").exists():
+                workdirs[name] = str(Path(root) / name)
+        if not workdirs:
+            raise FileNotFoundError(
+                f"--workdir={root} holds no trained model (no <model>/config.json below it)."
+            )
+    return {**workdirs, **{name: path for name, path in given.items() if path}}
+
+
+def evaluation_config(workdir: str | None) -> ml_collections.ConfigDict:
+    """The config the main job in `workdir` evaluated with (if it wrote one), else the default,
+    with the command line's `--config.<field>` values on top."""
+    config = _CONFIG.value
+    saved = Path(workdir or "") / "report" / evaluators.CONFIG_FILE
+    if workdir and saved.exists():
+        config = ml_collections.ConfigDict(json.loads(saved.read_text()))
+        config.update_from_flattened_dict(config_flags.get_override_values(flags.FLAGS["config"]))
+    return config
+
+
 def main(argv):
     del argv
-    workdirs = {name: flag.value for name, flag in _WORKDIRS.items() if flag.value}
-    if not workdirs:
-        raise app.UsageError("Give at least one trained workdir (--psm_network=..., ...).")
-    models = methods.Models.restore(workdirs, compute_dtype=_COMPUTE_DTYPE.value)
-    sources = {(r.config.dataset, r.config.data_dir) for r in models.given().values()}
-    if len(sources) != 1:
-        raise app.UsageError(f"The workdirs were trained on different datasets: {sorted(sources)}")
-    dataset, data_dir = sources.pop()
-    evaluation_set = pairs.evaluation_set(dataset, data_dir, _PROTOCOL.value)
-    table, _, _ = report.evaluate(
-        evaluation_set,
-        models,
-        usm_floor=shared_flags.USM_FLOOR.value,
-        m=_M.value,
-        discrepancy_weight=shared_flags.DISCREPANCY_WEIGHT.value,
+    workdirs = model_workdirs(
+        _WORKDIR.value, {name: flag.value for name, flag in _WORKDIRS.items()}
     )
-    print(table.write(_OUTPUT.value).read_text())
+    if not workdirs:
+        raise app.UsageError("Give --workdir (a main job's) or trained workdirs (--embedding=...).")
+    output = Path(_OUTPUT.value or _WORKDIR.value or "")
+    if not (_OUTPUT.value or _WORKDIR.value):
+        raise app.UsageError("Give --output_dir (where report.md goes).")
+    config = evaluation_config(_WORKDIR.value)
+    evaluators.check(config)
+    models = methods.Models.restore(workdirs, compute_dtype=config.compute_dtype or None)
+    evaluation = evaluators.evaluate(models, config, output / "report")
+    path = evaluators.write_report(
+        output / "report.md",
+        evaluation,
+        models,
+        config,
+        wall_time=f"Evaluation wall time: {evaluation.seconds:.0f} s.",
+    )
+    for protocol in evaluation.results.get("tables", {}):
+        print((output / "report" / f"{protocol}.md").read_text())
+    print(f"Report: {path}")
 
 
 if __name__ == "__main__":
-    flags.mark_flags_as_required(["output_dir"])
     runner.run(main)

@@ -14,7 +14,6 @@ import runner
 from absl import app, flags
 from tqdm import tqdm
 
-import tfds_builders  # noqa: F401  (registers the datasets with TFDS)
 from psm_jax import inference
 from psm_jax.data import pipeline
 

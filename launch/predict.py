@@ -16,21 +16,32 @@ A person enrolled with a multi-task head (Xu et al., launch/enroll.py --method=m
         --image=$STUDY/photo.jpg --output=alice_photo
 
 writes alice_photo.npy (the PSM at the working resolution, [0, 1]), alice_photo.png (overlay) and
-alice_photo_usm.png (the universal map, for comparison).
+alice_photo_usm.png (the universal map, for comparison). An additive discrepancy is composed as
+the evaluation does, clip(USM + 0.5 x discrepancy, 0.3 x USM, 1): `--config.usm_floor=0
+--config.discrepancy_weight=1` gives the papers' composition.
 """
 
 from pathlib import Path
 
 import numpy as np
 import runner
-import shared_flags
 from absl import app, flags
+from ml_collections import config_flags
 
 from psm_jax import figures, inference, personalise
+from psm_jax.configs import evaluation as evaluation_config
 
 flags.adopt_module_key_flags(runner)  # --verbose shows in --help
 
-flags.adopt_module_key_flags(shared_flags)
+_CONFIG = runner.define_config(
+    config_flags.DEFINE_config_dict,
+    "config",
+    evaluation_config.get_config(),
+    "The composition, --config.<field>=<value>: --config.usm_floor, --config.discrepancy_weight "
+    "(the evaluation config, psm_jax/configs/evaluation.py, whose other fields predict does not "
+    "read).",
+)
+flags.declare_key_flag("config")  # listed in --help (ml_collections defines it)
 
 _PSM_NETWORK = flags.DEFINE_string("psm_network", None, "The trained PSM network's workdir.")
 _EMBEDDING = flags.DEFINE_string("embedding", None, "The person's embedding (launch/enroll.py).")
@@ -67,8 +78,8 @@ def main(argv):
             universal,
             embedding,
             _IMAGE.value,
-            shared_flags.USM_FLOOR.value,
-            shared_flags.DISCREPANCY_WEIGHT.value,
+            _CONFIG.value.usm_floor,
+            _CONFIG.value.discrepancy_weight,
         )
     else:
         image, usm, psm = personalise.predict_with_head(
@@ -76,8 +87,8 @@ def main(argv):
             _HEAD.value,
             universal,
             _IMAGE.value,
-            shared_flags.USM_FLOOR.value,
-            shared_flags.DISCREPANCY_WEIGHT.value,
+            _CONFIG.value.usm_floor,
+            _CONFIG.value.discrepancy_weight,
         )
     np.save(f"{_OUTPUT.value}.npy", psm)
     native = personalise.read_rgb(_IMAGE.value)

@@ -1,5 +1,10 @@
 """How every launcher runs: `runner.run(main)` instead of `absl.app.run(main)`.
 
+Before the flags are parsed, `run` applies psm-jax's measured XLA:CPU flags and allocator
+settings (`psm_jax.xla_defaults.apply`; `PSM_JAX_XLA_DEFAULTS=0` opts out) and registers the
+datasets with TFDS (`tfds_builders.register`): importing psm_jax does neither, so these are the
+launchers' to do, before JAX starts a backend.
+
 Each launcher adopts this module's flags (`flags.adopt_module_key_flags(runner)`), so that
 `--verbose` shows in its --help. The libraries' INFO logs (TFDS, Orbax) are off unless `--verbose`
 (or absl's `--verbosity`) asks for them: warnings still show. An error that bad input raises (a
@@ -16,6 +21,9 @@ from pathlib import Path
 
 from absl import app, flags, logging
 
+import tfds_builders
+from psm_jax import xla_defaults
+
 VERBOSE = flags.DEFINE_bool(
     "verbose",
     False,
@@ -27,7 +35,10 @@ USER_ERRORS = (OSError, ValueError, RuntimeError, ImportError)
 
 
 def run(main) -> None:
-    """`absl.app.run(main)`, with the errors of bad input ending in one message (module doc)."""
+    """`absl.app.run(main)` after the process settings and the dataset registration, with the
+    errors of bad input ending in one message (module docstring)."""
+    xla_defaults.apply()  # before JAX starts a backend
+    tfds_builders.register()
 
     def guarded(argv):
         if not VERBOSE.value and not flags.FLAGS["verbosity"].present:
@@ -42,4 +53,45 @@ def run(main) -> None:
             )
             return 1
 
-    app.run(guarded)
+    app.run(guarded, flags_parser=_parse_flags)
+
+
+def define_config(define, *args, **kwargs):
+    """`define(*args, **kwargs)`, one of ml_collections' `config_flags.DEFINE_config_file` or
+    `DEFINE_config_dict`, where a `--config.<path>` that names no field ends in one line (they
+    apply the command line's overrides to a default config as the flag is defined)."""
+    try:
+        return define(*args, **kwargs)
+    except (AttributeError, KeyError) as error:
+        _unknown_config_field(error, sys.argv)
+
+
+def _unknown_config_field(error: Exception, argv: list[str]) -> None:
+    """Ends the process with one line naming the `--config.` flag whose field does not exist
+    (ml_collections raises an AttributeError or KeyError with the field's name and its guess);
+    `--verbose` re-raises it."""
+    if "--verbose" in argv:
+        raise error
+    text = str(error).replace("\\n", " ").replace("\n", " ").replace("\\", "")
+    field = text.replace("'", " ").replace('"', " ").split()[0]
+    named = [a.split("=")[0] for a in argv if a.startswith("--config.") and field in a]
+    guess = text[text.index("Did you mean") :].rstrip("'\" ") if "Did you mean" in text else ""
+    sys.stderr.write(
+        f"{Path(argv[0]).name}: error: {', '.join(named) or 'a --config. flag'}: the config has "
+        f"no field {field!r}. {guess}\n".replace(" \n", "\n")
+        + "(--verbose shows the traceback)\n"
+    )
+    sys.exit(1)
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+    """absl's flag parsing, where a `--config.<path>` that names no field of the config ends in
+    one line naming the flag (`_unknown_config_field`)."""
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as error:  # as absl reports them
+        sys.stderr.write(f"FATAL Flags parsing error: {error}\n")
+        sys.stderr.write("Pass --helpshort or --helpfull to see help on flags.\n")
+        sys.exit(1)
+    except (AttributeError, KeyError) as error:
+        _unknown_config_field(error, argv)

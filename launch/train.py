@@ -12,74 +12,52 @@ e.g. the user-embedding encoder on the synthetic default, then the PSM network o
         --workdir=runs/synthetic_personal_saliency/psm_network
 
 Models: embedding, psm_network, multi_task, per_observer, universal. Each config file's docstring
-gives its commands and options. `--config.network.<field>=<value>` sets any field of the model's
-architecture (e.g. `--config.network.compute_dtype=bfloat16`), also one the config file leaves at
-its default. A workdir that holds a run resumes it. Multi-process runs (one
+gives its commands and options. `--config.<field>=<value>` sets any field of the config
+(`psm_jax/configs/base.py` lists them), and `--config.network.<field>=<value>` any field of the
+model's architecture (e.g. `--config.network.compute_dtype=bfloat16`): every config file fills
+`config.network` with all of them. A workdir that holds a run resumes it. Multi-process runs (one
 process per host, or several on one machine for testing) add
 `--coordinator_address=host:port --num_processes=N --process_id=i`.
 """
-
-import re
-import sys
 
 import jax
 import runner
 from absl import flags
 from ml_collections import config_flags
 
-import tfds_builders  # noqa: F401  (registers the datasets with TFDS)
 from psm_jax import registry
-from psm_jax.configs import main as main_configs
 from psm_jax.data import datasets
 from psm_jax.train import loop
 
 flags.adopt_module_key_flags(runner)  # --verbose shows in --help
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Config file and model: psm_jax/configs/<dataset>.py:<model>[,options]."
+_CONFIG = runner.define_config(
+    config_flags.DEFINE_config_file,
+    "config",
+    None,
+    "Config file and model: psm_jax/configs/<dataset>.py:<model>[,options]; any field with "
+    "--config.<field>=<value> (psm_jax/configs/base.py lists them).",
 )
+flags.declare_key_flag("config")  # listed in --help (ml_collections defines it)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints, config and logs go.")
 _COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0.")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes in a multi-process run.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index.")
 
-_NETWORK_FIELD = re.compile(r"--config\.network\.(\w+)=(.*)", re.DOTALL)
-_network_fields: dict = {}
 
-
-def take_network_fields(argv: list[str]) -> tuple[list[str], dict]:
-    """Takes every `--config.network.<field>=<value>` out of `argv`: (the rest, {"network.<field>":
-    value}), values as `psm_jax.configs.main.parse_value`. A config file sets the `network` fields
-    that differ from the architecture's defaults, and config_flags knows only the keys a config
-    has; these are applied after parsing instead, so any field of the architecture can be set.
-    Only the `=` form: `--config.network.<field> <value>` stays with config_flags, which knows
-    the fields the config file sets."""
-    rest, fields = [], {}
-    for argument in argv:
-        match = _NETWORK_FIELD.fullmatch(argument)
-        if match:
-            fields[f"network.{match[1]}"] = main_configs.parse_value(match[2])
-        else:
-            rest.append(argument)
-    return rest, fields
-
-
-def apply_network_fields(config, fields: dict) -> None:
-    """Sets `fields` (from `take_network_fields`) in `config`, checked against the architecture:
-    an unknown field or a bad value is a ValueError naming the flag."""
+def check_network(config) -> None:
+    """The config's network fields against its architecture: an unknown field or a bad value is
+    a ValueError naming `--config.network`."""
     try:
-        with config.unlocked():  # config_flags locks it
-            main_configs.apply_overrides(config, fields)
         registry.get(config.model).architecture(config)
     except (KeyError, TypeError, ValueError) as error:
-        given = ", ".join(f"--config.{key}" for key in fields) or "--config.network"
-        raise ValueError(f"{given}: {error}") from error
+        raise ValueError(f"--config.network: {error}") from error
 
 
 def main(argv):
     del argv
     config = _CONFIG.value
-    apply_network_fields(config, _network_fields)
+    check_network(config)
     if _COORDINATOR.value:
         # Cross-process collectives on CPU (testing on one machine); GPUs and TPUs bring their own.
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
@@ -99,5 +77,4 @@ def main(argv):
 
 if __name__ == "__main__":
     flags.mark_flags_as_required(["config", "workdir"])
-    sys.argv, _network_fields = take_network_fields(sys.argv)
     runner.run(main)

@@ -164,7 +164,7 @@ def compose(
 ) -> np.ndarray:
     """`compose_psm` in the form `restored` was trained with: an additive discrepancy with the
     given floor and weight; a log ratio exactly as trained (weight 1, no floor), which on OSIE's
-    validation images beat weight 0.5 on CC, SIM and KLD (benchmarks/RESULTS.md, 2026-12-03)."""
+    validation images beat weight 0.5 on CC, SIM and KLD (docs/results_log.md, 2026-12-03)."""
     form, scale = restored.composition
     if form == "log_ratio":
         discrepancy_weight = 1.0

@@ -88,7 +88,7 @@ def composed_kld(
     composition scores) with the gradient of the smooth softplus(sharpness * x) / sharpness
     (straight-through), so a pixel pushed below zero still gets pushed back up; both maps become
     distributions, and the regulariser `epsilon` is larger than the metric's (2.2e-16) to keep
-    gradients bounded (1e-9 and below made training flatten the whole map, benchmarks/RESULTS.md).
+    gradients bounded (1e-9 and below made training flatten the whole map, docs/results_log.md).
 
     Args:
       discrepancy: (B, h, w) predicted discrepancy (the network's final output).
@@ -256,7 +256,7 @@ def supervised_contrastive_loss(
       loss(a) = -mean_p [ s(a, p) / t - log sum_{j != a} exp(s(a, j) / t) ]
     averaged over such anchors; `valid` masks examples out of every sum. Unlike the triplet loss,
     collapsed embeddings (all equal) are not a minimum: the loss is then log(B - 1) - 0 and every
-    negative pushes back, so the encoder cannot settle there (ours; benchmarks/RESULTS.md).
+    negative pushes back, so the encoder cannot settle there (ours; docs/results_log.md).
     A batch with no positive pair gives 0.
     """
     batch = embeddings.shape[0]

@@ -6,14 +6,17 @@ last checkpoint):
   2-6. train every model of the registry (`psm_jax.registry.MODELS`): the user-embedding encoder,
      the PSM network on the encoder's embedding pool, the multi-task CNN, the per-observer
      networks and the universal network;
-  7. evaluate closed and open set and the unseen observers' embedding precision@1 versus m, draw
-     example grids and a t-SNE of embeddings, write `<workdir>/report.md` (what was trained,
-     what the results say, the tables and studies) and `<workdir>/example_study/` (a new viewer
-     to enrol, `write_example_study`).
+  7. evaluate: the evaluators of the evaluation config (`psm_jax.evaluation.evaluators`: the
+     closed- and open-set tables, example grids, the PSM network's activity, precision@1 versus
+     m with a t-SNE, the preference alignment), then `<workdir>/report.md` (what was trained, what
+     the results say, the tables and studies; `launch/evaluate.py --workdir` writes the same
+     from the trained workdirs) and `<workdir>/example_study/` (a new viewer to enrol,
+     `write_example_study`).
 
-Configs: `psm_jax.configs.main` (the quick schedules of each dataset's config file, and the
-evaluation settings). Each model is restored once (`psm_jax.inference.restore`): the encoder right
-after its training, since the PSM network's embedding pool needs it, the others for evaluation.
+The main job only sequences these stages; its config is `psm_jax.configs.main` (one training
+config per model and the evaluation config). Each model is restored once
+(`psm_jax.inference.restore`): the encoder right after its training, since the PSM network's
+embedding pool needs it, the others for the evaluation.
 """
 
 from __future__ import annotations
@@ -22,16 +25,13 @@ import time
 from pathlib import Path
 
 import ml_collections
-import numpy as np
 
-from psm_jax import figures, inference, registry
+from psm_jax import inference, registry
 from psm_jax.configs import main as main_configs
 from psm_jax.data import datasets, pipeline
 from psm_jax.data.releases import table as table_lib
-from psm_jax.evaluation import embeddings, methods, pairs, report
+from psm_jax.evaluation import evaluators, methods, report
 from psm_jax.train import loop
-
-DEFAULT_DATASET = "synthetic_personal_saliency"
 
 
 class _Stages:
@@ -58,59 +58,26 @@ class _Stages:
         return time.perf_counter() - self.start
 
 
-def _training_configs(
-    dataset: str, data_dir: str, manual_dir: str | None, overrides: dict[str, dict]
-) -> dict[str, ml_collections.ConfigDict]:
-    """Every stage's config, overrides applied: a bad override fails before anything trains."""
-    unknown = set(overrides) - set(registry.MODELS)
-    if unknown:
-        raise ValueError(
-            f"Overrides for unknown models {sorted(unknown)}; known: {registry.MODELS}."
-        )
-    configs = {}
-    for model in registry.MODELS:
-        config = main_configs.training_config(dataset, model)
-        config.data_dir = data_dir
-        if manual_dir:
-            config.manual_dir = manual_dir
-        try:
-            main_configs.apply_overrides(config, overrides.get(model, {}))
-            registry.get(model).architecture(config)  # unknown or bad network fields fail here
-            registry.get(model).loss(config)
-        except (KeyError, TypeError, ValueError) as error:
-            raise ValueError(f"Bad override of {model}: {error}") from error
-        configs[model] = config
-    return configs
-
-
-def run(
-    dataset: str = DEFAULT_DATASET,
-    *,
-    data_dir: str = datasets.DEFAULT_DATA_DIR,
-    manual_dir: str | None = None,
-    workdir: str | None = None,
-    evaluation: ml_collections.ConfigDict | None = None,
-    overrides: dict[str, dict] | None = None,
-) -> dict:
+def run(config: ml_collections.ConfigDict, workdir: str | Path | None = None) -> dict:
     """Runs every stage.
 
     Args:
-      dataset: a psm-jax dataset ("name" or "name/builder_config").
-      data_dir, manual_dir: where the records go; the release, for datasets that need one.
+      config: the main job's config (`psm_jax.configs.main.get_config`): the dataset, one
+        training config per model, the evaluation config. It is checked before anything is
+        built or trained; a finished stage's workdir is reused as it is, so give a new workdir
+        when the models' configs change.
       workdir: where the runs and the report go (default runs/<dataset>).
-      evaluation: the evaluation settings (default `psm_jax.configs.main.evaluation_config`).
-      overrides: {model: {dotted config key: value}}, options on top of each model's quick
-        schedule (`psm_jax.configs.main.parse_override`); a finished stage's workdir is reused
-        as it is, so give a new workdir when the overrides change.
 
     Returns:
-      {protocol: report.Table, "precision_at_1": {m: p}, "preference_alignment": {...},
-      "psm_network_activity": {layer measure: fraction},
-      "report": path, "seconds": s}.
+      The evaluation's results (`psm_jax.evaluation.evaluators.Evaluation.results`: "tables"
+      {protocol: scoring.Table}, "precision_at_1" {m: p}, ...), with "report" (report.md's path)
+      and "seconds".
     """
-    evaluation = evaluation or main_configs.evaluation_config(dataset)
-    configs = _training_configs(dataset, data_dir, manual_dir, overrides or {})
-    stages = _Stages(total=len(registry.MODELS) + 2)
+    main_configs.check(config)
+    evaluators.check(config.evaluation)
+    dataset, data_dir = config.dataset, config.data_dir
+    manual_dir = config.manual_dir or None
+    stages = _Stages(total=len(config.models) + 2)
     workdir = Path(workdir or Path("runs") / dataset.replace("/", "_"))
     stages.begin(f"Preparing {dataset} in {data_dir} (reused if already built)...")
     builder = datasets.build_dataset(dataset, data_dir=data_dir, manual_dir=manual_dir)
@@ -119,66 +86,44 @@ def run(
     stages.done("dataset ready")
 
     workdirs, encoder = {}, None
-    for model in registry.MODELS:
-        config = configs[model]
+    for model in registry.MODELS:  # in the registry's order (a ConfigDict iterates sorted)
+        if model not in config.models:
+            continue
+        model_config = ml_collections.ConfigDict(config.models[model].to_dict())  # resolved
         if model == "psm_network":
-            config.encoder_workdir = str(workdirs["embedding"])
+            model_config.encoder_workdir = str(workdirs["embedding"])
         workdirs[model] = workdir / model
         stages.begin(
-            f"Training {model} ({config.num_steps} steps, batch {config.batch_size}) in "
-            f"{workdirs[model]} ..."
+            f"Training {model} ({model_config.num_steps} steps, batch {model_config.batch_size}) "
+            f"in {workdirs[model]} ..."
         )
-        loop.train_and_evaluate(config, workdirs[model], encoder=encoder and encoder.model)
+        loop.train_and_evaluate(model_config, workdirs[model], encoder=encoder and encoder.model)
         if model == "embedding":
             encoder = inference.restore(workdirs[model], kind="embedding")
         stages.done(f"{model} trained")
 
-    stages.begin("Evaluating closed and open set...")
+    stages.begin("Evaluating...")
     models = methods.Models.restore(
-        {name: str(path) for name, path in workdirs.items()}, restored={"embedding": encoder}
+        {name: str(path) for name, path in workdirs.items()},
+        restored={"embedding": encoder},
+        compute_dtype=config.evaluation.compute_dtype or None,
     )
-    results, sections = _evaluate(dataset, data_dir, workdir, models, evaluation)
-    runs = {
-        name: {"config": restored.config, "step": restored.step}
-        for name, restored in models.given().items()
-        if name in workdirs
-    }
-    test_observers = len(pipeline.open_split(dataset, "train", data_dir)[1].observers("test"))
-    sets = evaluation.precision_sets_per_observer
-    sections = [
-        report.training_markdown(summary, runs),
-        report.findings_markdown(
-            {p: results[p] for p in evaluation.protocols if p in results},
-            results["precision_at_1"],
-            chance=(sets - 1) / max(test_observers * sets - 1, 1),
-            activity=results.get("psm_network_activity"),
-        ),
-        *sections,
-    ]
-    study = write_example_study(dataset, data_dir, workdir / "example_study", evaluation.m)
+    evaluation = evaluators.evaluate(models, config.evaluation, workdir / "report")
+    study = write_example_study(dataset, data_dir, workdir / "example_study", config.evaluation.m)
     stages.done("evaluated")
     print(f"      an example new viewer to enrol (README, 'New viewers'): {study}", flush=True)
-    path = report.write_main_report(
+    path = evaluators.write_report(
         workdir / "report.md",
-        dataset=dataset,
-        usm_floor=evaluation.usm_floor,
-        m=evaluation.m,
-        seconds=stages.seconds,
-        sections=sections,
-        discrepancy_weight=evaluation.discrepancy_weight,
-        log_ratio_scale=_log_ratio_scale(models),
+        evaluation,
+        models,
+        config.evaluation,
+        wall_time=f"Main job wall time: {stages.seconds:.0f} s.",
     )
     # The console gets the two main tables; the report has everything (tests, figures, studies).
-    print("\n".join(results[p].markdown() for p in evaluation.protocols if p in results))
+    tables = evaluation.results.get("tables", {})
+    print("\n".join(report.table_markdown(table) for table in tables.values()))
     print(f"Report: {path} ({stages.seconds:.0f} s)")
-    return {**results, "report": path, "seconds": stages.seconds}
-
-
-def _log_ratio_scale(models: methods.Models) -> float | None:
-    """The PSM network's s if it composes in log space ("log_ratio"), else None."""
-    if models.psm_network is None or models.psm_network.composition[0] != "log_ratio":
-        return None
-    return models.psm_network.composition[1]
+    return {**evaluation.results, "report": path, "seconds": stages.seconds}
 
 
 def write_example_study(dataset: str, data_dir: str, out: Path, m: int) -> Path:
@@ -219,98 +164,3 @@ def write_example_study(dataset: str, data_dir: str, out: Path, m: int) -> Path:
         "predict commands run on this folder.\n"
     )
     return out
-
-
-def _evaluate(dataset, data_dir, workdir: Path, models: methods.Models, evaluation):
-    """The tables, figures and embedding studies: (results, report sections)."""
-    output = workdir / "report"
-    sections, results = [], {}
-    for protocol in evaluation.protocols:
-        evaluation_set = pairs.evaluation_set(dataset, data_dir, protocol, evaluation.split)
-        table, rows, _ = report.evaluate(
-            evaluation_set,
-            models,
-            usm_floor=evaluation.usm_floor,
-            m=evaluation.m,
-            discrepancy_weight=evaluation.discrepancy_weight,
-        )
-        table.write(output)
-        sections += [table.markdown(), table.versus_usm_markdown()]
-        results[protocol] = table
-        if protocol == "closed":
-            count = min(64, len(evaluation_set.image))
-            activity = methods.psm_network_activity(
-                evaluation_set, models, m=evaluation.m, count=count
-            )
-            if activity:
-                results["psm_network_activity"] = activity
-                sections.append(report.activity_markdown(activity, count))
-        ours = [row for row in rows if row.id == methods.OURS]
-        grid_path = output / f"examples_{protocol}.png"
-        if ours and report.example_figure(evaluation_set, ours[0].psm, grid_path):
-            sections.append(f"![{protocol}-set examples](report/{grid_path.name})\n")
-
-    source, metadata = pipeline.open_split(dataset, "train", data_dir)
-    sets: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    # Each (observer, image) pair's encoder features, per observer group: the precision@1 sets and
-    # the preference alignment's draw on the same test observers' pairs.
-    pair_caches: dict[str, dict] = {"test": {}}
-    precision = embeddings.precision_at_1_versus_m(
-        models.embedding,
-        source,
-        metadata,
-        group="test",
-        ms=tuple(evaluation.precision_ms),
-        sets_per_observer=evaluation.precision_sets_per_observer,
-        seed=evaluation.seed,
-        sets=sets,
-        pair_cache=pair_caches["test"],
-    )
-    sections.append(report.precision_markdown(precision))
-    results["precision_at_1"] = precision
-    tsne_m = max((k for k, v in precision.items() if np.isfinite(v)), default=None)
-    if tsne_m is not None:
-        vectors, labels = sets[tsne_m]  # the sets precision@1 was scored on at that m
-        test_ids = [str(metadata.observer_ids[o]) for o in metadata.observers("test")]
-        figures.embedding_plot(
-            vectors,
-            labels,
-            output / "embeddings_tsne.png",
-            f"t-SNE of the unseen (test) observers' embeddings, {dataset}: "
-            f"{evaluation.precision_sets_per_observer} sets of m = {tsne_m} pairs each",
-            names=test_ids,
-        )
-        sections.append("![t-SNE of unseen observers' embeddings](report/embeddings_tsne.png)\n")
-    alignment = _preference_alignment(models.embedding, source, metadata, evaluation, pair_caches)
-    if alignment:
-        results["preference_alignment"] = alignment
-        sections.append(report.alignment_markdown(alignment))
-    return results, sections
-
-
-def _preference_alignment(encoder, source, metadata, evaluation, pair_caches=None) -> dict:
-    """Synthetic datasets only (their generator records each observer's preferences): how well
-    embedding distances track preference distances, for the training and the unseen observers.
-    `pair_caches`: {group: pair cache} to encode through (`embeddings.set_embeddings`)."""
-    preferences = metadata.raw.get("release", {}).get("observer_preferences")
-    if preferences is None:
-        return {}
-    preferences = np.asarray(preferences)
-    alignment = {}
-    for group in ("train", "test"):
-        if len(metadata.observers(group)) < 3:  # fewer than 3 pairs: no rank correlation
-            continue
-        vectors, labels = embeddings.set_embeddings(
-            encoder,
-            source,
-            metadata,
-            group=group,
-            m=evaluation.m,
-            sets_per_observer=evaluation.alignment_sets_per_observer,
-            seed=evaluation.seed,
-            pair_cache=(pair_caches or {}).get(group),
-        )
-        alignment[group] = embeddings.preference_alignment(
-            vectors, labels, preferences[metadata.observers(group)]
-        )
-    return alignment

@@ -223,7 +223,7 @@ CHUNK_SIZE = 16
 in the CPU cache while every pass of a metric reads them."""
 
 MAP_PAIR_CHUNK_SIZE = 64
-"""Maps per chunk of CC, SIM and KLD (measured best of 4-1,000 on 1,000 maps, benchmarks/RESULTS.md;
+"""Maps per chunk of CC, SIM and KLD (measured best of 4-1,000 on 1,000 maps, docs/results_log.md;
 NSS, one pass over one map, is fastest unchunked)."""
 
 
@@ -232,7 +232,7 @@ def _in_chunks(function, arrays: Sequence[jax.Array], chunk_size: int | None):
 
     The metrics read each map several times (means, sums, products); over a whole batch every pass
     goes to memory, over a chunk it stays in the cache: 2-5x faster on a 2-core CPU
-    (benchmarks/RESULTS.md). Chunk i covers examples [start, start + chunk_size) with start =
+    (docs/results_log.md). Chunk i covers examples [start, start + chunk_size) with start =
     min(i * chunk_size, batch - chunk_size): the last chunk overlaps the one before instead of
     padding, which would copy the whole batch; overlapping examples are simply computed twice.
     `function` maps (chunk, ...) arrays to a pytree of (chunk, ...) arrays.

@@ -78,6 +78,37 @@ def network_fields(config: ml_collections.ConfigDict) -> dict:
     return {key: tuple(v) if isinstance(v, list) else v for key, v in config.network.items()}
 
 
+def _per_observer_architecture(config: ml_collections.ConfigDict):
+    """The per-observer networks' architecture config of `config.architecture`. A network field
+    of the other architecture left at that architecture's default is dropped, so that
+    `--config.architecture` can switch a config whose network was completed for the other one
+    (`complete_network`); a field set to anything else is an error, as for any model."""
+    fields = network_fields(config)
+    other = {"xu": "strohm", "strohm": "xu"}.get(config.architecture)
+    if other is not None:
+        chosen = models.per_observer_architecture(config.architecture)
+        known = {field.name for field in dataclasses.fields(chosen)}
+        defaults = dataclasses.asdict(models.per_observer_architecture(other))
+        fields = {
+            key: value
+            for key, value in fields.items()
+            if key in known or key not in defaults or defaults[key] != value
+        }
+    return models.per_observer_architecture(config.architecture, **fields)
+
+
+def complete_network(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """Fills `config.network` with every field of the model's architecture, at its default where
+    the config does not set it, so that `--config.network.<field>=<value>` can set any of them
+    (ml_collections' flags set only fields a config has). Returns `config`."""
+    architecture = get(config.model).architecture(config)
+    with config.unlocked():
+        for name, value in dataclasses.asdict(architecture).items():
+            if name not in config.network:
+                config.network[name] = value
+    return config
+
+
 def discrepancy_outputs(model: nnx.Module, image, usm, condition) -> tuple[jax.Array, ...]:
     """A discrepancy model's outputs (coarse to final, each (B, 15, 20)) for a batch.
 
@@ -270,9 +301,7 @@ _SPECS = (
         stream="regression",
         per_observer=True,
         conditioned_on="observer",
-        architecture=lambda config: models.per_observer_architecture(
-            config.architecture, **network_fields(config)
-        ),
+        architecture=_per_observer_architecture,
         build=lambda arch, n, rngs: models.build_per_observer_networks(arch, n, rngs=rngs),
         loss=_per_observer_loss,
         batch_keys=lambda config: _REGRESSION_KEYS,

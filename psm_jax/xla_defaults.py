@@ -1,27 +1,28 @@
-"""XLA:CPU options psm-jax sets by default, where they were measured (benchmarks/RESULTS.md).
+"""XLA:CPU options psm-jax sets by default, where they were measured (docs/results_log.md).
 
-`psm_jax/__init__.py` calls `apply()` when the package is imported, before JAX starts a backend,
-so every launcher, test and library user gets them: XLA flags, and the C allocator's settings
-for XLA:CPU's buffers (below). XLA reads `XLA_FLAGS` once, when the first
-backend starts; an unknown flag aborts the process, so a flag is added only for the jaxlib
-versions it was measured on. It is never added when:
+Nothing sets them on import: the launchers (`launch/runner.py`), the benchmarks and the test
+suite's conftest call `apply()` before JAX starts a backend, and a program of the user's may do
+the same; a library or notebook that only imports psm_jax keeps its process as it was. `apply()`
+sets XLA flags and the C allocator's settings for XLA:CPU's buffers (below). XLA reads
+`XLA_FLAGS` once, when the first backend starts; an unknown flag aborts the process, so a flag is
+added only for the jaxlib versions it was measured on. It is never added when:
   - `PSM_JAX_XLA_DEFAULTS=0` is set (opt out);
   - `XLA_FLAGS` already names the flag (the user's value wins);
   - the installed jaxlib is not one it was measured on (then nothing changes and `applied()`
     says so).
-If something started a JAX backend before `psm_jax` was imported, the flags are in XLA_FLAGS but
+If something started a JAX backend before `apply()` was called, the flags are in XLA_FLAGS but
 that process runs without them (XLA has already read the variable).
 
 The flags:
   --xla_cpu_experimental_ynn_fusion_type=dot
       XLA:CPU runs its matrix products (and the convolutions it lowers to them) through YNNPACK.
-      Measured against the PyTorch twin on the 2-core VM (RESULTS.md, "XLA:CPU's YNNPACK
+      Measured against the PyTorch twin on the 2-core VM (docs/results_log.md, "XLA:CPU's YNNPACK
       fusions"): train steps 1.35-1.7x, inference at batch 64 ~1.25x, the encoder's forward pass
       within the spread of the runs without it (perhaps 5-10% slower); adding the "eltwise" and
       "reduce" fusions made that forward pass 15-20% slower, so they are not set. CPU only.
 
-The allocator (glibc's malloc, Linux only; `MALLOC_SETTINGS`, set with `mallopt` when the package
-is imported): XLA:CPU allocates every buffer of every call with malloc, and so does Eigen for
+The allocator (glibc's malloc, Linux only; `MALLOC_SETTINGS`, set with `mallopt` by `apply()`):
+XLA:CPU allocates every buffer of every call with malloc, and so does Eigen for
 the packed patches of the convolutions XLA runs through it (1.4 GB per call of the encoder's
 first layer at 2,048 pairs, measured before that layer's forward pass took the space-to-depth
 form), often on XLA's worker threads. With glibc's defaults, allocations
@@ -33,7 +34,7 @@ activations are then paged in anew: the synthetic main job took 63 million minor
 buffer from the heap), one arena for all threads (`arena_max=1`, so worker threads' buffers are
 heap buffers too), no trimming (`trim_threshold=-1`: freed memory stays with the process for
 the next call) and a 256 MiB top pad; `mmap_threshold` at its 32 MiB maximum matters only if
-the user re-enables mmaps. Measured (benchmarks/RESULTS.md, "The allocator: no mmaps, one
+the user re-enables mmaps. Measured (docs/results_log.md, "The allocator: no mmaps, one
 arena", 2-core AVX-512 VM): the encoder's forward pass over 2,048 pairs 1.15-1.27 s against
 2.0-2.5 s with the earlier settings (mmap threshold, trim at 2 GiB, top pad only; some calls still
 take 3.3-3.8 s); the synthetic main job 489 s against 522 s, system time 47 s against 171 s,

@@ -5,7 +5,13 @@ from pathlib import Path
 import jax
 import pytest
 
-import tfds_builders  # noqa: F401  (registers the datasets with TFDS, as the launchers do)
+import tfds_builders
+from psm_jax import xla_defaults
+
+# As the launchers do (launch/runner.py): the measured XLA:CPU settings before JAX starts a
+# backend, and the datasets registered with TFDS.
+xla_defaults.apply()
+tfds_builders.register()
 
 # XLA:CPU on the project VM takes about 1 s to compile a threefry draw of each new shape, so
 # initialising a model costs seconds per distinct parameter shape; 'rbg' keys compile about 7x
@@ -88,6 +94,7 @@ def tiny_main_job(tmp_path_factory):
     import io
 
     from psm_jax import main_job
+    from psm_jax.configs import main as main_configs
     from psm_jax.train import checkpoint
 
     root = tmp_path_factory.mktemp("tiny_main_job")
@@ -100,9 +107,7 @@ def tiny_main_job(tmp_path_factory):
     printed = io.StringIO()
     with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(printed):
         patch.setattr(checkpoint, "restore_model", counting_restore)
-        result = main_job.run(
-            TINY,
-            data_dir=str(root / "data" / "tfds"),
-            workdir=str(root / "runs" / "synthetic_personal_saliency"),
-        )
+        config = main_configs.get_config(TINY)
+        config.data_dir = str(root / "data" / "tfds")
+        result = main_job.run(config, root / "runs" / "synthetic_personal_saliency")
     return {"root": root, "result": result, "printed": printed.getvalue(), "restored": restored}

@@ -11,20 +11,33 @@ import pytest
 from conftest import TINY, tiny_config
 
 from psm_jax import inference, metrics
-from psm_jax.evaluation import embeddings, methods, pairs, report
+from psm_jax.configs import evaluation as evaluation_configs
+from psm_jax.evaluation import embeddings, evaluators, methods, pairs, report, scoring
 from psm_jax.train import checkpoint, loop
+
+
+def _context(models, output_dir="/tmp/unused", **fields) -> evaluators.Context:
+    """An evaluation context of the tiny dataset: m = 3 (its 24 training images), the papers'
+    discrepancy weight, other fields given."""
+    config = evaluation_configs.get_config()
+    config.m, config.discrepancy_weight = 3, 1.0
+    config.update(fields)
+    return evaluators.Context(models, config, output_dir)
 
 
 def test_tables_from_trained_workdirs(tiny_data_dir, tiny_workdirs, tmp_path):
     models = methods.Models.restore(
         {name: tiny_workdirs[name] for name in ("embedding", "psm_network", "per_observer")}
     )
+    context = _context(models)
     for protocol in ("closed", "open"):
-        evaluation = pairs.evaluation_set(TINY, tiny_data_dir, protocol)
+        evaluation = context.evaluation_set(protocol)
         count = len(evaluation.image)
         assert evaluation.psm.shape == (count, 120, 160) and count > 0
-        table, rows, scores = report.evaluate(
-            evaluation, models, usm_floor=0.3, m=3, discrepancy_weight=1.0
+        table, rows, scores = (
+            context.table(protocol),
+            context.rows(protocol),
+            context.scores(protocol),
         )
         ids = [
             "gt_usm",
@@ -40,7 +53,7 @@ def test_tables_from_trained_workdirs(tiny_data_dir, tiny_workdirs, tmp_path):
         expected_cc = metrics.cc(evaluation.pair_usm, evaluation.psm)
         np.testing.assert_allclose(scores["gt_usm"]["cc"], expected_cc, rtol=1e-4, atol=1e-5)
         assert table.mean("gt_usm", "cc") == pytest.approx(float(np.mean(expected_cc)), rel=1e-5)
-        path = table.write(tmp_path / "report")
+        path = report.write_table(table, tmp_path / "report")
         assert "| USM (ground truth) |" in path.read_text()
         assert "Against the ground-truth USM" in path.read_text()
         stored = json.loads((tmp_path / "report" / f"{protocol}.json").read_text())
@@ -62,8 +75,9 @@ def test_every_row_of_the_closed_set_and_the_multi_task_row_only_there(
     tiny_data_dir, tiny_workdirs
 ):
     models = methods.Models.restore(tiny_workdirs)
-    closed = pairs.evaluation_set(TINY, tiny_data_dir, "closed")
-    rows = methods.predict_rows(closed, models, usm_floor=0.3, m=3, discrepancy_weight=1.0)
+    context = _context(models)
+    closed = context.evaluation_set("closed")
+    rows = context.rows("closed")
     assert [row.id for row in rows] == [
         "gt_usm",
         "predicted_usm",
@@ -81,13 +95,7 @@ def test_every_row_of_the_closed_set_and_the_multi_task_row_only_there(
     # The control differs from the embedding row only by whose embedding the network got.
     ours, control = rows[-2].psm, rows[-1].psm
     assert not np.allclose(ours, control)
-    open_rows = methods.predict_rows(
-        pairs.evaluation_set(TINY, tiny_data_dir, "open"),
-        models,
-        usm_floor=0.3,
-        m=3,
-        discrepancy_weight=1.0,
-    )
+    open_rows = context.rows("open")
     assert "multi_task" not in [row.id for row in open_rows]  # no head for unseen observers
 
 
@@ -98,14 +106,7 @@ def test_a_fine_tuned_universal_network_adds_the_pretrained_row(
     loop.train_and_evaluate(tuned, tmp_path / "tuned")
     models = methods.Models.restore({"universal": str(tmp_path / "tuned")})
     assert models.pretrained_universal.workdir == Path(tiny_workdirs["universal"])
-    rows = methods.predict_rows(
-        pairs.evaluation_set(TINY, tiny_data_dir, "closed"),
-        models,
-        usm_floor=0.3,
-        m=3,
-        discrepancy_weight=1.0,
-        baselines=False,
-    )
+    rows = _context(models).rows("closed", baselines=False)
     assert [(row.id, row.name) for row in rows] == [
         ("gt_usm", "USM (ground truth)"),
         ("pretrained_usm", f"USM (universal network trained on {TINY}, not fine-tuned)"),
@@ -207,14 +208,14 @@ def test_a_workdir_restores_computing_in_bfloat16_with_the_same_parameters(
 def test_the_asterisk_marks_a_significant_win_over_the_strongest_row():
     rng = np.random.default_rng(0)
     evaluation = _FakeSet()
-    base = {m: rng.normal(0.5, 0.05, 200) for m in report.METRICS}
+    base = {m: rng.normal(0.5, 0.05, 200) for m in scoring.METRICS}
     strong = {m: v + (0.2 if m != "kld" else -0.2) for m, v in base.items()}
     rows = [
         methods.Row("gt_usm", "USM", None),
         methods.Row("per_observer", "Other", None),
         methods.Row("embedding", "Ours", None),
     ]
-    table = report.table(
+    table = scoring.table(
         evaluation,
         rows,
         {"gt_usm": base, "per_observer": dict(base), "embedding": strong},
@@ -222,9 +223,9 @@ def test_the_asterisk_marks_a_significant_win_over_the_strongest_row():
         m=32,
         discrepancy_weight=1.0,
     )
-    assert all(table.rows["embedding"][m]["significant"] for m in report.METRICS)
-    assert not any(table.rows["gt_usm"][m]["significant"] for m in report.METRICS)
-    tie = report.table(
+    assert all(table.rows["embedding"][m]["significant"] for m in scoring.METRICS)
+    assert not any(table.rows["gt_usm"][m]["significant"] for m in scoring.METRICS)
+    tie = scoring.table(
         evaluation,
         rows[::2],
         {"gt_usm": base, "embedding": dict(base)},
@@ -232,8 +233,8 @@ def test_the_asterisk_marks_a_significant_win_over_the_strongest_row():
         m=32,
         discrepancy_weight=1.0,
     )
-    assert not any(tie.rows["embedding"][m]["significant"] for m in report.METRICS)
-    assert "| Ours | 0.700* |" in table.markdown().replace(
+    assert not any(tie.rows["embedding"][m]["significant"] for m in scoring.METRICS)
+    assert "| Ours | 0.700* |" in report.table_markdown(table).replace(
         f"{table.mean('embedding', 'cc'):.3f}", "0.700"
     )
 
@@ -361,8 +362,8 @@ def test_the_discrepancy_weight_scales_the_discrepancy_before_the_clip():
         inference.compose_psm(usm, discrepancy, usm_floor=0.3, discrepancy_weight=-0.1)
     assert report.composition(0.3, 0.5) == (
         "Predicted PSM = clip(USM + 0.5 x predicted discrepancy, 0.3 x USM, 1) (our USM floor; "
-        "the papers clip at 0: --usm_floor=0; our discrepancy weight; the papers': "
-        "--discrepancy_weight=1)"
+        "the papers clip at 0: usm_floor=0 in the evaluation config; our discrepancy weight; the "
+        "papers': discrepancy_weight=1)"
     )
     assert report.composition(0, 1) == "Predicted PSM = clip(USM + predicted discrepancy, 0, 1)"
     assert report.composition(0, 0.5, log_ratio_scale=2.0).endswith(
@@ -447,10 +448,9 @@ def test_the_open_set_oracle_picks_each_unseen_observers_best_trained_network(
     from psm_jax.data import saliency_maps
 
     models = methods.Models.restore({"per_observer": tiny_workdirs["per_observer"]})
-    evaluation = pairs.evaluation_set(TINY, tiny_data_dir, "open")
-    oracle = methods.predict_rows(evaluation, models, usm_floor=0.0, m=3, discrepancy_weight=1.0)[
-        -1
-    ]
+    context = _context(models, usm_floor=0.0)
+    evaluation = context.evaluation_set("open")
+    oracle = context.rows("open")[-1]
     assert oracle.id == "per_observer"
     usm = evaluation.pair_usm
     target = saliency_maps.discrepancy_maps(evaluation.psm, usm, saliency_maps.OUTPUT_SIZE)

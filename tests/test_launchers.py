@@ -29,15 +29,34 @@ def _launch(script, *flags):
             ["--dataset=osie_personal", "--manual_dir=/nonexistent/osie", "--data_dir=/tmp/x"],
             "the release folder /nonexistent/osie (--manual_dir) does not exist",
         ),
-        (
+        (  # a field no config has, with ml_collections' guess
             "main.py",
-            ["--override=embedding", "--data_dir=/nonexistent/data"],
-            "--override: An override is 'name:key=value,...', got 'embedding'.",
+            ["--config.models.embedding.num_step=5", "--config.data_dir=/nonexistent/data"],
+            "--config.models.embedding.num_step: the config has no field 'num_step'. Did you "
+            'mean "num_steps"',
         ),
         (  # checked before any dataset is built or model trained
             "main.py",
-            ["--override=embedding:network.input_mapp=psm", "--data_dir=/nonexistent/data"],
-            "Bad override of embedding:",
+            [
+                "--config.models.embedding.network.input_map=psmm",
+                "--config.data_dir=/nonexistent/data",
+            ],
+            "--config.models.embedding: input_map must be one of",
+        ),
+        (
+            "main.py",
+            ["--config.dataset=osie_personal", "--config.data_dir=/nonexistent/data"],
+            "pass --config=psm_jax/configs/main.py:osie_personal instead",
+        ),
+        (
+            "evaluate.py",
+            ["--workdir=/nonexistent/run"],
+            "--workdir=/nonexistent/run does not exist",
+        ),
+        (
+            "evaluate.py",
+            ["--output_dir=/tmp/x", "--embedding=/nonexistent/run", "--config.usm_floor=2"],
+            "--config.usm_floor must be in [0, 1], got 2",
         ),
     ],
 )
@@ -55,9 +74,52 @@ def test_verbose_shows_the_traceback():
     assert "Traceback" in result.stderr and "FileNotFoundError" in result.stderr
 
 
+@pytest.mark.slow
 def test_every_launcher_lists_verbose_and_its_key_flags_in_help():
     for script in ("main.py", "evaluate.py", "predict.py", "enroll.py", "train.py"):
         result = _launch(script, "--help")
         assert "--[no]verbose" in result.stdout, script
-    help_text = _launch("main.py", "--help").stdout
-    assert "--usm_floor" in help_text and "--discrepancy_weight" in help_text
+    for script in ("main.py", "evaluate.py", "predict.py", "train.py"):
+        help_text = _launch(script, "--help").stdout
+        assert "  --config:" in help_text and "--config.<" in help_text, script
+
+
+def _field_names(config) -> set[str]:
+    """Every field name of a config, at any depth."""
+    names = set()
+    for key, value in config.items():
+        names.add(key)
+        if hasattr(value, "items"):
+            names |= _field_names(value)
+    return names
+
+
+def test_no_launcher_rewrites_argv_or_takes_a_config_field_as_its_own_flag():
+    """One config dialect: every setting of a launcher's config is `--config.<path>`; no launcher
+    defines a flag named after a field of the config it takes, nor rewrites its argv."""
+    import ast
+
+    from psm_jax.configs import evaluation, synthetic
+    from psm_jax.configs import main as main_configs
+
+    configs = {
+        "main.py": main_configs.get_config(),
+        "evaluate.py": evaluation.get_config(),
+        "predict.py": evaluation.get_config(),
+        "train.py": synthetic.get_config("psm_network"),
+    }
+    for path in (ROOT / "launch").glob("*.py"):
+        source = path.read_text()
+        assert "sys.argv" not in source or path.name == "runner.py", path.name
+        if path.name not in configs:
+            continue
+        defined = {
+            node.args[0].value
+            for node in ast.walk(ast.parse(source))
+            if isinstance(node, ast.Call)
+            and getattr(node.func, "attr", "").startswith("DEFINE_")
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+        }
+        shared = defined & _field_names(configs[path.name])
+        assert not shared, f"{path.name} defines flags for config fields {sorted(shared)}"

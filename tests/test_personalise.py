@@ -186,7 +186,7 @@ def test_both_enrolments_and_predictions_through_the_launchers(
         f"--universal={tiny_workdirs['universal']}",
         f"--image={images_dir / 'new_0.png'}",
         f"--output={tmp_path / 'alice_strohm'}",
-        "--usm_floor=0",
+        "--config.usm_floor=0",
     )
     assert predicted.returncode == 0, predicted.stderr[-2000:]
     _, _, expected = personalise.predict(

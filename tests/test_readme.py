@@ -1,5 +1,5 @@
-"""The README's commands run as written after `make demo` (on the tiny dataset), and the main job
-repeats itself exactly."""
+"""The README's commands run as written after `make demo` (on the tiny dataset), the main job
+repeats itself exactly, and `launch/evaluate.py` writes its report again from the workdirs."""
 
 import re
 import shutil
@@ -11,7 +11,10 @@ import pytest
 from conftest import ROOT, TINY
 
 from psm_jax import main_job, personalise
+from psm_jax.configs import main as main_configs
 from psm_jax.data import pipeline
+
+WALL_TIME = re.compile(r"(Main job|Evaluation) wall time: \d+ s")
 
 
 def readme_commands() -> list[str]:
@@ -34,11 +37,9 @@ def readme_commands() -> list[str]:
 
 
 def _as_tiny(command: str) -> str:
-    """The command on the tiny dataset: training configs get the tiny option, the evaluation the
-    tiny dataset's m (its 24 training images cannot make sets of 32)."""
+    """The command on the tiny dataset: training configs get the tiny option (the evaluation
+    starts from the config the tiny main job evaluated with)."""
     command = re.sub(r"(psm_jax/configs/synthetic\.py:\w+)", r"\1,tiny", command)
-    if "launch/evaluate.py" in command:
-        command += " --m=3"
     return command.replace(".venv/bin/python", sys.executable, 1)
 
 
@@ -47,6 +48,7 @@ def test_the_readme_has_the_commands_a_newcomer_needs():
     assert {"build_dataset", "train", "evaluate", "enroll", "predict"} <= scripts
 
 
+@pytest.mark.slow
 def test_every_readme_command_runs_as_written_after_the_demo(tiny_main_job, tmp_path):
     """A copy of a demo run's folder (data/ and runs/ as `make demo` writes them), with the code
     beside it; each command runs there as written (training configs on the tiny dataset), except
@@ -86,19 +88,49 @@ def test_the_example_study_reproduces_the_datasets_maps(tiny_main_job):
         np.testing.assert_allclose(psm, stored, atol=2e-3)  # float16 storage, 2-decimal CSV
 
 
+@pytest.mark.slow
 def test_two_main_jobs_give_the_same_report(tiny_main_job, tmp_path):
-    again = main_job.run(
-        TINY,
-        data_dir=str(tiny_main_job["root"] / "data" / "tfds"),
-        workdir=str(tmp_path / "again"),
-    )
-    wall_time = re.compile(r"Main job wall time: \d+ s")
-    first = wall_time.sub("", tiny_main_job["result"]["report"].read_text())
-    second = wall_time.sub("", again["report"].read_text())
+    config = main_configs.get_config(TINY)
+    config.data_dir = str(tiny_main_job["root"] / "data" / "tfds")
+    again = main_job.run(config, tmp_path / "again")
+    first = WALL_TIME.sub("", tiny_main_job["result"]["report"].read_text())
+    second = WALL_TIME.sub("", again["report"].read_text())
     assert first == second
     for name in ("closed.json", "open.json"):
         a = tiny_main_job["result"]["report"].parent / "report" / name
         assert a.read_text() == (tmp_path / "again" / "report" / name).read_text()
+
+
+def test_evaluate_writes_the_main_jobs_report_again_from_its_workdirs(tiny_main_job, tmp_path):
+    """launch/evaluate.py on a main job's workdir: the same report.md (but for the wall-time
+    sentence) and the same tables, from the trained workdirs and the evaluation config the main
+    job saved; a `--config.` field on top changes what it says."""
+    run = tiny_main_job["root"] / "runs" / "synthetic_personal_saliency"
+
+    def evaluate(output, *extra):
+        result = subprocess.run(
+            [
+                sys.executable,
+                str(ROOT / "launch" / "evaluate.py"),
+                f"--workdir={run}",
+                f"--output_dir={output}",
+                *extra,
+            ],
+            capture_output=True,
+            text=True,
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        return (output / "report.md").read_text()
+
+    again = evaluate(tmp_path / "again")
+    assert WALL_TIME.sub("", again) == WALL_TIME.sub("", (run / "report.md").read_text())
+    for name in ("closed.json", "open.json"):
+        assert (tmp_path / "again" / "report" / name).read_text() == (
+            run / "report" / name
+        ).read_text()
+    papers = evaluate(tmp_path / "papers", "--config.usm_floor=0", "--config.protocols=('open',)")
+    assert "Predicted PSM = clip(USM + 0.5 x predicted discrepancy, 0, 1)" in papers
+    assert "open set" in papers and "closed set (" not in papers
 
 
 @pytest.mark.parametrize("script", ["enroll", "predict"])
@@ -108,9 +140,9 @@ def test_the_readme_names_the_example_study(script):
 
 
 def test_the_readme_tables_are_the_recorded_runs():
-    """Every generated block of the README equals its rendering from benchmarks/results (the
+    """Every generated block of the README equals its rendering from studies/results (the
     JSON tables of the run it names): no figure in them was typed by hand."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
+    sys.path.insert(0, str(ROOT / "studies"))
     import readme_tables
 
     text = (ROOT / "README.md").read_text()

@@ -1,11 +1,11 @@
-"""The studies' own statistics (benchmarks/), checked on pools whose answer is known."""
+"""The studies' own statistics (studies/), checked on pools whose answer is known."""
 
 import importlib.util
 from pathlib import Path
 
 import numpy as np
 
-_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "embedding_pool_study.py"
+_PATH = Path(__file__).resolve().parents[1] / "studies" / "embedding_pool_study.py"
 
 
 def _pool_study():
@@ -51,7 +51,7 @@ def test_the_closed_set_usm_without_the_scored_observer_is_the_mean_of_the_other
 
 
 def test_the_layout_embedding_reads_each_categorys_share_beyond_the_usm(tiny_data_dir):
-    """benchmarks/identity_ceiling.py: the reference that knows where the objects are."""
+    """studies/identity_ceiling.py: the reference that knows where the objects are."""
     from absl import flags
     from conftest import TINY
 

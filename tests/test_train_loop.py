@@ -210,8 +210,9 @@ def test_launch_train_names_an_unknown_model(tmp_path):
 
 def test_launch_train_sets_any_network_field_and_trains_in_bfloat16(data_dir, tmp_path):
     """`--config.network.<field>` works for an architecture field the config file does not set
-    (config_flags alone refuses those): the encoder trains computing in bf16, its parameters and
-    recorded config as asked; an unknown field or a bad value is one message naming the flag."""
+    (every config file fills the network with all of them): the encoder trains computing in bf16,
+    its parameters and recorded config as asked; an unknown field or a bad value is one message
+    naming the flag."""
 
     def launch(*extra):
         return subprocess.run(

@@ -1,9 +1,11 @@
-"""The XLA flags psm-jax adds by default: only where measured, never over the user's."""
+"""The XLA flags and allocator settings psm-jax applies in its launchers: only where measured,
+never over the user's, never on import."""
 
 import os
 import platform
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -38,29 +40,56 @@ def test_leaves_the_users_value_an_opt_out_and_unmeasured_jaxlib_alone(monkeypat
     assert xla_defaults.apply(unmeasured) == [] and unmeasured == {}
 
 
-def test_importing_psm_jax_sets_them_before_jax_starts_and_jax_accepts_them():
-    # A fresh process: importing psm_jax adds the flags (on the measured jaxlib), and JAX then
-    # starts its CPU backend with them (an unknown flag would abort the process).
+def test_importing_psm_jax_changes_nothing_in_the_process():
+    # The issue's check, in a fresh process: no XLA_FLAGS, no allocator setting.
     script = (
-        "import os, psm_jax, jax.numpy as jnp; from psm_jax import xla_defaults;"
-        "print(float(jnp.dot(jnp.ones((4, 4)), jnp.ones(4))[0]));"
-        "print(xla_defaults.applied() == [f for f in os.environ.get('XLA_FLAGS', '').split() "
-        "if f.startswith('--xla_cpu_experimental_ynn')])"
+        "import os, psm_jax, psm_jax.main_job; from psm_jax import xla_defaults;"
+        "print(os.environ.get('XLA_FLAGS')); print(xla_defaults.malloc_applied())"
     )
     environ = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", xla_defaults.OPT_OUT)}
     result = subprocess.run(
         [sys.executable, "-c", script], env=environ, capture_output=True, text=True, check=True
     )
-    assert result.stdout.split() == ["4.0", "True"]
+    assert result.stdout.split() == ["None", "[]"]
+
+
+_LAUNCHER_SCRIPT = """
+import os, sys
+sys.path.insert(0, {launch!r})
+import runner
+import jax.numpy as jnp
+from psm_jax import xla_defaults
+
+def main(argv):
+    print(float(jnp.dot(jnp.ones((4, 4)), jnp.ones(4))[0]))
+    print(xla_defaults.applied() == [
+        f for f in os.environ.get("XLA_FLAGS", "").split() if f.startswith("--xla_cpu_experimental")
+    ])
+    print(os.environ.get("XLA_FLAGS"))
+    print(len(xla_defaults.malloc_applied()))
+
+runner.run(main)
+"""
+
+
+def test_the_launchers_apply_them_before_jax_starts_and_jax_accepts_them():
+    # A fresh process running a launcher's main (launch/runner.py): the flags are set before
+    # JAX starts its CPU backend, which accepts them (an unknown flag would abort the process).
+    launch = str(Path(__file__).resolve().parents[1] / "launch")
+    environ = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", xla_defaults.OPT_OUT)}
+    result = subprocess.run(
+        [sys.executable, "-c", _LAUNCHER_SCRIPT.format(launch=launch)],
+        env=environ,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    lines = result.stdout.splitlines()
+    assert lines[:2] == ["4.0", "True"]
     if xla_defaults._jaxlib_version() in xla_defaults.MEASURED_JAXLIB:
-        environ_check = subprocess.run(
-            [sys.executable, "-c", "import os, psm_jax; print(os.environ['XLA_FLAGS'])"],
-            env=environ,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        assert "--xla_cpu_experimental_ynn_fusion_type=dot" in environ_check.stdout
+        assert "--xla_cpu_experimental_ynn_fusion_type=dot" in lines[2]
+    if platform.libc_ver()[0] == "glibc":
+        assert lines[3] == str(len(xla_defaults.MALLOC_SETTINGS))
 
 
 def test_allocator_settings_leave_the_users_own_and_the_opt_out_alone():
@@ -93,10 +122,11 @@ def _run_without_allocator_settings(script: str, **extra) -> str:
 
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the settings are glibc's")
-def test_importing_psm_jax_sets_the_allocator_in_that_process():
+def test_apply_sets_the_allocator_in_that_process():
     # glibc accepts every value (mallopt returns 1 for each), and the user's variable wins.
     script = (
-        "import psm_jax; from psm_jax import xla_defaults; print(xla_defaults.malloc_applied())"
+        "from psm_jax import xla_defaults; xla_defaults.apply(); "
+        "print(xla_defaults.malloc_applied())"
     )
 
     def applied(**extra):
@@ -111,7 +141,8 @@ def test_importing_psm_jax_sets_the_allocator_in_that_process():
 
 _REUSE_SCRIPT = """
 import ctypes, resource, threading
-import psm_jax
+from psm_jax import xla_defaults
+xla_defaults.apply()
 
 libc = ctypes.CDLL("libc.so.6")
 libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, (ctypes.c_size_t,)

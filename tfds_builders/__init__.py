@@ -1,7 +1,8 @@
 """TFDS builders of psm-jax, one folder each in TFDS's own conventions.
 
-Importing this package registers the four datasets with TFDS, so that `tfds.builder(name)` and
-`tfds.data_source(name, ...)` find them:
+`register()` registers the four datasets with TFDS, so that `tfds.builder(name)` and
+`tfds.data_source(name, ...)` find them (importing this package registers nothing: the launchers,
+the benchmarks and the tests call it):
 
     osie_personal                 OSIE (15 observers x 700 images), manual download
     personalized_saliency         PS (Xu et al. 2017, 30 participants x 1,606 images), manual
@@ -9,16 +10,18 @@ Importing this package registers the four datasets with TFDS, so that `tfds.buil
     synthetic_personal_saliency   generated, no download (configs tiny and default)
 """
 
-from psm_jax.data.datasets import DATASETS
-from tfds_builders.individual_differences import individual_differences_dataset_builder
-from tfds_builders.osie_personal import osie_personal_dataset_builder
-from tfds_builders.personalized_saliency import personalized_saliency_dataset_builder
-from tfds_builders.synthetic_personal_saliency import synthetic_personal_saliency_dataset_builder
+from __future__ import annotations
 
-__all__ = [
-    "DATASETS",
-    "individual_differences_dataset_builder",
-    "osie_personal_dataset_builder",
-    "personalized_saliency_dataset_builder",
-    "synthetic_personal_saliency_dataset_builder",
-]
+import importlib
+
+from psm_jax.data.datasets import DATASETS
+
+__all__ = ["DATASETS", "register"]
+
+
+def register() -> tuple[str, ...]:
+    """Registers every psm-jax dataset's builder with TFDS (TFDS registers a builder class when
+    its module is imported; doing it again is harmless); returns their names."""
+    for name in DATASETS:
+        importlib.import_module(f"tfds_builders.{name}.{name}_dataset_builder")
+    return DATASETS

@@ -78,7 +78,7 @@ def get_config(model: str = "psm_network") -> ml_collections.ConfigDict:
     config.overlapping_sets = False
     # The encoder's loss: "triplet" (Strohm et al.'s cosine triplet margin loss, with `margin` and
     # `mining`) or "supervised_contrastive" (ours, Khosla et al. 2020, with `temperature`): its
-    # collapsed state (every embedding alike) is no minimum (benchmarks/RESULTS.md).
+    # collapsed state (every embedding alike) is no minimum (docs/results_log.md).
     config.embedding_loss = "triplet"
     config.margin = 0.05
     config.mining = "semi_hard"

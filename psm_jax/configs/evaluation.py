@@ -1,13 +1,13 @@
-"""The evaluation's settings: protocols, the PSM composition (USM floor, discrepancy weight), m.
+"""The evaluation config: protocols, the PSM composition (USM floor, discrepancy weight), m, and
+the evaluators to run (`config.evals`, `psm_jax.evaluation.evaluators`).
 
-    python launch/evaluate.py --protocol=open --usm_floor=0 \
-        --output_dir=runs/synthetic_personal_saliency/report \
-        --embedding=runs/synthetic_personal_saliency/embedding \
-        --psm_network=runs/synthetic_personal_saliency/psm_network
+    python launch/evaluate.py --workdir=runs/synthetic_personal_saliency
+    python launch/evaluate.py --workdir=runs/synthetic_personal_saliency \
+        --config.usm_floor=0 --config.discrepancy_weight=1 --output_dir=/tmp/papers_composition
 
-`launch/evaluate.py` and `launch/main.py` start from `get_config()` and set fields from their flags
-(`--protocol`, `--usm_floor`, `--discrepancy_weight`, `--m`); every report records the values it
-used.
+The main job's config holds this one as `config.evaluation` (`--config.evaluation.<field>` on
+`launch/main.py`); `launch/evaluate.py` and `launch/predict.py` take it as `--config.<field>`.
+Every report records the values it used.
 
 Fields:
   protocols   the protocols to evaluate (Strohm et al.): "closed" (the training observers on the
@@ -21,29 +21,37 @@ Fields:
               networks lost 0.1-0.4 KLD to this, and the main job's network, which did not erase on
               the validation images, did on the test images (0.70 against 0.48 with the floor).
               Floors 0.1-0.5 all recovered it and left CC, AUC-Judd and NSS unchanged; 0.3 is the
-              middle of that range, chosen on the validation images (benchmarks/RESULTS.md). The
+              middle of that range, chosen on the validation images (docs/results_log.md). The
               same floor applies to every personalised row; the USM rows are unaffected.
   discrepancy_weight
               predicted PSM = clip(USM + discrepancy_weight x discrepancy, usm_floor x USM, 1).
               Ours: 0.5; 1 is the papers' composition. The networks are fitted by MSE on their
               training images; on new images a full-strength discrepancy moves mass the KLD
               punishes. Chosen on the closed-set validation images of the three synthetic draws
-              (benchmarks/composition_study.py, weights 0.25 / 0.5 / 0.75 / 1): with 0.25-0.75 the
+              (studies/composition_study.py, weights 0.25 / 0.5 / 0.75 / 1): with 0.25-0.75 the
               embedding network beats the USM on CC, SIM and KLD on every draw (at 1 its KLD gain
               is not significant on two of three); 0.5 gives the largest mean KLD gain. Applies
               to every personalised row alike (the per-observer networks gain KLD with it too; the
-              multi-task CNN loses less); the USM rows are unaffected (benchmarks/RESULTS.md).
+              multi-task CNN loses less); the USM rows are unaffected (docs/results_log.md).
               Floor and weight are for additive discrepancies: a PSM network trained with
               `config.composition="log_ratio"` (ours) is composed as trained, USM x exp(s x
               output) (`psm_jax.inference.compose`).
   m           (image, PSM) pairs of their own training images an evaluated observer is embedded
               from (Strohm et al. report m = 32 among others).
-  precision_ms, precision_sets_per_observer
-              precision@1 of unseen observers' embeddings versus m (Strohm et al., Fig. 5): the m
-              values and the random sets per observer at each.
-  alignment_sets_per_observer
-              sets per observer for the embedding-versus-preference alignment (synthetic data).
   seed        the sets' random draws.
+  compute_dtype
+              "" (as trained) or a dtype of `psm_jax.models.layers.COMPUTE_DTYPES`: compute the
+              encoder, the PSM network and Strohm's per-observer networks in it (parameters as
+              saved), e.g. "bfloat16" on an accelerator; other models compute in float32.
+  evals       the evaluators to run, each with its settings (removing one skips it):
+                tables     baselines: add the rows without learning
+                examples   images: images per example grid
+                activity   pairs: closed-set pairs the PSM network's ReLU activity is read on
+                precision  ms, sets_per_observer: precision@1 of unseen observers' embeddings
+                           versus m (Strohm et al., Fig. 5), the random sets per observer at
+                           each m; tsne: draw the sets of the largest m
+                alignment  sets_per_observer: for the embedding-versus-preference alignment
+                           (synthetic data)
 """
 
 from __future__ import annotations
@@ -58,8 +66,14 @@ def get_config() -> ml_collections.ConfigDict:
     config.usm_floor = 0.3
     config.discrepancy_weight = 0.5
     config.m = 32
-    config.precision_ms = (4, 8, 16, 32, 48, 64)
-    config.precision_sets_per_observer = 10
-    config.alignment_sets_per_observer = 5
     config.seed = 0
+    config.compute_dtype = ""
+    config.evals = ml_collections.ConfigDict()
+    config.evals.tables = ml_collections.ConfigDict({"baselines": True})
+    config.evals.examples = ml_collections.ConfigDict({"images": 3})
+    config.evals.activity = ml_collections.ConfigDict({"pairs": 64})
+    config.evals.precision = ml_collections.ConfigDict(
+        {"ms": (4, 8, 16, 32, 48, 64), "sets_per_observer": 10, "tsne": True}
+    )
+    config.evals.alignment = ml_collections.ConfigDict({"sets_per_observer": 5})
     return config

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from psm_jax import registry
+
 OPTIONS = ("predicted", "quick")
 
 QUICK_REAL = {
@@ -33,7 +35,7 @@ def quick_optimiser(config):
     diverges at larger rates) moves the discrepancy networks too little in a few hundred steps: the
     gradients of a mean squared error on targets of std ~0.07 are tiny. In 600 steps the PSM network
     then learned no personal component (validation MSE = predicting zero); with Adam it does
-    (benchmarks/RESULTS.md). The three discrepancy models get the same recipe, so the comparison
+    (docs/results_log.md). The three discrepancy models get the same recipe, so the comparison
     stays fair. Other models are left as they are.
 
     The PSM network outputs a log density ratio, composed as USM x exp(2 D) and trained on that
@@ -43,7 +45,7 @@ def quick_optimiser(config):
     +0.054 / +0.036 / -0.074 -> +0.113 / +0.098 / -0.165 (seed 0), +0.046 / +0.035 / -0.056 ->
     +0.098 / +0.090 / -0.142 (seed1), and on OSIE, where the additive network learned nothing
     (+0.000 on each), +0.015 / +0.018 / -0.033, above the best baseline without learning
-    (benchmarks/RESULTS.md, 2026-12-03).
+    (docs/results_log.md, 2026-12-03).
     """
     if config.model in ("psm_network", "multi_task", "per_observer"):
         config.optimizer = "adam"
@@ -76,12 +78,12 @@ def quick_schedule(
     supervised contrastive loss instead of the papers' triplet loss: in 200 steps the triplet
     encoder sat on a near-collapsed plateau (every cosine ~0.93) and on one draw of three its
     best checkpoint was the collapsed one; chosen on validation observers over three draws
-    (benchmarks/RESULTS.md, 2026-12-01). `--config.embedding_loss=triplet` restores the papers'.
+    (docs/results_log.md, 2026-12-01). `--config.embedding_loss=triplet` restores the papers'.
     And it reads each pair's departure from the USM (`network.input_map="discrepancy"`) and pools
     its features under that departure (`network.pooling="map"`) instead of the papers' PSM input
     and global average: precision@1 of unseen validation observers at m = 8 / 32 went from
     0.60 / 0.70, 0.52 / 0.78, 0.34 / 0.64 to 0.88 / 0.96, 0.86 / 1.00, 0.90 / 1.00 on the three
-    draws (benchmarks/RESULTS.md, 2026-12-01, evening). Enrolling a new person then needs the USMs
+    draws (docs/results_log.md, 2026-12-01, evening). Enrolling a new person then needs the USMs
     of their images (`launch/enroll.py --universal`); `--config.network.input_map=psm
     --config.network.pooling=mean` restores the papers' encoder.
     """
@@ -103,15 +105,18 @@ def quick_schedule(
 
 
 def apply_options(config, options: set[str], known: tuple[str, ...] = OPTIONS):
-    """Applies "predicted" and "quick" (`QUICK_REAL`) to a dataset's config.
+    """Applies "predicted" and "quick" (`QUICK_REAL`) to a dataset's config, then fills its
+    network with every architecture field (`psm_jax.registry.complete_network`): the last step of
+    every config file, so that `--config.network.<field>` can set any of them.
 
     The evaluation protocol (closed / open set) is not a training option: every model trains the
-    same way for both, and `launch/evaluate.py --protocol` chooses it.
+    same way for both, and the evaluation config's `protocols` chooses it.
     """
     unknown = options - set(known)
     if unknown:
         hint = (
-            " The protocol is an evaluation setting: launch/evaluate.py --protocol=open."
+            " The protocol is an evaluation setting: the evaluation config's protocols "
+            "(launch/evaluate.py --config.protocols=\"('open',)\")."
             if unknown & {"open", "closed"}
             else ""
         )
@@ -122,4 +127,4 @@ def apply_options(config, options: set[str], known: tuple[str, ...] = OPTIONS):
         config.external_usm_dir = f"runs/{config.dataset.split('/')[0]}/predicted_usm"
     if "quick" in options:
         quick_schedule(config, **QUICK_REAL)
-    return config
+    return registry.complete_network(config)

@@ -1,26 +1,37 @@
-"""The main job's configs (`launch/main.py`): which config file serves which dataset.
+"""The main job's config (`launch/main.py`): one sub-config per model, plus the evaluation config.
 
     python launch/main.py                                    # the synthetic default
-    python launch/main.py --dataset=osie_personal --manual_dir=../shared/datasets/osie
+    python launch/main.py --config=psm_jax/configs/main.py:osie_personal \
+        --config.manual_dir=../shared/datasets/osie
+    python launch/main.py --config.dataset=synthetic_personal_saliency/seed1 \
+        --workdir=runs/seed1                                 # another generator draw
+    python launch/main.py --config.models.embedding.network.pooling=mean \
+        --config.evaluation.usm_floor=0 --workdir=runs/mean_pooling
 
-Every model trains with its dataset's quick schedule: the synthetic configs' defaults
-(`synthetic.QUICK_SYNTHETIC`), the "quick" option of the real datasets' configs
-(`experiments.QUICK_REAL`). The evaluation takes `evaluation.get_config()`; on the tiny synthetic
-dataset, whose 24 training images cannot supply sets of 32, observers are embedded with the tiny
-encoder's m.
+The argument after the file (default "synthetic_personal_saliency") is the dataset whose schedules
+the models train with: the synthetic configs' defaults (`synthetic.QUICK_SYNTHETIC`), or the
+"quick" option of the real datasets' configs (`experiments.QUICK_REAL`); "/tiny" gives the tests'
+tiny networks. On the tiny synthetic dataset, whose 24 training images cannot supply sets of 32,
+observers are embedded with the tiny encoder's m.
 
-Options (ours) reach a stage's config as overrides, `model:key=value,key=value`
-(`parse_override`), e.g. `--override=embedding:network.input_map=psm,network.pooling=mean` on
-`launch/main.py`.
+Fields:
+  dataset, data_dir, manual_dir
+              the dataset (a builder config of the same dataset may be given, e.g. another
+              synthetic draw), where its records go, the release folder (datasets that need one).
+              Every model's config refers to these three: set them here, not per model.
+  schedules   the dataset the models' schedules were made for (the argument; not to be set).
+  models      one training config per model of the registry (`psm_jax.registry.MODELS`), in the
+              order the main job trains them; each documented in `psm_jax/configs/base.py`, e.g.
+              `--config.models.psm_network.num_steps=600`.
+  evaluation  the evaluation config (`psm_jax/configs/evaluation.py`), e.g.
+              `--config.evaluation.m=16`.
 """
 
 from __future__ import annotations
 
-import ast
-import re
-
 import ml_collections
 
+from psm_jax import registry
 from psm_jax.configs import evaluation, individual_differences, osie, ps, synthetic
 
 CONFIG_FILES = {
@@ -30,6 +41,9 @@ CONFIG_FILES = {
     "individual_differences": individual_differences,
 }
 """Dataset (without its builder config) -> the config file of its models."""
+
+SHARED_FIELDS = ("dataset", "data_dir", "manual_dir")
+"""Fields every model's config refers to (ml_collections references to the main config's)."""
 
 
 def training_config(dataset: str, model: str) -> ml_collections.ConfigDict:
@@ -52,53 +66,45 @@ def evaluation_config(dataset: str) -> ml_collections.ConfigDict:
     return config
 
 
-def parse_override(text: str) -> tuple[str, dict]:
-    """`"name:key=value,key=value"` -> (name, {key: value}); values are Python literals where they
-    parse as one (`0.1`, `True`, `(16, 32)`), strings otherwise; keys may be dotted
-    (`network.input_map`)."""
-    name, separator, body = text.partition(":")
-    if not separator or not name:
-        raise ValueError(f"An override is 'name:key=value,...', got {text!r}.")
-    fields = {}
-    for item in filter(None, re.split(r",(?=\s*[\w.]+=)", body)):  # (8, 16) stays one value
-        key, equals, value = item.partition("=")
-        key = key.strip()
-        if not equals or not key:
-            raise ValueError(f"{item!r} in the override {text!r} is not key=value.")
-        fields[key] = parse_value(value)
-    return name, fields
+def get_config(dataset: str = "synthetic_personal_saliency") -> ml_collections.ConfigDict:
+    """The main job's config on `dataset` (module docstring)."""
+    dataset = dataset or "synthetic_personal_saliency"
+    config = ml_collections.ConfigDict()
+    models = {name: training_config(dataset, name) for name in registry.MODELS}
+    config.dataset = dataset
+    config.data_dir = models["embedding"].data_dir
+    config.manual_dir = models["embedding"].manual_dir
+    config.schedules = dataset
+    config.models = ml_collections.ConfigDict()
+    for name, model_config in models.items():
+        for field in SHARED_FIELDS:
+            model_config[field] = config.get_ref(field)
+        config.models[name] = model_config
+    config.evaluation = evaluation_config(dataset)
+    return config
 
 
-def parse_value(text: str):
-    """A config value given as text: a Python literal where it parses as one (`0.1`, `True`,
-    `(16, 32)`), the string otherwise."""
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
+def family(dataset: str) -> str:
+    """The dataset without its builder config, "/tiny" kept (it has its own networks)."""
+    name = dataset.split("/")[0]
+    return name + "/tiny" if dataset.endswith("/tiny") else name
 
 
-def parse_overrides(texts: list[str]) -> dict[str, dict]:
-    """Several `parse_override` texts -> {name: {key: value}}, merged per name in order."""
-    merged: dict[str, dict] = {}
-    for text in texts:
-        name, fields = parse_override(text)
-        merged.setdefault(name, {}).update(fields)
-    return merged
-
-
-def apply_overrides(config: ml_collections.ConfigDict, fields: dict) -> None:
-    """Sets each (dotted) key of `fields` in `config`. A key the config lacks is a KeyError that
-    names it (a typo must not train the default silently), except a field of `network`, which
-    configs set only where they differ from the architecture's defaults: the architecture's
-    dataclass rejects unknown ones (`psm_jax.registry.ModelSpec.architecture`)."""
-    for key, value in fields.items():
-        *path, last = key.split(".")
-        target = config
-        for part in path:
-            if part not in target:
-                raise KeyError(f"The {config.get('model', '')} config has no {key!r}.")
-            target = target[part]
-        if last not in target and path != ["network"]:
-            raise KeyError(f"The {config.get('model', '')} config has no {key!r}.")
-        target[last] = value
+def check(config: ml_collections.ConfigDict) -> None:
+    """A ValueError naming the `--config.` field when the main config cannot run: another dataset
+    family than its schedules were made for, a model config or network field that its model
+    does not accept, or an evaluation setting out of range. Called before anything trains."""
+    if family(config.dataset) != family(config.schedules):
+        raise ValueError(
+            f"--config.dataset={config.dataset}: the models' schedules were made for "
+            f"{config.schedules}; pass --config=psm_jax/configs/main.py:{config.dataset} instead."
+        )
+    unknown = set(config.models) - set(registry.MODELS)
+    if unknown:
+        raise ValueError(f"--config.models: unknown models {sorted(unknown)}.")
+    for name, model_config in config.models.items():
+        try:
+            registry.get(name).architecture(model_config)  # unknown or bad network fields
+            registry.get(name).loss(model_config)
+        except (KeyError, TypeError, ValueError) as error:
+            raise ValueError(f"--config.models.{name}: {error}") from error

@@ -49,7 +49,7 @@ QUICK_SYNTHETIC = {
 }
 """Quick schedules that fit the main job into about 10 minutes on a 2-core CPU (ours). The PSM
 network: 1,200 steps of 16 cost what 600 of 32 did and, measured on the validation images over two
-seeds, beat the USM on CC, SIM and KLD where 600 of 32 lost KLD (benchmarks/RESULTS.md)."""
+seeds, beat the USM on CC, SIM and KLD where 600 of 32 lost KLD (docs/results_log.md)."""
 
 TINY_NETWORKS = {
     "embedding": {"widths": (4, 8, 8, 8), "embedding_size": 8},

@@ -3,10 +3,10 @@
 `tfds build` imports TensorFlow; `build_dataset` is the TF-free way (array_record records, loaded
 with `tfds.data_source` / `psm_jax.data.pipeline.open_split`).
 
-The builders live in the `tfds_builders` package, which imports this one: importing it registers
-them with TFDS. The entry points do that (the launchers, `tests/conftest.py`, and any program that
-loads the datasets: `import tfds_builders`); nothing below them imports it, so the data layer has
-no import cycle.
+The builders live in the `tfds_builders` package, which imports this one:
+`tfds_builders.register()` registers them with TFDS. The entry points call it (the launchers, the
+benchmarks and studies, `tests/conftest.py`, and any program that loads the datasets); nothing
+below them imports it, so the data layer has no import cycle.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ DATASETS = (
 
 def builder(name: str, **kwargs) -> tfds.core.DatasetBuilder:
     """`tfds.builder(name, **kwargs)` for a psm-jax dataset, with clear errors for an unknown name
-    and for builders that were not registered (`import tfds_builders`)."""
+    and for builders that were not registered (`tfds_builders.register()`)."""
     if name.split("/")[0] not in DATASETS:
         raise ValueError(f"Unknown dataset {name!r}; expected one of {DATASETS}.")
     try:
@@ -40,8 +40,8 @@ def builder(name: str, **kwargs) -> tfds.core.DatasetBuilder:
         tfds.core.registered.imported_builder_cls(name.split("/")[0])
     except tfds.core.registered.DatasetNotFoundError as error:
         raise RuntimeError(
-            f"The TFDS builder of {name!r} is not registered: `import tfds_builders` before "
-            "loading psm-jax datasets (the launchers do)."
+            f"The TFDS builder of {name!r} is not registered: call "
+            "`tfds_builders.register()` before loading psm-jax datasets (the launchers do)."
         ) from error
     return tfds.builder(name, **kwargs)
 

@@ -37,7 +37,7 @@ USM and discrepancy
     2026-11-25) adds to every discrepancy the same image-wide rescaling of the USM, about a third
     of the target's energy on the synthetic default; every saliency metric is blind to that
     rescaling, and the networks learned it instead of the personal component
-    (benchmarks/RESULTS.md).
+    (docs/results_log.md).
 """
 
 from __future__ import annotations

@@ -39,7 +39,7 @@ import numpy as np
 from flax import nnx
 
 from psm_jax import inference, registry
-from psm_jax.data import pipeline, saliency_maps
+from psm_jax.data import saliency_maps
 from psm_jax.evaluation import priors as priors_lib
 from psm_jax.evaluation.pairs import EvaluationSet
 
@@ -118,6 +118,18 @@ class Models:
             raise ValueError("The embedding network's row needs the encoder's workdir too.")
         return cls(**restored)
 
+    def dataset(self) -> tuple[str, str]:
+        """(dataset, data_dir) the given models were trained on; a ValueError when they differ
+        or no model is given."""
+        sources = {(r.config.dataset, r.config.data_dir) for r in self.given().values()}
+        if len(sources) != 1:
+            raise ValueError(
+                "The workdirs were trained on different datasets: " + str(sorted(sources))
+                if sources
+                else "No trained model given to evaluate."
+            )
+        return sources.pop()
+
     def given(self) -> dict[str, inference.Restored]:
         """The restored models by name."""
         return {
@@ -192,12 +204,47 @@ def _baseline_rows(
     return rows
 
 
+def needs_embeddings(models: Models, protocol: str, baselines: bool = True) -> bool:
+    """Whether `predict_rows` reads the evaluated observers' embeddings: for the embedding
+    network's rows, and for the open set's baselines (their enrolment sets)."""
+    if models.embedding is None:
+        return False
+    return models.psm_network is not None or (baselines and protocol == "open")
+
+
+def embed_evaluated_observers(
+    encoder: inference.Restored,
+    source,
+    metadata,
+    *,
+    group: str,
+    m: int,
+    pair_cache: dict | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each observer of `group` embedded once from m (image, PSM) pairs of their own training
+    images, as the tables do: ((observers, d), (observers, m) record indices of the set's images,
+    the enrolment data of the open set's baselines). `pair_cache`: see
+    `psm_jax.inference.embed_observers`."""
+    vectors, enrolment = inference.embed_observers(
+        encoder,
+        source,
+        metadata,
+        group=group,
+        m=m,
+        with_image_index=True,
+        pair_cache=pair_cache,
+    )
+    return vectors[:, 0], enrolment[:, 0]
+
+
 def predict_rows(
     evaluation: EvaluationSet,
     models: Models,
     *,
+    source,
+    metadata,
+    observer_embeddings: tuple[np.ndarray, np.ndarray] | None,
     usm_floor: float,
-    m: int,
     discrepancy_weight: float,
     baselines: bool = True,
 ) -> list[Row]:
@@ -206,27 +253,20 @@ def predict_rows(
     Args:
       evaluation: the pairs.
       models: the restored models.
+      source, metadata: the dataset's training split (`psm_jax.data.pipeline.open_split`), where
+        the baselines' statistics come from.
+      observer_embeddings: the evaluated group's embeddings and enrolment image indices
+        (`embed_evaluated_observers`); needed where `needs_embeddings` says so, else None.
       usm_floor: the composition's floor (`psm_jax.configs.evaluation`).
       discrepancy_weight: the composition's weight on every predicted discrepancy (the same
         config; 1 = the papers').
-      m: pairs per evaluated observer's embedding.
       baselines: add the rows without learning.
     """
+    if needs_embeddings(models, evaluation.protocol, baselines) and observer_embeddings is None:
+        raise ValueError("These rows need the evaluated observers' embeddings (the encoder).")
     pair_usm = evaluation.pair_usm
     images = evaluation.pair_images
-    source, metadata = pipeline.open_split(evaluation.dataset, "train", evaluation.data_dir)
-    embeddings = enrolment = None
-    open_baselines = baselines and evaluation.protocol == "open"
-    if models.embedding is not None and (models.psm_network is not None or open_baselines):
-        embeddings, enrolment = inference.embed_observers(
-            models.embedding,
-            source,
-            metadata,
-            group=evaluation.group,
-            m=m,
-            with_image_index=True,
-        )
-        embeddings, enrolment = embeddings[:, 0], enrolment[:, 0]
+    embeddings, enrolment = observer_embeddings or (None, None)
     rows = [Row(GT_USM, "USM (ground truth)", pair_usm)]
     predicted_usm = None
     if models.pretrained_universal is not None:
@@ -301,16 +341,13 @@ def predict_rows(
 
 
 def psm_network_activity(
-    evaluation: EvaluationSet, models: Models, *, m: int, count: int = 64
+    evaluation: EvaluationSet, models: Models, embeddings: np.ndarray, *, count: int = 64
 ) -> dict[str, float]:
     """How alive each ReLU layer of the PSM network is on the first `count` pairs
-    (`psm_jax.registry.relu_activity`; the observers embedded as for the table); {} without it."""
-    if models.psm_network is None or models.embedding is None:
+    (`psm_jax.registry.relu_activity`), the observers embedded as for the table (`embeddings`:
+    (observers of the evaluated group, d)); {} without a PSM network."""
+    if models.psm_network is None:
         return {}
-    source, metadata = pipeline.open_split(evaluation.dataset, "train", evaluation.data_dir)
-    embeddings = inference.embed_observers(
-        models.embedding, source, metadata, group=evaluation.group, m=m
-    )[:, 0]
     chosen = slice(0, count)
     batch = {
         "image": evaluation.pair_images[chosen],

@@ -9,7 +9,7 @@ observers (`usm_mode="train"`), so a test observer's own map never leaks into it
 the scored observer is one of those n training observers, so the USM holds 1/n of the very map it
 is scored against (as in the papers, whose USM averages every observer): worth CC +0.03 on the
 synthetic draws and +0.08 on OSIE against the same mean without that observer
-(`benchmarks/closed_set_usm.py`). Every closed-set row gets the same USM; compare rows, not
+(`studies/closed_set_usm.py`). Every closed-set row gets the same USM; compare rows, not
 protocols.
 """
 

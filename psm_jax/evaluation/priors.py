@@ -27,7 +27,7 @@ The rows they give (`psm_jax.evaluation.methods`): `centre_bias`, `mean_discrepa
 observer's mean discrepancy, composed like every personalised row), `prior_blend` and
 `density_ratio` (USM^g x density ratio^w: a per-person reweighting in the density's log space,
 which on OSIE beats the USM on CC, SIM and KLD where the additive forms lower SIM and raise KLD;
-benchmarks/RESULTS.md, 2026-12-03).
+docs/results_log.md, 2026-12-03).
 """
 
 from __future__ import annotations
@@ -143,7 +143,7 @@ def _kld_sums(form, candidates, psms, usms, mean_psm, ratio, gamma, valid) -> ja
 
     The powers are taken as exp(g log USM + w log ratio) with the logarithms computed once for
     every candidate (USM^g is exp(g log USM) for USM >= 0; 0 stays 0): a third of the time of
-    `jnp.power` per candidate, the same mean KLDs within 4e-7 (benchmarks/RESULTS.md,
+    `jnp.power` per candidate, the same mean KLDs within 4e-7 (docs/results_log.md,
     2026-12-03)."""
     if form == "blend":
 

@@ -1,263 +1,87 @@
-"""Scores, tables and reports: per-pair metrics, row means with the papers' significance marks,
-markdown and JSON tables, the example figures, and the main job's report.md.
+"""Markdown of what the evaluators computed: the tables, the studies' sections, report.md.
 
-A table row is the mean of the five reported metrics (`psm_jax.metrics.saliency_metrics`) over the
-protocol's pairs. An asterisk marks a metric where the embedding network (the `embedding` row)
-beats the strongest other row with a Mann-Whitney p < 0.05, as in the papers. Every table records
-the USM floor, the discrepancy weight and the m it was computed with.
+Nothing here computes a score: `psm_jax.evaluation.scoring` and the evaluators
+(`psm_jax.evaluation.evaluators`) do, and this module only writes their results, so that the
+main job and `launch/evaluate.py` write the same report from the same results.
 
-Beside the papers' asterisk, every row is compared with the ground-truth USM, the question the
-papers ask (does personalising beat the population map?): the difference of the means and the
-paired Wilcoxon signed-rank p on the same pairs, per metric, and the information gain over the
-USM in bits per fixation (`psm_jax.metrics.information_gain`; 0 for the USM itself).
+report.md, in order: what was scored and how (the composition, m, the wall time), what was trained
+(the dataset's summary and each model's schedule), what the results say (sentences generated from
+the numbers), then per protocol its table, every row against the ground-truth USM, the PSM
+network's ReLU activity (closed set) and the example grid; precision@1 versus m with the t-SNE;
+the embedding-versus-preference alignment (synthetic data).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
 from pathlib import Path
 
 import numpy as np
 
-from psm_jax import figures, metrics
+from psm_jax import metrics
 from psm_jax.evaluation import methods
-from psm_jax.evaluation.pairs import EvaluationSet
+from psm_jax.evaluation.scoring import INFORMATION_GAIN, METRICS, Table
 
-METRICS = ("cc", "sim", "auc_judd", "nss", "kld")
 HEADERS = {"cc": "CC", "sim": "SIM", "auc_judd": "AUC-Judd", "nss": "NSS", "kld": "KLD"}
-INFORMATION_GAIN = "information_gain"
 
 
-def versus_usm(values: np.ndarray, usm_values: np.ndarray) -> dict[str, float]:
-    """A row's per-pair scores against the ground-truth USM's on the same pairs: the difference
-    of the means and the two-sided paired Wilcoxon p (pairs where either is NaN left out)."""
-    finite = np.isfinite(values) & np.isfinite(usm_values)
-    return {
-        "difference": float(np.mean(values[finite]) - np.mean(usm_values[finite])),
-        "p": metrics.wilcoxon_p(values[finite], usm_values[finite]),
-    }
-
-
-def score(
-    evaluation: EvaluationSet, prediction: np.ndarray, grid: tuple[int, int] | None = None
-) -> dict[str, np.ndarray]:
-    """The five metrics of (P, H, W) predicted PSMs against the pairs' ground truth, and their
-    information gain over the ground-truth USM ("information_gain"), per pair."""
-    grid = tuple(grid or evaluation.usm.shape[-2:])
-    fixations = (
-        evaluation.fixation_x,
-        evaluation.fixation_y,
-        evaluation.fixation_mask,
-        evaluation.image_size,
+def table_markdown(table: Table) -> str:
+    """The table as markdown: one row per method, an asterisk where significant."""
+    header = (
+        "| Method | "
+        + " | ".join(HEADERS[m] for m in METRICS)
+        + " |\n|---|"
+        + "---|" * len(METRICS)
+        + "\n"
     )
-    values = metrics.saliency_metrics(prediction, evaluation.psm, *fixations, grid=grid)
-    values = {k: np.asarray(v) for k, v in values.items()}
-    values[INFORMATION_GAIN] = np.asarray(
-        metrics.information_gain(prediction, evaluation.pair_usm, *fixations, grid=grid)
+    lines = [
+        f"| {row['name']} | "
+        + " | ".join(f"{row[m]['mean']:.3f}{'*' if row[m]['significant'] else ''}" for m in METRICS)
+        + " |"
+        for row in table.rows.values()
+    ]
+    return f"### {table.title}\n\n" + header + "\n".join(lines) + "\n"
+
+
+def versus_usm_markdown(table: Table) -> str:
+    """Each row against the ground-truth USM: the difference and the paired Wilcoxon p per
+    metric, and the information gain in bits per fixation."""
+    header = (
+        "| Method | "
+        + " | ".join(f"{HEADERS[m]} diff. (p)" for m in METRICS)
+        + " | IG (bits/fix.) |\n|---|"
+        + "---|" * (len(METRICS) + 1)
+        + "\n"
     )
-    return values
-
-
-@dataclasses.dataclass(frozen=True)
-class Table:
-    """One protocol's table.
-
-    Attributes:
-      title: its heading.
-      protocol, usm_floor, m, pairs, discrepancy_weight: what it was computed with and on.
-      rows: row id -> {"name": display name, metric: {"mean": float, "significant": bool,
-        "versus_usm": {"difference", "p"}}, "information_gain": bits per fixation}, in table
-        order.
-    """
-
-    title: str
-    protocol: str
-    usm_floor: float
-    m: int
-    pairs: int
-    rows: dict[str, dict]
-    discrepancy_weight: float = 1.0  # tables written before the weight existed used the papers' 1
-
-    def mean(self, row_id: str, metric: str) -> float:
-        return self.rows[row_id][metric]["mean"]
-
-    def markdown(self) -> str:
-        """The table as markdown: one row per method, an asterisk where significant."""
-        header = (
-            "| Method | "
-            + " | ".join(HEADERS[m] for m in METRICS)
-            + " |\n|---|"
-            + "---|" * len(METRICS)
-            + "\n"
-        )
-        lines = [
-            f"| {row['name']} | "
-            + " | ".join(
-                f"{row[m]['mean']:.3f}{'*' if row[m]['significant'] else ''}" for m in METRICS
-            )
-            + " |"
-            for row in self.rows.values()
+    lines = []
+    for row_id, row in table.rows.items():
+        if row_id == methods.GT_USM:
+            continue
+        cells = [
+            f"{row[m]['versus_usm']['difference']:+.3f} ({_p(row[m]['versus_usm']['p'])})"
+            for m in METRICS
         ]
-        return f"### {self.title}\n\n" + header + "\n".join(lines) + "\n"
-
-    def versus_usm_markdown(self) -> str:
-        """Each row against the ground-truth USM: the difference and the paired Wilcoxon p per
-        metric, and the information gain in bits per fixation."""
-        header = (
-            "| Method | "
-            + " | ".join(f"{HEADERS[m]} diff. (p)" for m in METRICS)
-            + " | IG (bits/fix.) |\n|---|"
-            + "---|" * (len(METRICS) + 1)
-            + "\n"
+        lines.append(
+            f"| {row['name']} | " + " | ".join(cells) + f" | {row[INFORMATION_GAIN]:+.3f} |"
         )
-        lines = []
-        for row_id, row in self.rows.items():
-            if row_id == methods.GT_USM:
-                continue
-            cells = [
-                f"{row[m]['versus_usm']['difference']:+.3f} ({_p(row[m]['versus_usm']['p'])})"
-                for m in METRICS
-            ]
-            lines.append(
-                f"| {row['name']} | " + " | ".join(cells) + f" | {row[INFORMATION_GAIN]:+.3f} |"
-            )
-        return (
-            f"#### Against the ground-truth USM ({self.protocol} set; paired Wilcoxon p, same "
-            "pairs)\n\n" + header + "\n".join(lines) + "\n"
-        )
-
-    @classmethod
-    def read(cls, path: str | Path) -> Table:
-        """A table written by `write` (its .json)."""
-        return cls(**json.loads(Path(path).read_text()))
-
-    def write(self, output_dir: str | Path) -> Path:
-        """Writes `<protocol>.md` and `<protocol>.json` into `output_dir`; returns the .md path."""
-        output_dir = Path(output_dir)
-        output_dir.mkdir(parents=True, exist_ok=True)
-        (output_dir / f"{self.protocol}.json").write_text(
-            json.dumps(dataclasses.asdict(self), indent=2)
-        )
-        path = output_dir / f"{self.protocol}.md"
-        path.write_text(self.markdown() + "\n" + self.versus_usm_markdown())
-        return path
-
-
-def table(
-    evaluation: EvaluationSet,
-    rows: list[methods.Row],
-    scores: dict[str, dict[str, np.ndarray]],
-    *,
-    usm_floor: float,
-    m: int,
-    discrepancy_weight: float,
-) -> Table:
-    """Means per row and metric, with the asterisks (module docstring).
-
-    Args:
-      evaluation: the pairs the rows were scored on.
-      rows: the rows (`methods.predict_rows`), in table order.
-      scores: row id -> metric -> (P,) per-pair scores (`score`).
-      usm_floor, m, discrepancy_weight: recorded in the table.
-    """
-    cells = {}
-    for row in rows:
-        values = scores[row.id]
-        # The papers' asterisk compares methods; the shuffled-embedding control is not one.
-        others = {
-            other: s
-            for other, s in scores.items()
-            if other not in (row.id, methods.EMBEDDING_SHUFFLED)
-        }
-        cells[row.id] = {"name": row.name}
-        usm_scores = scores[methods.GT_USM]
-        for metric in METRICS:
-            significant = False
-            if row.id == methods.OURS and others:
-                sign = 1.0 if metrics.HIGHER_IS_BETTER[metric] else -1.0
-                strongest = max(others, key=lambda o: sign * np.nanmean(others[o][metric]))
-                comparison = metrics.compare(values, others[strongest], [metric])[metric]
-                significant = bool(comparison["significant"])
-            cells[row.id][metric] = {
-                "mean": float(np.nanmean(values[metric])),
-                "significant": significant,
-                "versus_usm": versus_usm(values[metric], usm_scores[metric]),
-            }
-        gain = values.get(INFORMATION_GAIN)
-        cells[row.id][INFORMATION_GAIN] = float(np.nanmean(gain)) if gain is not None else np.nan
-    title = (
-        f"{evaluation.dataset}, {evaluation.protocol} set "
-        f"({len(evaluation.image)} (image, observer) pairs)"
-    )
-    return Table(
-        title=title,
-        protocol=evaluation.protocol,
-        usm_floor=float(usm_floor),
-        m=int(m),
-        pairs=len(evaluation.image),
-        rows=cells,
-        discrepancy_weight=float(discrepancy_weight),
+    return (
+        f"#### Against the ground-truth USM ({table.protocol} set; paired Wilcoxon p, same "
+        "pairs)\n\n" + header + "\n".join(lines) + "\n"
     )
 
 
-def evaluate(
-    evaluation: EvaluationSet,
-    models: methods.Models,
-    *,
-    usm_floor: float,
-    m: int,
-    discrepancy_weight: float,
-    grid: tuple[int, int] | None = None,
-) -> tuple[Table, list[methods.Row], dict[str, dict[str, np.ndarray]]]:
-    """Predicts and scores every row of one protocol: (table, rows, per-pair scores by row id)."""
-    rows = methods.predict_rows(
-        evaluation, models, usm_floor=usm_floor, m=m, discrepancy_weight=discrepancy_weight
-    )
-    scores = {row.id: score(evaluation, row.psm, grid) for row in rows}
-    recorded = {"usm_floor": usm_floor, "m": m, "discrepancy_weight": discrepancy_weight}
-    return table(evaluation, rows, scores, **recorded), rows, scores
+def write_table(table: Table, output_dir: str | Path) -> Path:
+    """Writes `<protocol>.json` (`Table.write_json`) and `<protocol>.md` (the table and every row
+    against the ground-truth USM) into `output_dir`; returns the .md path."""
+    table.write_json(output_dir)
+    path = Path(output_dir) / f"{table.protocol}.md"
+    path.write_text(table_markdown(table) + "\n" + versus_usm_markdown(table))
+    return path
 
 
 def _p(value: float) -> str:
     if value == 0.0:  # below the smallest float64
         return "<1e-300"
     return f"{value:.2g}" if value >= 1e-3 else f"{value:.0e}"
-
-
-def example_figure(
-    evaluation: EvaluationSet, predicted: np.ndarray, path: str | Path, images: int = 3
-) -> bool:
-    """Image, USM, ground-truth and predicted PSM of the first two observers on up to `images`
-    test images that both viewed (Xu Fig. 7 / Strohm Fig. 4). False if no such image exists."""
-    observers = np.unique(evaluation.observer)[:2]
-    both = [
-        i
-        for i in np.unique(evaluation.image)
-        if all(((evaluation.image == i) & (evaluation.observer == o)).any() for o in observers)
-    ][:images]
-    if not both:
-        return False
-
-    def pair(i, o):
-        return int(np.flatnonzero((evaluation.image == i) & (evaluation.observer == o))[0])
-
-    ground_truth = np.stack([[evaluation.psm[pair(i, o)] for o in observers] for i in both])
-    prediction = np.stack([[predicted[pair(i, o)] for o in observers] for i in both])
-    figures.example_grid(
-        evaluation.images[both],
-        evaluation.usm[both],
-        ground_truth,
-        prediction,
-        [evaluation.observer_ids[o] for o in observers],
-        path,
-        title=(
-            f"{evaluation.dataset}, {evaluation.protocol} set ({evaluation.group} observers), "
-            f"{evaluation.split} images: each observer's ground-truth PSM and the embedding "
-            "network's prediction"
-        ),
-    )
-    return True
 
 
 def precision_markdown(precision: dict[int, float]) -> str:
@@ -305,9 +129,9 @@ def composition(
     floor = "0" if usm_floor == 0 else f"{usm_floor:g} x USM"
     ours = []
     if usm_floor != 0:
-        ours.append("our USM floor; the papers clip at 0: --usm_floor=0")
+        ours.append("our USM floor; the papers clip at 0: usm_floor=0 in the evaluation config")
     if discrepancy_weight != 1:
-        ours.append("our discrepancy weight; the papers': --discrepancy_weight=1")
+        ours.append("our discrepancy weight; the papers': discrepancy_weight=1")
     notes = f" ({'; '.join(ours)})" if ours else ""
     text = f"Predicted PSM = clip(USM + {weighted}predicted discrepancy, {floor}, 1){notes}"
     if log_ratio_scale is not None:
@@ -318,19 +142,56 @@ def composition(
     return text
 
 
-def write_main_report(
+def write_report(
     path: str | Path,
+    results: dict,
     *,
     dataset: str,
     usm_floor: float,
-    m: int,
-    seconds: float,
-    sections: list[str],
     discrepancy_weight: float,
+    m: int,
+    dataset_summary: str,
+    runs: dict[str, dict],
     log_ratio_scale: float | None = None,
+    wall_time: str = "",
 ) -> Path:
-    """The main job's report.md: what was scored and how, then the sections in order."""
+    """report.md from an evaluation's results (`psm_jax.evaluation.evaluators.Evaluation.results`).
+
+    Args:
+      path: where report.md goes; figures are linked relative to it (they lie in its
+        `report/` folder, beside the tables).
+      results: the evaluators' results.
+      dataset, usm_floor, discrepancy_weight, m: what was scored and how.
+      dataset_summary, runs: what was trained (`training_markdown`).
+      log_ratio_scale: the PSM network's s when it composes in log space (`composition`).
+      wall_time: a sentence on how long it took (e.g. "Main job wall time: 480 s.").
+    """
     path = Path(path)
+    tables = results.get("tables", {})
+    sections = [
+        training_markdown(dataset_summary, runs),
+        findings_markdown(
+            tables,
+            results.get("precision_at_1", {}),
+            chance=results.get("precision_chance", float("nan")),
+            activity=results.get("activity"),
+        ),
+    ]
+    figure_dir = "report"
+    for protocol, table in tables.items():
+        sections += [table_markdown(table), versus_usm_markdown(table)]
+        if protocol == "closed" and results.get("activity"):
+            sections.append(activity_markdown(results["activity"], results["activity_pairs"]))
+        example = results.get("examples", {}).get(protocol)
+        if example is not None:
+            sections.append(f"![{protocol}-set examples]({figure_dir}/{Path(example).name})\n")
+    if "precision_at_1" in results:
+        sections.append(precision_markdown(results["precision_at_1"]))
+    if "tsne" in results:
+        name = Path(results["tsne"]).name
+        sections.append(f"![t-SNE of unseen observers' embeddings]({figure_dir}/{name})\n")
+    if results.get("preference_alignment"):
+        sections.append(alignment_markdown(results["preference_alignment"]))
     path.write_text(
         f"# psm-jax report: {dataset}\n\n"
         + composition(usm_floor, discrepancy_weight, log_ratio_scale)
@@ -341,7 +202,7 @@ def write_main_report(
         "embedding gets. Each table is followed by every row against the ground-truth USM: the "
         "difference of the means with the paired Wilcoxon p, and the information gain in bits "
         "per fixation (each map made a density as 99% its distribution + 1% uniform). "
-        f"Main job wall time: {seconds:.0f} s.\n\n" + "\n".join(sections)
+        f"{wall_time}\n\n" + "\n".join(sections)
     )
     return path
 
@@ -466,7 +327,7 @@ def findings_markdown(
         "",
         "Caveats: one generator draw or one dataset, quick CPU schedules (no model trained to "
         "convergence), settings chosen on validation images. How the results vary across "
-        "synthetic draws: `benchmarks/seed_sweep.py` and benchmarks/RESULTS.md. Another machine "
+        "synthetic draws: `studies/seed_sweep.py` and RESULTS.md. Another machine "
         "can give slightly different numbers (XLA:CPU reductions depend on the thread count); "
         "one machine repeats a run exactly.",
     ]

@@ -13,7 +13,7 @@ narrower than a GPU model would use so that the CPU benchmarks and the quick sta
 BatchNorm momentum 0.9 (PyTorch's 0.1 update rate, which the authors' code base would default to).
 Because the pairs are averaged, the embedding does not depend on their order.
 
-Ours, as options (`EncoderConfig`, measured in benchmarks/RESULTS.md): the departure from the
+Ours, as options (`EncoderConfig`, measured in docs/results_log.md): the departure from the
 USM as the input map (`input_map="discrepancy"`), and pooling under the person's gaze instead of
 the global average (`pooling="map"`).
 """
@@ -45,7 +45,7 @@ class EncoderConfig:
     # The map beside each image: "psm" (Strohm et al.: the person's PSM) or "discrepancy" (ours;
     # the quick schedules' choice, see psm_jax.configs.experiments.quick_schedule:
     # clip(0.5 + discrepancy_scale (PSM - USM), 0, 1), the person's departure from the
-    # population's map, which then needs every pair's USM; measured in benchmarks/RESULTS.md).
+    # population's map, which then needs every pair's USM; measured in docs/results_log.md).
     # Unscaled, the discrepancy is too faint beside the image and the embeddings collapse.
     input_map: str = "psm"
     discrepancy_scale: float = 4.0
@@ -54,12 +54,12 @@ class EncoderConfig:
     # psm_jax.configs.experiments.quick_schedule): the features weighted by where the person looked,
     # the PSM downsampled to the feature map and normalised to sum 1 (with input_map="psm"), or
     # the person's minus the population's such density (with input_map="discrepancy": the
-    # features they look at more than people in general). Measured in benchmarks/RESULTS.md.
+    # features they look at more than people in general). Measured in docs/results_log.md.
     pooling: str = "mean"
     # The resolution the encoder reads its pairs at: the image and its map averaged over blocks of
     # input_downsample x input_downsample pixels before the first convolution (ours; 1: the
     # working size, as Strohm et al.). 2 makes an encoder step about 4-5x cheaper on a CPU;
-    # its effect on precision@1 is measured in benchmarks/RESULTS.md.
+    # its effect on precision@1 is measured in docs/results_log.md.
     input_downsample: int = 1
     # The dtype the layers compute in (`layers.COMPUTE_DTYPES`): "float32" (default) or
     # "bfloat16" (ours, for accelerators with bf16 units; BatchNorm statistics stay float32):

@@ -9,7 +9,7 @@ Two kinds of convolution appear in the papers' models:
 
 The second kind is `per_example_conv`, in one of two formulations (`FORMULATIONS`), never as
 `jax.vmap` over `lax.conv_general_dilated`: on XLA:CPU the vmapped form lowers to a grouped
-convolution whose kernel gradient measured 40-110x slower (benchmarks/RESULTS.md), and the cost of
+convolution whose kernel gradient measured 40-110x slower (docs/results_log.md), and the cost of
 one example must not depend on the batch or on how many observers a model knows.
 
 - "shifted_matmul": shifted slices of the features times each example's kernel taps, as batched
@@ -24,7 +24,7 @@ one example must not depend on the batch or on how many observers a model knows.
 (accelerators keep the formulation they were validated with until one is measured there).
 
 Ordinary layers with CPU-specific formulations (same numbers to float32 rounding, each pinned to
-the plain one by a test, measured in benchmarks/RESULTS.md): stride-2 convolutions (`conv`,
+the plain one by a test, measured in docs/results_log.md): stride-2 convolutions (`conv`,
 `stride2_conv`: the space-to-depth form where XLA:CPU is slow), and sums over the batch and
 positions as products with a vector of ones (`add_bias`'s gradient, `BatchNorm`'s statistics and
 gradient) instead of the reduce-windows XLA:CPU makes of large reductions.
@@ -47,7 +47,7 @@ COMPUTE_DTYPES = ("float32", "bfloat16")
 
 "bfloat16" is for accelerators with bf16 units (GPU, TPU): on XLA:CPU (jaxlib 0.10.2) the PSM
 network's forward measured 1.4x slower in bf16 than in float32 on an AVX2 CPU, and single
-convolutions 3-10x slower on one with AVX512_BF16 (benchmarks/RESULTS.md), so the default is
+convolutions 3-10x slower on one with AVX512_BF16 (docs/results_log.md), so the default is
 float32.
 """
 
@@ -276,7 +276,7 @@ def _strided_conv(features: jax.Array, kernel: jax.Array) -> jax.Array:
 SPACE_TO_DEPTH_MAX_CHANNELS = 4
 """`stride2_conv`'s forward pass is the space-to-depth form up to this many input channels (the
 networks' first layers, image + map) and XLA's strided convolution above it (measured on a 2-core
-CPU, benchmarks/RESULTS.md: the first layers with 3-4 channels at 120x160, 1.2-1.5x faster; 16
+CPU, docs/results_log.md: the first layers with 3-4 channels at 120x160, 1.2-1.5x faster; 16
 and 32 channels, 2x slower)."""
 
 
@@ -292,7 +292,7 @@ def stride2_conv(features: jax.Array, kernel: jax.Array) -> jax.Array:
 
     The kernel gradient is XLA's own; the input gradient, which XLA:CPU computes by correlating a
     zero-inserted output gradient, is the space-to-depth form's: 2.7x faster on the encoder's
-    first three layers at batch 128 (benchmarks/RESULTS.md). The forward pass is XLA's strided
+    first three layers at batch 128 (docs/results_log.md). The forward pass is XLA's strided
     convolution, or the space-to-depth form for inputs of at most `SPACE_TO_DEPTH_MAX_CHANNELS`
     channels, where XLA:CPU's convolution is slowest. Same numbers either way (to float32
     rounding).
@@ -405,7 +405,7 @@ def _channel_sums(values: jax.Array) -> jax.Array:
     XLA:CPU rewrites a large reduction into reduce-windows of 32 (for its accuracy) that run at
     about 1 ns per element; a product with a vector of ones is its own fast dot (BatchNorm's
     statistics at the encoder's first layer, 128 x 60 x 80 x 16: 11 ms instead of 24 ms,
-    benchmarks/RESULTS.md).
+    docs/results_log.md).
     """
     flat = values.reshape(-1, values.shape[-1])
     ones = jnp.ones((flat.shape[0],), flat.dtype)
@@ -481,7 +481,7 @@ class BatchNorm(nnx.BatchNorm):
     """`nnx.BatchNorm` (same variables, same numbers to float32 rounding) whose training-mode
     statistics and gradients go through `batch_norm_statistics_and_output`: on a 2-core CPU the
     encoder's train step spent about 80 ms of 350 in the reduce-windows XLA made of
-    `nnx.BatchNorm`'s reductions (benchmarks/RESULTS.md). Eval mode is `nnx.BatchNorm`'s own.
+    `nnx.BatchNorm`'s reductions (docs/results_log.md). Eval mode is `nnx.BatchNorm`'s own.
     Features on the last axis; no masks and no named axes (plain `jit` with sharded batches
     gets global statistics from XLA, as with `nnx.BatchNorm`)."""
 

@@ -50,16 +50,16 @@ class SaliencyNetworkConfig:
     hypernetwork_hidden: int = 128
     # The activation after the embedding-generated layer: "relu" (as every other layer; the
     # papers') or "leaky_relu" (ours, slope 0.1: a unit that went negative for every input still
-    # passes a gradient, against the dying layer measured in benchmarks/RESULTS.md).
+    # passes a gradient, against the dying layer measured in docs/results_log.md).
     dynamic_activation: str = "relu"
     # Normalisation of the embedding-generated layer before its activation: "none" (the papers')
     # or "instance" (ours): each example's channels standardised over their positions, then a
     # learned per-channel scale and shift, so about half of every channel's units are positive
-    # for any example and the layer cannot die (benchmarks/RESULTS.md measured it dead on OSIE).
+    # for any example and the layer cannot die (docs/results_log.md measured it dead on OSIE).
     # The PSM network only; the per-observer networks refuse it.
     dynamic_normalisation: str = "none"
     # How the embedding-generated layer is computed (`layers.FORMULATIONS`; the same numbers
-    # either way): "auto" picks the fastest measured on the backend (benchmarks/RESULTS.md).
+    # either way): "auto" picks the fastest measured on the backend (docs/results_log.md).
     dynamic_formulation: str = "auto"
     # Two more input channels holding each pixel's row and column (CoordConv, Liu et al. 2018;
     # ours, off by default): a fully convolutional network cannot otherwise tell the centre from
@@ -74,7 +74,7 @@ class SaliencyNetworkConfig:
     # The dtype the layers compute in (`layers.COMPUTE_DTYPES`): "float32" (default) or
     # "bfloat16" (ours, for accelerators with bf16 units): parameters stay float32 and are cast
     # per call, the outputs are float32; a checkpoint serves either. Accuracy and speed measured
-    # in benchmarks/RESULTS.md (on XLA:CPU bf16 is slower).
+    # in docs/results_log.md (on XLA:CPU bf16 is slower).
     compute_dtype: str = "float32"
 
     def __post_init__(self):

@@ -1,10 +1,10 @@
 """Non-additive compositions without learning, on the closed set's VALIDATION images (issue 14).
 
-    python benchmarks/composition_logspace.py --data_dir=<data_dir> \
+    python studies/composition_logspace.py --data_dir=<data_dir> \
         --datasets=osie_personal,synthetic_personal_saliency,...
 
 The additive form clip(USM + w D, f USM, 1) with D the observer's mean discrepancy raises CC on
-OSIE but lowers SIM and raises KLD at every w and f (RESULTS.md, 2026-12-02). This asks whether a
+OSIE but lowers SIM and raises KLD at every w and f (docs/results_log.md, 2026-12-02). This asks whether a
 per-person form in the density's log space does better, with no network: everything per observer
 comes from their TRAINING images only (as the closed set's embedding does), and is scored on the
 validation images against the ground-truth USM (difference of means, paired Wilcoxon p, IG).
@@ -24,10 +24,10 @@ import numpy as np
 import study_rows
 from absl import app, flags
 
-import tfds_builders  # noqa: F401
-from psm_jax import metrics
+import tfds_builders
+from psm_jax import metrics, xla_defaults
 from psm_jax.data import pipeline
-from psm_jax.evaluation import pairs, priors, report
+from psm_jax.evaluation import pairs, priors, scoring
 
 flags.DEFINE_string("data_dir", None, "Built datasets.", required=True)
 flags.DEFINE_list("datasets", ["osie_personal"], "Datasets to score.")
@@ -86,7 +86,7 @@ def study(dataset: str) -> None:
     )
 
     v_usm = val.pair_usm
-    base = report.score(val, v_usm)
+    base = scoring.score(val, v_usm)
     print("| form | CC | SIM | KLD | IG (bits/fix.) |\n|---|---|---|---|---|")
 
     def show(name, prediction):
@@ -121,4 +121,6 @@ def main(_):
 
 
 if __name__ == "__main__":
+    xla_defaults.apply()  # before JAX starts a backend (as the launchers do)
+    tfds_builders.register()
     app.run(main)

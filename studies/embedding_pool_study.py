@@ -1,6 +1,6 @@
 """What the PSM network gets from an encoder: how well its training pool tells people apart.
 
-    python benchmarks/embedding_pool_study.py --data_dir=/tmp/tfds_sweep2 --runs=/tmp/sweep2 \
+    python studies/embedding_pool_study.py --data_dir=/tmp/tfds_sweep2 --runs=/tmp/sweep2 \
         [--datasets=synthetic_personal_saliency,...] [--pool_size=30]
 
 For each draw, embeds `--pool_size` random m-pair sets of every training observer with the
@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 from absl import app, flags
 
-import tfds_builders  # noqa: F401  (registers the datasets with TFDS)
+import tfds_builders
+from psm_jax import xla_defaults
 from psm_jax.configs import main as main_configs
 from psm_jax.configs import synthetic
 from psm_jax.data import pipeline
@@ -83,4 +84,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    xla_defaults.apply()  # before JAX starts a backend (as the launchers do)
+    tfds_builders.register()
     app.run(main)

@@ -1,6 +1,6 @@
 """Does an encoder trained on ground-truth USMs identify people enrolled on predicted ones?
 
-    python benchmarks/enrolment_usm.py --run=runs/synthetic_personal_saliency
+    python studies/enrolment_usm.py --run=runs/synthetic_personal_saliency
 
 The main job's encoder reads each pair's departure from the USM (`input_map="discrepancy"`) and
 is trained with the ground-truth USMs (the mean map of the training observers). A new person's
@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 from absl import app, flags
 
-import tfds_builders  # noqa: F401  (registers the datasets with TFDS)
-from psm_jax import inference, metrics
+import tfds_builders
+from psm_jax import inference, metrics, xla_defaults
 from psm_jax.data import pipeline
 from psm_jax.evaluation import embeddings
 
@@ -107,4 +107,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    xla_defaults.apply()  # before JAX starts a backend (as the launchers do)
+    tfds_builders.register()
     app.run(main)

@@ -1,6 +1,6 @@
 """Does the user-embedding encoder learn on every synthetic draw? Variants side by side.
 
-    python benchmarks/encoder_study.py --data_dir=/tmp/tfds_base --workdir=/tmp/encoder_study \
+    python studies/encoder_study.py --data_dir=/tmp/tfds_base --workdir=/tmp/encoder_study \
         --variants='overlapping:overlapping_sets=True' --variants='disjoint:'
 
 Trains the main job's encoder (`psm_jax.configs.main.training_config`: the quick schedule) on
@@ -19,10 +19,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+import variants
 from absl import app, flags
 
-import tfds_builders  # noqa: F401  (registers the datasets with TFDS)
-from psm_jax import inference
+import tfds_builders
+from psm_jax import inference, xla_defaults
 from psm_jax.configs import main as main_configs
 from psm_jax.configs import synthetic
 from psm_jax.data import datasets, pipeline
@@ -60,10 +61,10 @@ def main(argv):
         datasets.build_dataset(dataset, data_dir=_DATA_DIR.value, manual_dir=_MANUAL_DIR.value)
         source, metadata = pipeline.open_split(dataset, "train", _DATA_DIR.value)
         for text in _VARIANTS.value:
-            name, fields = main_configs.parse_override(text)
+            name, fields = variants.parse(text)
             config = main_configs.training_config(dataset, "embedding")
             config.data_dir = _DATA_DIR.value
-            main_configs.apply_overrides(config, fields)
+            variants.apply(config, fields)
             workdir = Path(_WORKDIR.value) / dataset.replace("/", "_") / name
             start = time.perf_counter()
             loop.train_and_evaluate(config, workdir)
@@ -100,4 +101,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    xla_defaults.apply()  # before JAX starts a backend (as the launchers do)
+    tfds_builders.register()
     app.run(main)

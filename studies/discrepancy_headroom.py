@@ -1,6 +1,6 @@
 """How much a perfect discrepancy predictor would gain over the USM (an upper bound for the models).
 
-    python benchmarks/discrepancy_headroom.py --dataset=synthetic_personal_saliency \
+    python studies/discrepancy_headroom.py --dataset=synthetic_personal_saliency \
         --data_dir=data/tfds --protocol=closed
 
 Scores, on the protocol's (test image, observer) pairs, the ground-truth USM and the papers'
@@ -21,10 +21,10 @@ import dataclasses
 import numpy as np
 from absl import app, flags
 
-import tfds_builders  # noqa: F401  (registers the datasets with TFDS)
-from psm_jax import inference
+import tfds_builders
+from psm_jax import inference, xla_defaults
 from psm_jax.data import pipeline, saliency_maps, synthetic
-from psm_jax.evaluation import pairs, report
+from psm_jax.evaluation import pairs, scoring
 
 _DATASET = flags.DEFINE_string("dataset", "synthetic_personal_saliency", "A built dataset.")
 _DATA_DIR = flags.DEFINE_string("data_dir", "data/tfds", "Where it was built.")
@@ -92,12 +92,14 @@ def main(argv):
     print(f"{_DATASET.value}, {_PROTOCOL.value} set, {len(usm)} pairs")
     print("| Prediction | CC | SIM | AUC-Judd | NSS | KLD |\n|---|---|---|---|---|---|")
     for name, prediction in rows.items():
-        scores = report.score(evaluation, prediction)
-        cells = " | ".join(f"{np.nanmean(scores[m]):.3f}" for m in report.METRICS)
+        scores = scoring.score(evaluation, prediction)
+        cells = " | ".join(f"{np.nanmean(scores[m]):.3f}" for m in scoring.METRICS)
         print(f"| {name} | {cells} |")
     for name, value in mse.items():
         print(f"15x20 discrepancy MSE of {name}: {value:.5f}")
 
 
 if __name__ == "__main__":
+    xla_defaults.apply()  # before JAX starts a backend (as the launchers do)
+    tfds_builders.register()
     app.run(main)

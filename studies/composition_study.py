@@ -1,6 +1,6 @@
 """The composition's discrepancy weight, chosen on VALIDATION images for every personalised row.
 
-    python benchmarks/composition_study.py --data_dir=/tmp/tfds --runs=/tmp/sweep \
+    python studies/composition_study.py --data_dir=/tmp/tfds --runs=/tmp/sweep \
         --weights=0.25,0.5,0.75,1
 
 Predicted PSM = clip(USM + w x predicted discrepancy, usm_floor x USM, 1); w = 1 is the papers'
@@ -11,15 +11,17 @@ weight: every personalised row against the ground-truth USM (difference of the m
 Wilcoxon p) on CC, SIM and KLD. Prints one markdown table for RESULTS.md.
 """
 
+import copy
 import json
 from pathlib import Path
 
 from absl import app, flags
 
-import tfds_builders  # noqa: F401  (registers the datasets with TFDS)
+import tfds_builders
+from psm_jax import xla_defaults
 from psm_jax.configs import evaluation as evaluation_configs
 from psm_jax.configs import synthetic
-from psm_jax.evaluation import methods, pairs, report
+from psm_jax.evaluation import evaluators, methods
 
 _DATA_DIR = flags.DEFINE_string("data_dir", "data/tfds", "Where the datasets are built.")
 _RUNS = flags.DEFINE_string("runs", None, "Main-job workdirs, one per draw.", required=True)
@@ -43,11 +45,13 @@ def main(argv):
         if not workdirs:
             raise ValueError(f"{run}: none of {_MODELS} is there.")
         models = methods.Models.restore(workdirs)
-        evaluation_set = pairs.evaluation_set(dataset, _DATA_DIR.value, "closed", "validation")
+        settings = evaluation_configs.get_config()
+        settings.split, settings.usm_floor, settings.m = "validation", floor, 32
+        context = evaluators.Context(models, settings, run / "composition_study")
         for weight in map(float, _WEIGHTS.value):
-            table, _, _ = report.evaluate(
-                evaluation_set, models, usm_floor=floor, m=32, discrepancy_weight=weight
-            )
+            settings = copy.deepcopy(settings)
+            settings.discrepancy_weight = weight
+            table = context.with_config(settings).table("closed")
             for row_id, row in table.rows.items():
                 if row_id in (methods.GT_USM, methods.CENTRE_BIAS, methods.PRIOR_BLEND):
                     continue
@@ -62,4 +66,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    xla_defaults.apply()  # before JAX starts a backend (as the launchers do)
+    tfds_builders.register()
     app.run(main)

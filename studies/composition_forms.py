@@ -1,13 +1,13 @@
 """The composition's form on the closed set's VALIDATION images (issue 14; exploration, 2026-12-02).
 
-    python benchmarks/composition_forms.py --run=<main-job workdir> --data_dir=<data_dir> \
+    python studies/composition_forms.py --run=<main-job workdir> --data_dir=<data_dir> \
         --dataset=osie_personal
 
 Restores the run's encoder and PSM network, predicts the raw discrepancies of the training
 observers on the validation images (own embedding and another observer's), takes the
 observer's mean discrepancy over their training images (the baseline without learning), and
 scores clip(USM + w D, f USM, 1) for w in {0.1, 0.25, 0.5} and f in {0.3, 0.8, 1} against the
-ground-truth USM (difference, paired Wilcoxon p; information gain). Results: benchmarks/RESULTS.md.
+ground-truth USM (difference, paired Wilcoxon p; information gain). Results: docs/results_log.md.
 
 With `--psm_networks=<workdir>,...` (2026-12-03) it scores those PSM networks instead, each in the
 composition it was trained with (`psm_jax.inference.compose`; "log_ratio" networks multiply the
@@ -19,10 +19,10 @@ import numpy as np
 import study_rows
 from absl import app, flags
 
-import tfds_builders  # noqa
-from psm_jax import inference
+import tfds_builders
+from psm_jax import inference, xla_defaults
 from psm_jax.data import pipeline
-from psm_jax.evaluation import methods, pairs, report
+from psm_jax.evaluation import methods, pairs, scoring
 from psm_jax.evaluation import priors as priors_lib
 
 flags.DEFINE_string("run", None, "")
@@ -40,7 +40,7 @@ def networks(_):
     source, metadata = pipeline.open_split(ev.dataset, "train", ev.data_dir)
     emb = inference.embed_observers(encoder, source, metadata, group=ev.group, m=32)[:, 0]
     usm = ev.pair_usm
-    base = report.score(ev, usm)
+    base = scoring.score(ev, usm)
     another = np.roll(np.arange(len(emb)), -1)[ev.observer]
 
     def show(name, prediction):
@@ -92,7 +92,7 @@ def main(argv):
         d_mean.std(),
         flush=True,
     )
-    base = report.score(ev, usm)
+    base = scoring.score(ev, usm)
 
     def show(name, prediction):
         print(study_rows.versus_usm_row(ev, base, name, prediction), flush=True)
@@ -105,4 +105,7 @@ def main(argv):
             show(f"meandisc w={w} f={f}", inference.compose_psm(usm, d_mean, f, w))
 
 
-app.run(main)
+if __name__ == "__main__":
+    xla_defaults.apply()  # before JAX starts a backend (as the launchers do)
+    tfds_builders.register()
+    app.run(main)

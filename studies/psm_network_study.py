@@ -1,6 +1,6 @@
 """Does the PSM network personalise on every draw? Variants side by side, on VALIDATION images.
 
-    python benchmarks/psm_network_study.py --data_dir=/tmp/tfds_sweep2 --runs=/tmp/sweep2 \
+    python studies/psm_network_study.py --data_dir=/tmp/tfds_sweep2 --runs=/tmp/sweep2 \
         --workdir=/tmp/psm_study --variants='relu:' \
         --variants='leaky:network.dynamic_activation=leaky_relu'
 
@@ -17,12 +17,15 @@ import json
 import time
 from pathlib import Path
 
+import variants
 from absl import app, flags
 
-import tfds_builders  # noqa: F401  (registers the datasets with TFDS)
+import tfds_builders
+from psm_jax import xla_defaults
+from psm_jax.configs import evaluation as evaluation_configs
 from psm_jax.configs import main as main_configs
 from psm_jax.configs import synthetic
-from psm_jax.evaluation import methods, pairs, report
+from psm_jax.evaluation import evaluators, methods
 from psm_jax.train import loop
 
 _DATA_DIR = flags.DEFINE_string("data_dir", "data/tfds", "Where the datasets are built.")
@@ -48,13 +51,12 @@ def main(argv):
     rows = []
     for dataset in _DATASETS.value:
         run = Path(_RUNS.value) / dataset.replace("/", "_")
-        evaluation_set = pairs.evaluation_set(dataset, _DATA_DIR.value, "closed", "validation")
         for text in _VARIANTS.value:
-            name, fields = main_configs.parse_override(text)
+            name, fields = variants.parse(text)
             config = main_configs.training_config(dataset, "psm_network")
             config.data_dir = _DATA_DIR.value
             config.encoder_workdir = str(run / "embedding")
-            main_configs.apply_overrides(config, fields)
+            variants.apply(config, fields)
             workdir = Path(_WORKDIR.value) / dataset.replace("/", "_") / name
             start = time.perf_counter()
             loop.train_and_evaluate(config, workdir)
@@ -62,10 +64,16 @@ def main(argv):
             models = methods.Models.restore(
                 {"embedding": str(run / "embedding"), "psm_network": str(workdir)}
             )
-            table, _, _ = report.evaluate(
-                evaluation_set, models, usm_floor=0.3, m=32, discrepancy_weight=_WEIGHT.value
+            evaluation = evaluation_configs.get_config()
+            evaluation.split = "validation"
+            evaluation.usm_floor, evaluation.m = 0.3, 32
+            evaluation.discrepancy_weight = _WEIGHT.value
+            context = evaluators.Context(models, evaluation, workdir / "validation")
+            table = context.table("closed")
+            vectors, _ = context.observer_embeddings("train")
+            activity = methods.psm_network_activity(
+                context.evaluation_set("closed"), models, vectors
             )
-            activity = methods.psm_network_activity(evaluation_set, models, m=32)
             result = {"dataset": dataset, "variant": name, "train_seconds": seconds}
             for row_id in (methods.OURS, methods.EMBEDDING_SHUFFLED):
                 for metric in ("cc", "sim", "kld"):
@@ -98,4 +106,6 @@ def main(argv):
 
 if __name__ == "__main__":
     flags.mark_flags_as_required(["runs"])
+    xla_defaults.apply()  # before JAX starts a backend (as the launchers do)
+    tfds_builders.register()
     app.run(main)

@@ -1,10 +1,11 @@
 """The main job on several synthetic generator draws: do the results hold across draws?
 
-    python benchmarks/seed_sweep.py --data_dir=/tmp/tfds_sweep --workdir=/tmp/sweep
-    python benchmarks/seed_sweep.py --workdir=/tmp/sweep_disc \
-        --override=embedding:network.pooling=mean   # an option, measured across draws
+    python studies/seed_sweep.py --config.data_dir=/tmp/tfds_sweep --workdir=/tmp/sweep
+    python studies/seed_sweep.py --workdir=/tmp/sweep_mean \
+        --config.models.embedding.network.pooling=mean   # an option, measured across draws
 
-Runs `launch/main.py`'s job (quick schedules, default evaluation settings) on
+Runs `launch/main.py`'s job (its config, psm_jax/configs/main.py, with any `--config.` field as
+there: quick schedules, default evaluation settings) on
 `synthetic_personal_saliency` (seed 0), `/seed1` and `/seed2`, one workdir each below
 `--workdir` (a finished stage is reused, so a sweep can be resumed or extended), then prints, per
 protocol, the mean +- sd over draws of every row's metrics, each row's difference to the GT USM
@@ -12,16 +13,23 @@ with the number of draws where it is significant (paired Wilcoxon p < 0.05) in t
 direction, and the unseen observers' precision@1 at m = 32. Paste the output into RESULTS.md.
 """
 
+import copy
+from pathlib import Path
+
 import numpy as np
 from absl import app, flags
+from ml_collections import config_flags
 
-import tfds_builders  # noqa: F401  (registers the datasets with TFDS)
-from psm_jax import main_job, metrics
-from psm_jax.configs import main as main_configs
+import tfds_builders
+from psm_jax import main_job, metrics, xla_defaults
 from psm_jax.configs import synthetic
-from psm_jax.evaluation import report
+from psm_jax.evaluation import report, scoring
 
-_DATA_DIR = flags.DEFINE_string("data_dir", "data/tfds", "Where the datasets are built.")
+_CONFIG = config_flags.DEFINE_config_file(
+    "config",
+    str(Path(__file__).resolve().parents[1] / "psm_jax" / "configs" / "main.py"),
+    "The main job's config (psm_jax/configs/main.py); its dataset is each draw in turn.",
+)
 _WORKDIR = flags.DEFINE_string("workdir", "runs/seed_sweep", "One workdir per draw below it.")
 _DATASETS = flags.DEFINE_list(
     "datasets",
@@ -29,19 +37,15 @@ _DATASETS = flags.DEFINE_list(
     "The draws.",
 )
 
-_OVERRIDE = flags.DEFINE_multi_string(
-    "override", [], "model:key=value,... options on top of the quick schedules (launch/main.py)."
-)
 
-
-def _summary(tables: list[report.Table]) -> str:
+def _summary(tables: list[scoring.Table]) -> str:
     """Mean +- sd over draws per row and metric, and per row the draws where it beats the USM."""
     row_ids = [r for r in tables[0].rows if all(r in t.rows for t in tables)]
-    header = "| Row | " + " | ".join(report.HEADERS[m] for m in report.METRICS)
-    lines = [header + " | IG (bits/fix.) |", "|---|" + "---|" * (len(report.METRICS) + 1)]
+    header = "| Row | " + " | ".join(report.HEADERS[m] for m in scoring.METRICS)
+    lines = [header + " | IG (bits/fix.) |", "|---|" + "---|" * (len(scoring.METRICS) + 1)]
     for row_id in row_ids:
         cells = []
-        for metric in report.METRICS:
+        for metric in scoring.METRICS:
             means = [t.rows[row_id][metric]["mean"] for t in tables]
             better = sum(
                 (t.rows[row_id][metric]["versus_usm"]["difference"] > 0)
@@ -50,7 +54,7 @@ def _summary(tables: list[report.Table]) -> str:
                 for t in tables
             )
             cells.append(f"{np.mean(means):.3f} +- {np.std(means):.3f} ({better}/{len(tables)})")
-        gains = [t.rows[row_id][report.INFORMATION_GAIN] for t in tables]
+        gains = [t.rows[row_id][scoring.INFORMATION_GAIN] for t in tables]
         cells.append(f"{np.mean(gains):+.3f} +- {np.std(gains):.3f}")
         lines.append(f"| {tables[0].rows[row_id]['name']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -58,13 +62,12 @@ def _summary(tables: list[report.Table]) -> str:
 
 def main(argv):
     del argv
-    overrides = main_configs.parse_overrides(_OVERRIDE.value)
     results = {}
     for dataset in _DATASETS.value:
+        config = copy.deepcopy(_CONFIG.value)  # its own references (ConfigDict() shares them)
+        config.dataset = dataset
         workdir = f"{_WORKDIR.value}/{dataset.replace('/', '_')}"
-        results[dataset] = main_job.run(
-            dataset, data_dir=_DATA_DIR.value, workdir=workdir, overrides=overrides
-        )
+        results[dataset] = main_job.run(config, workdir)
     print(
         f"\n## Seed sweep: {', '.join(results)}\n\nMean +- sd over the {len(results)} draws; in "
         "brackets, the draws where the row beats the ground-truth USM on that metric with a "
@@ -72,7 +75,7 @@ def main(argv):
     )
     for protocol in ("closed", "open"):
         print(f"### {protocol} set\n")
-        print(_summary([r[protocol] for r in results.values()]))
+        print(_summary([r["tables"][protocol] for r in results.values()]))
     precision = [r["precision_at_1"][32] for r in results.values()]
     print(
         "Unseen observers' precision@1 at m = 32: "
@@ -82,4 +85,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    xla_defaults.apply()  # before JAX starts a backend (as the launchers do)
+    tfds_builders.register()
     app.run(main)

@@ -1,0 +1,419 @@
+"""The evaluation's one home: the evaluators an evaluation config lists, run over shared data.
+
+    results = evaluators.evaluate(models, config, output_dir)   # config: configs/evaluation.py
+
+`config.evals` lists the evaluators to run, each with its own settings (as big_vision's
+`config.evals`); they run in the order of `EVALUATORS`, whatever the config's order:
+
+    tables     per protocol of `config.protocols`: every row's predicted PSMs scored on the
+               protocol's pairs (`psm_jax.evaluation.methods`, `scoring`), the table with the
+               papers' asterisks and every row against the ground-truth USM
+    examples   per protocol: a grid of images, the USM and two observers' ground-truth and
+               predicted PSMs (the embedding network's; needs the tables)
+    activity   the PSM network's ReLU activity on the closed set's first pairs
+    precision  precision@1 of the unseen (test) observers' embeddings versus m (Strohm et al.,
+               Fig. 5), with a t-SNE of the sets at the largest scored m
+    alignment  synthetic datasets: embedding distances against the simulated preference distances
+
+Evaluators compute; `psm_jax.evaluation.report` writes what they computed (report.md and one
+markdown table per protocol), so scores never depend on how they are shown. Everything the
+evaluators share is computed once per evaluation by a `Context`: the dataset's training split is
+opened once, each protocol's pairs are read once, each observer group is embedded once (the
+evaluated observers' embeddings of the tables, the activity and the baselines' enrolment sets),
+and every (observer, image) pair goes through the encoder once across the tables, precision@1 and
+the alignment (a pair cache per group).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import ml_collections
+import numpy as np
+
+from psm_jax import figures
+from psm_jax.data import datasets, pipeline
+from psm_jax.evaluation import embeddings as embeddings_lib
+from psm_jax.evaluation import methods, pairs, report, scoring
+
+
+class Context:
+    """What the evaluators of one evaluation share, each part computed on first use.
+
+    Args:
+      models: the restored models (`methods.Models`); their configs name the dataset.
+      config: the evaluation config (`psm_jax.configs.evaluation`).
+      output_dir: where figures and tables go.
+    """
+
+    def __init__(
+        self, models: methods.Models, config: ml_collections.ConfigDict, output_dir: str | Path
+    ):
+        self.models = models
+        self.config = config
+        self.output_dir = Path(output_dir)
+        self.dataset, self.data_dir = models.dataset()
+        self._training_split = None
+        self._evaluation_sets: dict[str, pairs.EvaluationSet] = {}
+        self._embeddings: dict[str, tuple[np.ndarray, np.ndarray] | None] = {}
+        self._pair_caches: dict[str, dict] = {}
+        self._rows: dict[str, list[methods.Row]] = {}
+        self._scores: dict[str, dict[str, dict[str, np.ndarray]]] = {}
+
+    def with_config(self, config: ml_collections.ConfigDict) -> Context:
+        """A context for another evaluation config of the same models and split (e.g. another
+        composition weight) that shares this one's data: the opened split, the pairs, the
+        observers' embeddings and the pair caches; rows and scores are computed anew."""
+        if (config.split, config.m, config.seed) != (
+            self.config.split,
+            self.config.m,
+            self.config.seed,
+        ):
+            raise ValueError("with_config shares the pairs and embeddings: keep split, m and seed.")
+        other = Context(self.models, config, self.output_dir)
+        other._training_split = self._training_split
+        other._evaluation_sets = self._evaluation_sets
+        other._embeddings = self._embeddings
+        other._pair_caches = self._pair_caches
+        return other
+
+    @property
+    def training_split(self) -> tuple:
+        """(source, metadata) of the dataset's training images, opened once: every embedding and
+        baseline reads its data from them (never from test images)."""
+        if self._training_split is None:
+            self._training_split = pipeline.open_split(self.dataset, "train", self.data_dir)
+        return self._training_split
+
+    def evaluation_set(self, protocol: str) -> pairs.EvaluationSet:
+        """The protocol's (image, observer) pairs on the config's split, read once."""
+        if protocol not in self._evaluation_sets:
+            self._evaluation_sets[protocol] = pairs.evaluation_set(
+                self.dataset, self.data_dir, protocol, self.config.split
+            )
+        return self._evaluation_sets[protocol]
+
+    def pair_cache(self, group: str) -> dict:
+        """The encoder features of `group`'s (observer, training image) pairs, filled as sets are
+        embedded (`psm_jax.inference.embed_observers`)."""
+        return self._pair_caches.setdefault(group, {})
+
+    def observer_embeddings(self, group: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """Each observer of `group` embedded once from m pairs of their own training images:
+        ((observers, d), (observers, m) record indices of the sets' images); None without an
+        encoder."""
+        if group not in self._embeddings:
+            if self.models.embedding is None:
+                self._embeddings[group] = None
+            else:
+                source, metadata = self.training_split
+                vectors, enrolment = methods.embed_evaluated_observers(
+                    self.models.embedding,
+                    source,
+                    metadata,
+                    group=group,
+                    m=self.config.m,
+                    pair_cache=self.pair_cache(group),
+                )
+                self._embeddings[group] = (vectors, enrolment)
+        return self._embeddings[group]
+
+    def rows(self, protocol: str, baselines: bool = True) -> list[methods.Row]:
+        """Every row of the protocol's table, predicted once (`baselines` counts on the first
+        call of a protocol only)."""
+        if protocol not in self._rows:
+            evaluation = self.evaluation_set(protocol)
+            source, metadata = self.training_split
+            needed = methods.needs_embeddings(self.models, protocol, baselines)
+            self._rows[protocol] = methods.predict_rows(
+                evaluation,
+                self.models,
+                source=source,
+                metadata=metadata,
+                observer_embeddings=self.observer_embeddings(evaluation.group) if needed else None,
+                usm_floor=self.config.usm_floor,
+                discrepancy_weight=self.config.discrepancy_weight,
+                baselines=baselines,
+            )
+        return self._rows[protocol]
+
+    def scores(self, protocol: str) -> dict[str, dict[str, np.ndarray]]:
+        """Row id -> metric -> (pairs,) per-pair scores of the protocol's rows."""
+        if protocol not in self._scores:
+            evaluation = self.evaluation_set(protocol)
+            self._scores[protocol] = {
+                row.id: scoring.score(evaluation, row.psm) for row in self.rows(protocol)
+            }
+        return self._scores[protocol]
+
+    def table(self, protocol: str, baselines: bool = True) -> scoring.Table:
+        """The protocol's table (`scoring.table`)."""
+        return scoring.table(
+            self.evaluation_set(protocol),
+            self.rows(protocol, baselines),
+            self.scores(protocol),
+            usm_floor=self.config.usm_floor,
+            m=self.config.m,
+            discrepancy_weight=self.config.discrepancy_weight,
+        )
+
+
+def _tables(context: Context, settings) -> dict:
+    tables = {}
+    for protocol in context.config.protocols:
+        tables[protocol] = context.table(protocol, baselines=settings.get("baselines", True))
+        report.write_table(tables[protocol], context.output_dir)
+    return {"tables": tables}
+
+
+def _examples(context: Context, settings) -> dict:
+    paths = {}
+    for protocol in context.config.protocols:
+        ours = [row for row in context.rows(protocol) if row.id == methods.OURS]
+        path = context.output_dir / f"examples_{protocol}.png"
+        if ours and example_figure(
+            context.evaluation_set(protocol), ours[0].psm, path, settings.get("images", 3)
+        ):
+            paths[protocol] = path
+    return {"examples": paths}
+
+
+def _activity(context: Context, settings) -> dict:
+    if context.models.psm_network is None or context.models.embedding is None:
+        return {}
+    evaluation = context.evaluation_set("closed")
+    count = min(settings.get("pairs", 64), len(evaluation.image))
+    vectors, _ = context.observer_embeddings(evaluation.group)
+    activity = methods.psm_network_activity(evaluation, context.models, vectors, count=count)
+    return {"activity": activity, "activity_pairs": count} if activity else {}
+
+
+def _precision(context: Context, settings) -> dict:
+    if context.models.embedding is None:
+        return {}
+    source, metadata = context.training_split
+    sets: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    per_observer = settings.sets_per_observer
+    precision = embeddings_lib.precision_at_1_versus_m(
+        context.models.embedding,
+        source,
+        metadata,
+        group="test",
+        ms=tuple(settings.ms),
+        sets_per_observer=per_observer,
+        seed=context.config.seed,
+        sets=sets,
+        pair_cache=context.pair_cache("test"),
+    )
+    observers = len(metadata.observers("test"))
+    result = {
+        "precision_at_1": precision,
+        # An embedding's nearest other set is one of the observer's own with this chance.
+        "precision_chance": (per_observer - 1) / max(observers * per_observer - 1, 1),
+    }
+    tsne_m = max((m for m, p in precision.items() if np.isfinite(p)), default=None)
+    if settings.get("tsne", True) and tsne_m is not None:
+        vectors, labels = sets[tsne_m]  # the sets precision@1 was scored on at that m
+        path = context.output_dir / "embeddings_tsne.png"
+        figures.embedding_plot(
+            vectors,
+            labels,
+            path,
+            f"t-SNE of the unseen (test) observers' embeddings, {context.dataset}: "
+            f"{per_observer} sets of m = {tsne_m} pairs each",
+            names=[str(metadata.observer_ids[o]) for o in metadata.observers("test")],
+        )
+        result["tsne"] = path
+    return result
+
+
+def _alignment(context: Context, settings) -> dict:
+    """Synthetic datasets only (their generator records each observer's preferences): how well
+    embedding distances track preference distances, for the training and the unseen observers."""
+    source, metadata = context.training_split
+    preferences = metadata.raw.get("release", {}).get("observer_preferences")
+    if preferences is None or context.models.embedding is None:
+        return {}
+    preferences = np.asarray(preferences)
+    alignment = {}
+    for group in ("train", "test"):
+        if len(metadata.observers(group)) < 3:  # fewer than 3 pairs: no rank correlation
+            continue
+        vectors, labels = embeddings_lib.set_embeddings(
+            context.models.embedding,
+            source,
+            metadata,
+            group=group,
+            m=context.config.m,
+            sets_per_observer=settings.sets_per_observer,
+            seed=context.config.seed,
+            pair_cache=context.pair_cache(group),
+        )
+        alignment[group] = embeddings_lib.preference_alignment(
+            vectors, labels, preferences[metadata.observers(group)]
+        )
+    return {"preference_alignment": alignment} if alignment else {}
+
+
+CONFIG_FILE = "evaluation_config.json"
+"""The evaluation config an evaluation ran with, written beside its tables."""
+
+EVALUATORS: dict[str, Callable[[Context, ml_collections.ConfigDict], dict]] = {
+    "tables": _tables,
+    "examples": _examples,
+    "activity": _activity,
+    "precision": _precision,
+    "alignment": _alignment,
+}
+"""Every evaluator by name, in the order they run (module docstring)."""
+
+
+@dataclasses.dataclass
+class Evaluation:
+    """What an evaluation computed and wrote.
+
+    Attributes:
+      results: the evaluators' outputs, merged: "tables" {protocol: scoring.Table}, "examples"
+        {protocol: figure path}, "activity" {layer measure: fraction}, "precision_at_1" {m: p},
+        "precision_chance", "tsne" (figure path), "preference_alignment" {group: statistics};
+        an evaluator that had nothing to evaluate (its model absent) adds nothing.
+      scores: protocol -> row id -> metric -> (pairs,) per-pair scores.
+      seconds: how long it took.
+    """
+
+    results: dict
+    scores: dict[str, dict[str, dict[str, np.ndarray]]]
+    seconds: float
+
+
+def check(config: ml_collections.ConfigDict) -> None:
+    """A ValueError naming the field when `config` lists an unknown evaluator or protocol, or
+    a composition outside its range: checked before any model is restored or trained."""
+    unknown = set(config.evals) - set(EVALUATORS)
+    if unknown:
+        raise ValueError(
+            f"--config.evals: unknown evaluators {sorted(unknown)}; known: {list(EVALUATORS)}."
+        )
+    for protocol in config.protocols:
+        pairs.observer_group(protocol)
+    if not 0.0 <= config.usm_floor <= 1.0:
+        raise ValueError(f"--config.usm_floor must be in [0, 1], got {config.usm_floor}")
+    if not 0.0 <= config.discrepancy_weight <= 2.0:
+        raise ValueError(
+            f"--config.discrepancy_weight must be in [0, 2], got {config.discrepancy_weight}"
+        )
+    if config.m < 1:
+        raise ValueError(f"--config.m must be positive, got {config.m}")
+
+
+def evaluate(
+    models: methods.Models,
+    config: ml_collections.ConfigDict,
+    output_dir: str | Path,
+    *,
+    progress: Callable[[str], None] | None = print,
+) -> Evaluation:
+    """Runs the evaluators of `config.evals` on `models` (module docstring).
+
+    Args:
+      models: the restored models.
+      config: the evaluation config (`psm_jax.configs.evaluation`).
+      output_dir: where the tables (`<protocol>.md`, `.json`), the figures and the config
+        (`CONFIG_FILE`) go.
+      progress: called with a line as each evaluator starts (None: quiet).
+    """
+    check(config)
+    start = time.perf_counter()
+    context = Context(models, config, output_dir)
+    context.output_dir.mkdir(parents=True, exist_ok=True)
+    # What the tables were computed with, for the record and for `launch/evaluate.py`, which
+    # starts from it when it evaluates the same workdirs again.
+    (context.output_dir / CONFIG_FILE).write_text(config.to_json(indent=2))
+    results: dict = {}
+    for name, evaluator in EVALUATORS.items():
+        if name not in config.evals:
+            continue
+        if progress is not None:
+            progress(f"      {name} ({time.perf_counter() - start:.0f} s)")
+        results.update(evaluator(context, config.evals[name]))
+    scores = {protocol: context.scores(protocol) for protocol in results.get("tables", {})}
+    return Evaluation(results=results, scores=scores, seconds=time.perf_counter() - start)
+
+
+def write_report(
+    path: str | Path,
+    evaluation: Evaluation,
+    models: methods.Models,
+    config: ml_collections.ConfigDict,
+    *,
+    wall_time: str = "",
+) -> Path:
+    """report.md of an evaluation (`psm_jax.evaluation.report.write_report`): the main job and
+    `launch/evaluate.py` both write it here, from the same results, so a trained workdir
+    reproduces its main job's report.
+
+    Args:
+      path: where report.md goes (the figures are linked as `report/<name>`).
+      evaluation: what `evaluate` returned; models: the models it evaluated; config: its config.
+      wall_time: a sentence on how long it took.
+    """
+    dataset, data_dir = models.dataset()
+    runs = {
+        name: {"config": restored.config, "step": restored.step}
+        for name, restored in models.given().items()
+        if name != "pretrained_universal"
+    }
+    psm_network = models.psm_network
+    log_ratio_scale = None
+    if psm_network is not None and psm_network.composition[0] == "log_ratio":
+        log_ratio_scale = psm_network.composition[1]
+    return report.write_report(
+        path,
+        evaluation.results,
+        dataset=dataset,
+        usm_floor=config.usm_floor,
+        discrepancy_weight=config.discrepancy_weight,
+        m=config.m,
+        dataset_summary=datasets.summarise(datasets.builder(dataset, data_dir=data_dir)),
+        runs=runs,
+        log_ratio_scale=log_ratio_scale,
+        wall_time=wall_time,
+    )
+
+
+def example_figure(
+    evaluation: pairs.EvaluationSet, predicted: np.ndarray, path: str | Path, images: int = 3
+) -> bool:
+    """Image, USM, ground-truth and predicted PSM of the first two observers on up to `images`
+    test images that both viewed (Xu Fig. 7 / Strohm Fig. 4). False if no such image exists."""
+    observers = np.unique(evaluation.observer)[:2]
+    both = [
+        i
+        for i in np.unique(evaluation.image)
+        if all(((evaluation.image == i) & (evaluation.observer == o)).any() for o in observers)
+    ][:images]
+    if not both:
+        return False
+
+    def pair(i, o):
+        return int(np.flatnonzero((evaluation.image == i) & (evaluation.observer == o))[0])
+
+    ground_truth = np.stack([[evaluation.psm[pair(i, o)] for o in observers] for i in both])
+    prediction = np.stack([[predicted[pair(i, o)] for o in observers] for i in both])
+    figures.example_grid(
+        evaluation.images[both],
+        evaluation.usm[both],
+        ground_truth,
+        prediction,
+        [evaluation.observer_ids[o] for o in observers],
+        path,
+        title=(
+            f"{evaluation.dataset}, {evaluation.protocol} set ({evaluation.group} observers), "
+            f"{evaluation.split} images: each observer's ground-truth PSM and the embedding "
+            "network's prediction"
+        ),
+    )
+    return True
