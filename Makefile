@@ -19,9 +19,10 @@ $(VENV)/.test: $(VENV)/.core
 demo: $(VENV)/.core
 	$(PY) launch/main.py
 
-# The fast tests (under 5 minutes on 2 cores): everything not marked @pytest.mark.slow.
+# The fast tests (under 5 minutes on 2 cores): everything not marked @pytest.mark.slow, compiled
+# without LLVM's optimisations (tests/conftest.py).
 test: $(VENV)/.test
-	$(PY) -m pytest -q -m "not slow"
+	PSM_JAX_QUICK_COMPILE=1 $(PY) -m pytest -q -m "not slow"
 
 # Every test, the slow ones too.
 test-all: $(VENV)/.test

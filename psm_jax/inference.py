@@ -220,6 +220,32 @@ def predict_discrepancy_of_observer(
     return in_batches(lambda *batch: _final_discrepancy(restored.model, *batch, index), images, usm)
 
 
+def set_stream(
+    source,
+    metadata: pipeline.DatasetMetadata,
+    *,
+    group: str,
+    m: int,
+    seed: int = 0,
+    sets_per_observer: int = 1,
+    external_usm_dir: str | None = None,
+):
+    """The stream of m-pair sets of `group`'s observers that `embed_observers` embeds (the
+    dataset's training images; `pipeline.embedding_dataset`, 8 sets per batch), for anything
+    that summarises the same sets otherwise."""
+    return pipeline.embedding_dataset(
+        source,
+        metadata,
+        batch_size=8,
+        m=m,
+        seed=seed,
+        observers=group,
+        sets_per_observer=sets_per_observer,
+        drop_remainder=False,
+        external_usm_dir=external_usm_dir,
+    )
+
+
 def embed_observers(
     encoder: Restored,
     source,
@@ -264,15 +290,13 @@ def embed_observers(
             f"Embedding observers from m = {m} pairs needs at least {2 * m} training images of "
             f"{metadata.name}; it has {len(source)}."
         )
-    stream = pipeline.embedding_dataset(
+    stream = set_stream(
         source,
         metadata,
-        batch_size=8,
+        group=group,
         m=m,
         seed=seed,
-        observers=group,
         sets_per_observer=sets_per_observer,
-        drop_remainder=False,
         # An encoder trained on an external model's USMs (the "predicted" option) reads them here
         # too, not the ground truth.
         external_usm_dir=encoder.config.external_usm_dir if encoder.predicted_usm else None,

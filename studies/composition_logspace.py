@@ -4,10 +4,10 @@
         --datasets=osie_personal,synthetic_personal_saliency,...
 
 The additive form clip(USM + w D, f USM, 1) with D the observer's mean discrepancy raises CC on
-OSIE but lowers SIM and raises KLD at every w and f (docs/results_log.md, 2026-12-02). This asks whether a
-per-person form in the density's log space does better, with no network: everything per observer
-comes from their TRAINING images only (as the closed set's embedding does), and is scored on the
-validation images against the ground-truth USM (difference of means, paired Wilcoxon p, IG).
+OSIE but lowers SIM and raises KLD at every w and f (docs/results_log.md, 2026-12-02). This asks
+whether a per-person form in the density's log space does better, with no network: everything per
+observer comes from their TRAINING images only (as the closed set's embedding does), and is scored
+on the validation images against the ground-truth USM (difference of means, paired Wilcoxon p, IG).
 
 Forms (USM^g is the USM raised to the power g, then used as a map; every metric normalises):
   global_gamma    USM^g, one g for all observers (chosen on the training pairs by mean KLD);

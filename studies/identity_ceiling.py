@@ -100,27 +100,16 @@ def layout_embeddings(features: LayoutFeatures, source, metadata, *, group: str,
     """As `embeddings.set_embeddings` (10 sets per observer, the same draw for the same seed),
     with the layout embedding in place of the encoder."""
     per_observer = 10
-    stream = pipeline.embedding_dataset(
-        source,
-        metadata,
-        batch_size=8,
-        m=m,
-        seed=seed,
-        observers=group,
-        sets_per_observer=2,
-        drop_remainder=False,
+    stream = inference.set_stream(
+        source, metadata, group=group, m=m, seed=seed, sets_per_observer=2
     )
+
+    def embed(batch):
+        sets = zip(batch["psms"], batch["usms"], batch["image_index"], strict=True)
+        return np.stack([features(psms, usms, index) for psms, usms, index in sets])
+
     count = len(metadata.observers(group))
-    collected: list[list[np.ndarray]] = [[] for _ in range(count)]
-    for batch in stream:
-        for psms, usms, index, observer in zip(
-            batch["psms"], batch["usms"], batch["image_index"], batch["observer"], strict=True
-        ):
-            if len(collected[observer]) < per_observer:
-                collected[observer].append(features(psms, usms, index))
-        if all(len(sets) == per_observer for sets in collected):
-            break
-    vectors = np.stack([np.stack(sets) for sets in collected])
+    vectors = pipeline.collect_sets(stream, count, per_observer, embed)
     labels = np.repeat(np.arange(count), per_observer)
     return vectors.reshape(-1, vectors.shape[-1]), labels
 

@@ -43,6 +43,7 @@ def test_consistency_of_the_tiny_synthetic_dataset_matches_a_pairwise_loop(tmp_p
     assert test_values[0] == pytest.approx(np.mean(pairs), abs=1e-5)
 
 
+@pytest.mark.slow
 def test_consistency_of_one_viewing_uses_fewer_fixations(tmp_path):
     datasets.build_dataset(TINY, data_dir=str(tmp_path))
     every = analysis.dataset_consistency(
@@ -55,6 +56,7 @@ def test_consistency_of_one_viewing_uses_fewer_fixations(tmp_path):
     assert not np.allclose(first.per_image, every.per_image)
 
 
+@pytest.mark.slow
 def test_osie_consistency_is_close_to_the_published_figure(osie_data_dir):
     result = analysis.dataset_consistency("osie_personal", data_dir=osie_data_dir, progress=False)
     assert result.num_images == 700

@@ -181,6 +181,7 @@ def test_main_job_on_tiny(tiny_main_job):
     assert 0.0 <= precision[4] <= 1.0 and 0.0 <= precision[8] <= 1.0 and np.isnan(precision[16])
 
 
+@pytest.mark.slow
 def test_osie_personal_builds_from_the_real_release(osie_data_dir):
     builder = datasets.build_dataset(
         "osie_personal", data_dir=osie_data_dir, manual_dir=str(OSIE_DIR)

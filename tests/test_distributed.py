@@ -7,11 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from psm_jax.data import datasets
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_one_step_on_4_devices_equals_1_device():
     env = dict(
         os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu"
@@ -37,6 +40,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_processes_train_together(tmp_path):
     data_dir = tmp_path / "tfds"
     datasets.build_dataset("synthetic_personal_saliency/tiny", data_dir=str(data_dir))

@@ -99,6 +99,7 @@ def test_every_row_of_the_closed_set_and_the_multi_task_row_only_there(
     assert "multi_task" not in [row.id for row in open_rows]  # no head for unseen observers
 
 
+@pytest.mark.slow
 def test_a_fine_tuned_universal_network_adds_the_pretrained_row(
     tiny_data_dir, tiny_workdirs, tmp_path
 ):
@@ -171,6 +172,7 @@ def test_a_workdir_saved_before_num_observers_was_recorded_still_restores(tiny_w
     assert restored.working_size == (120, 160)
 
 
+@pytest.mark.slow
 def test_a_workdir_restores_computing_in_bfloat16_with_the_same_parameters(
     tiny_data_dir, tiny_workdirs
 ):
@@ -468,6 +470,7 @@ def test_the_open_set_oracle_picks_each_unseen_observers_best_trained_network(
         np.testing.assert_allclose(oracle.psm[own], expected, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_baselines_come_from_the_data_the_embedding_gets(tiny_data_dir, tiny_workdirs):
     """Closed set: every training image an observer viewed; open set: their m enrolment pairs.
     The blend weight is the grid value with the lowest KLD on those pairs."""

@@ -19,15 +19,17 @@ def _launch(script, *flags):
 @pytest.mark.parametrize(
     "script, flags, message",
     [
-        (
+        pytest.param(
             "export_usm.py",
             ["--workdir=/nonexistent/run", "--output_dir=/tmp/x"],
             "config.json not found: is /nonexistent/run a psm-jax training workdir?",
+            marks=pytest.mark.slow,
         ),
-        (
+        pytest.param(
             "build_dataset.py",
             ["--dataset=osie_personal", "--manual_dir=/nonexistent/osie", "--data_dir=/tmp/x"],
             "the release folder /nonexistent/osie (--manual_dir) does not exist",
+            marks=pytest.mark.slow,
         ),
         (  # a field no config has, with ml_collections' guess
             "main.py",
@@ -35,28 +37,32 @@ def _launch(script, *flags):
             "--config.models.embedding.num_step: the config has no field 'num_step'. Did you "
             'mean "num_steps"',
         ),
-        (  # checked before any dataset is built or model trained
+        pytest.param(  # checked before any dataset is built or model trained
             "main.py",
             [
                 "--config.models.embedding.network.input_map=psmm",
                 "--config.data_dir=/nonexistent/data",
             ],
             "--config.models.embedding: input_map must be one of",
+            marks=pytest.mark.slow,
         ),
-        (
+        pytest.param(
             "main.py",
             ["--config.dataset=osie_personal", "--config.data_dir=/nonexistent/data"],
             "pass --config=psm_jax/configs/main.py:osie_personal instead",
+            marks=pytest.mark.slow,
         ),
-        (
+        pytest.param(
             "evaluate.py",
             ["--workdir=/nonexistent/run"],
             "--workdir=/nonexistent/run does not exist",
+            marks=pytest.mark.slow,
         ),
-        (
+        pytest.param(
             "evaluate.py",
             ["--output_dir=/tmp/x", "--embedding=/nonexistent/run", "--config.usm_floor=2"],
             "--config.usm_floor must be in [0, 1], got 2",
+            marks=pytest.mark.slow,
         ),
     ],
 )
@@ -68,6 +74,7 @@ def test_bad_input_ends_in_a_message_not_a_traceback(script, flags, message):
     assert "--verbose shows the traceback" in result.stderr
 
 
+@pytest.mark.slow
 def test_verbose_shows_the_traceback():
     result = _launch("export_usm.py", "--workdir=/nonexistent/run", "--output_dir=/x", "--verbose")
     assert result.returncode == 1
@@ -82,6 +89,35 @@ def test_every_launcher_lists_verbose_and_its_key_flags_in_help():
     for script in ("main.py", "evaluate.py", "predict.py", "train.py"):
         help_text = _launch(script, "--help").stdout
         assert "  --config:" in help_text and "--config.<" in help_text, script
+
+
+def test_the_train_and_export_launchers_smoke(tiny_data_dir, tmp_path):
+    """launch/train.py trains the tiny universal network for two steps, launch/export_usm.py
+    writes its USM of every image."""
+    trained = _launch(
+        "train.py",
+        "--config=psm_jax/configs/synthetic.py:universal,tiny",
+        f"--config.data_dir={tiny_data_dir}",
+        "--config.num_steps=2",
+        "--config.checkpoint_every=2",
+        f"--workdir={tmp_path / 'universal'}",
+    )
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    assert "universal trained in" in trained.stdout
+    exported = _launch(
+        "export_usm.py", f"--workdir={tmp_path / 'universal'}", f"--output_dir={tmp_path / 'usm'}"
+    )
+    assert exported.returncode == 0, exported.stderr[-2000:]
+    assert len(list((tmp_path / "usm").glob("*.npy"))) == 30  # every image of the tiny dataset
+
+
+@pytest.mark.slow
+def test_the_consistency_launcher_scores_a_dataset(tiny_data_dir):
+    from conftest import TINY
+
+    scored = _launch("consistency.py", f"--dataset={TINY}", f"--data_dir={tiny_data_dir}")
+    assert scored.returncode == 0, scored.stderr[-2000:]
+    assert "inter-observer consistency (mean pairwise AUC-Judd)" in scored.stdout
 
 
 def _field_names(config) -> set[str]:

@@ -62,6 +62,7 @@ def _brute_force_triplet(embeddings, labels, margin, mining, valid):
     return total / max(count, 1)
 
 
+@pytest.mark.slow
 def test_composed_kld_pushes_up_a_clipped_pixel_the_observer_looked_at():
     usm = np.full((1, 8, 8), 0.5, np.float32)
     psm = np.full((1, 8, 8), 0.5, np.float32)
@@ -90,6 +91,7 @@ def test_triplet_mining_equals_brute_force(mining, seed):
     assert float(result) == pytest.approx(expected, rel=1e-4, abs=1e-6)
 
 
+@pytest.mark.slow
 def test_semi_hard_prefers_a_semi_hard_negative_to_the_hardest():
     # Anchor 0 and positive 1 have similarity cos(0.3); negative 2 is semi-hard (a little farther),
     # negative 3 is the hardest (more similar to the anchor than the positive).
@@ -102,6 +104,7 @@ def test_semi_hard_prefers_a_semi_hard_negative_to_the_hardest():
     assert int(hard[0, 1]) == 3
 
 
+@pytest.mark.slow
 def test_triplet_loss_without_pairs_is_zero_and_is_differentiable():
     embeddings = jax.random.normal(jax.random.key(0), (4, 3))
     assert float(losses.triplet_loss(embeddings, jnp.arange(4))) == 0.0
@@ -112,6 +115,7 @@ def test_triplet_loss_without_pairs_is_zero_and_is_differentiable():
         losses.triplet_loss(embeddings, labels, mining="easy")
 
 
+@pytest.mark.slow
 def test_triplet_diagnostics_say_when_embeddings_collapse():
     import jax.numpy as jnp
 

@@ -134,6 +134,7 @@ def test_cc_and_nss_unchanged_by_positive_affine_rescaling():
     )
 
 
+@pytest.mark.slow
 def test_padding_fixations_change_nothing():
     prediction, _, rows, cols, mask = _random_batch(4, max_fixations=6)
     rng = np.random.default_rng(5)
@@ -249,6 +250,7 @@ def test_fixations_map_onto_the_grid_by_pixel_centres():
     np.testing.assert_array_equal(rows, [[0, 119, 60, 119]])
 
 
+@pytest.mark.slow
 def test_saliency_metrics_resize_and_agree_with_the_single_metrics():
     rng = np.random.default_rng(8)
     prediction = rng.random((5, 15, 20)).astype(np.float32)  # the networks' output size
@@ -419,6 +421,7 @@ def test_kld_and_sim_of_maps_with_negative_values_zeros_and_ties_match_the_refer
         assert alone_sim[b] == pytest.approx(expected_sim, rel=1e-4, abs=1e-5), b
 
 
+@pytest.mark.slow
 def test_scores_do_not_depend_on_the_chunk_size_and_new_values_do_not_recompile():
     rng = np.random.default_rng(5)
     prediction = jnp.asarray(rng.random((37, 12, 16), dtype=np.float32))

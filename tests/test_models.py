@@ -52,13 +52,16 @@ def _conv_reference(features, kernel, bias, stride):
     [
         ((15, 20, 3), 3, 1),  # patch path
         ((15, 20, 40), 3, 1),  # shift-and-sum path
-        ((15, 20, 40), 5, 1),
-        ((15, 20, 3), 3, 2),  # odd size, stride 2
-        ((60, 80, 4), 7, 2),
+        pytest.param((15, 20, 40), 5, 1, marks=pytest.mark.slow),
+        pytest.param((15, 20, 3), 3, 2, marks=pytest.mark.slow),  # odd size, stride 2
+        pytest.param((60, 80, 4), 7, 2, marks=pytest.mark.slow),
         ((15, 20, 12), 1, 1),
     ],
 )
-@pytest.mark.parametrize("formulation", layers.FORMULATIONS)
+@pytest.mark.parametrize(
+    "formulation",
+    [pytest.param(f, marks=() if f == "auto" else pytest.mark.slow) for f in layers.FORMULATIONS],
+)
 def test_per_example_conv_equals_a_loop_over_examples(shape, kernel, stride, formulation):
     if formulation == "conv_map" and (stride != 1 or kernel % 2 == 0):
         pytest.skip("conv_map is for stride 1, odd kernels")
@@ -121,6 +124,7 @@ def _single_observer_copy(model, observer, make):
     return single
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("share_trunk", [True, False])
 def test_multi_task_heads_select_each_examples_observer(share_trunk):
     config = dataclasses.replace(TINY_MULTI_TASK, share_trunk=share_trunk)
@@ -140,6 +144,7 @@ def test_multi_task_heads_select_each_examples_observer(share_trunk):
     assert not np.allclose(outputs[2][0], _run(model, inputs[:1], jnp.array([0]))[2][0])
 
 
+@pytest.mark.slow
 def test_multi_task_rgb_only_and_side_outputs_differ():
     config = dataclasses.replace(TINY_MULTI_TASK, in_channels=3)
     model = multi_task.MultiTaskCNN(2, config, rngs=nnx.Rngs(0))
@@ -148,6 +153,7 @@ def test_multi_task_rgb_only_and_side_outputs_differ():
     assert not np.allclose(s5, s7)
 
 
+@pytest.mark.slow
 def test_usm_channel_has_xavier_initialisation():
     model = multi_task.MultiTaskCNN(1, rngs=nnx.Rngs(0))
     kernel = np.asarray(model.trunk[0].kernel.value)  # (7, 7, 4, 32)
@@ -184,6 +190,7 @@ def test_personalised_network_outputs_and_dynamic_convolution():
     assert not np.allclose(outputs[2], other[2])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("architecture", ["xu", "strohm"])
 def test_per_observer_networks_run_each_examples_own_network(architecture):
     config = TINY_MULTI_TASK if architecture == "xu" else TINY_SALIENCY
@@ -264,6 +271,7 @@ def test_a_discrepancy_encoder_reads_the_departure_from_the_usm():
         embedding.EncoderConfig(input_map="usm")
 
 
+@pytest.mark.slow
 def test_embedding_training_mode_uses_dropout_and_batch_statistics():
     encoder = embedding.UserEmbeddingEncoder(
         embedding.EncoderConfig(widths=(4, 4, 4, 4), embedding_size=6), rngs=nnx.Rngs(0)
@@ -288,6 +296,7 @@ def test_universal_network_predicts_a_normalised_usm():
     np.testing.assert_allclose(usm.max(axis=(1, 2)), 1.0, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_count_parameters_counts_stacked_rows():
     one = layers.count_parameters(multi_task.MultiTaskCNN(1, TINY_MULTI_TASK, rngs=nnx.Rngs(0)))
     ten = layers.count_parameters(multi_task.MultiTaskCNN(10, TINY_MULTI_TASK, rngs=nnx.Rngs(0)))
@@ -300,6 +309,7 @@ def test_count_parameters_counts_stacked_rows():
     assert ten - one == 9 * head
 
 
+@pytest.mark.slow
 def test_a_leaky_dynamic_layer_passes_negative_responses_scaled():
     with pytest.raises(ValueError, match="dynamic_activation must be"):
         dataclasses.replace(TINY_SALIENCY, dynamic_activation="gelu")
@@ -317,7 +327,14 @@ def test_a_leaky_dynamic_layer_passes_negative_responses_scaled():
     assert float(jnp.min(activations["dynamic"])) < 0  # a ReLU would have zeroed these
 
 
-@pytest.mark.parametrize("shape, kernel", [((15, 20, 3), 3), ((16, 21, 4), 7), ((30, 40, 8), 3)])
+@pytest.mark.parametrize(
+    "shape, kernel",
+    [
+        ((15, 20, 3), 3),
+        pytest.param((16, 21, 4), 7, marks=pytest.mark.slow),
+        pytest.param((30, 40, 8), 3, marks=pytest.mark.slow),
+    ],
+)
 def test_stride2_conv_and_its_gradients_equal_lax(shape, kernel):
     # 3 and 4 channels: the space-to-depth forward pass; 8: XLA's (SPACE_TO_DEPTH_MAX_CHANNELS).
     keys = jax.random.split(jax.random.key(1), 3)
@@ -400,6 +417,7 @@ def test_add_bias_and_its_gradients_equal_a_plain_sum():
         np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_coordinate_channels_let_the_network_tell_positions_apart():
     inputs = jnp.zeros((1, 8, 10, 4))
     with_coords = personalised.coordinates(inputs)
@@ -413,6 +431,7 @@ def test_coordinate_channels_let_the_network_tell_positions_apart():
     assert float(jnp.std(final[0, 3:-3, 3:-3])) > 1e-3
 
 
+@pytest.mark.slow
 def test_the_bias_map_starts_at_zero_and_makes_outputs_depend_on_the_embedding_by_position():
     plain_config = personalised.SaliencyNetworkConfig()
     config = personalised.SaliencyNetworkConfig(bias_map_grid=(3, 4))
@@ -442,6 +461,7 @@ def test_the_bias_map_starts_at_zero_and_makes_outputs_depend_on_the_embedding_b
         personalised.SaliencyNetworkConfig(bias_map_grid=(3,))
 
 
+@pytest.mark.slow
 def test_instance_normalisation_keeps_the_embedding_generated_layer_alive():
     config = personalised.SaliencyNetworkConfig(dynamic_normalisation="instance")
     inputs = jax.random.uniform(jax.random.key(1), (2, 120, 160, 4)) - 0.5
@@ -506,6 +526,7 @@ def test_map_pooling_weights_the_features_by_where_the_person_looked(input_map):
         embedding.EncoderConfig(pooling="max")
 
 
+@pytest.mark.slow
 def test_collect_embeddings_encodes_each_pair_once_and_equals_the_encoder(monkeypatch):
     config = embedding.EncoderConfig(
         widths=(4, 8, 8, 8), embedding_size=6, input_map="discrepancy", pooling="map"
@@ -556,6 +577,7 @@ def _cosine(a, b):
     return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("normalisation", ["none", "instance"])
 def test_bfloat16_compute_keeps_float32_parameters_and_tracks_float32(normalisation):
     configs = {
@@ -594,6 +616,7 @@ def test_bfloat16_compute_keeps_float32_parameters_and_tracks_float32(normalisat
         personalised.SaliencyNetworkConfig(compute_dtype="float16")
 
 
+@pytest.mark.slow
 def test_bfloat16_encoder_and_per_observer_networks_track_float32():
     encoders = {
         dtype: embedding.UserEmbeddingEncoder(
@@ -640,6 +663,7 @@ def test_block_mean_averages_blocks_and_drops_the_remainder():
         layers.block_mean(features, 6)
 
 
+@pytest.mark.slow
 def test_an_encoder_with_input_downsample_reads_block_averaged_pairs():
     """Ours: input_downsample=2 is the same network fed inputs averaged over 2x2 blocks (the
     PSM-input encoder's input channels are affine in the pixels, so averaging commutes)."""

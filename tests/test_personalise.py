@@ -112,6 +112,7 @@ def test_bad_viewer_tables_are_named(tiny_data_dir, tmp_path):
     assert names == ["new_0.png"] and len(images) == 1
 
 
+@pytest.mark.slow
 def test_adapting_a_new_multi_task_head_leaves_the_shared_layers(tiny_data_dir, tiny_workdirs):
     source, metadata = pipeline.open_split(TINY, "train", tiny_data_dir)
     observer = metadata.observers("test")[0]  # a person the model never saw
@@ -146,6 +147,34 @@ def _run_launcher(script: str, *flags: str) -> subprocess.CompletedProcess:
     )
 
 
+def test_the_enrol_and_predict_launchers_smoke(tiny_data_dir, tiny_workdirs, tmp_path):
+    """The fast path through both launchers: a new person enrolled by embedding, then their map
+    of a new image, as the README shows."""
+    images_dir, csv = _viewer_files(tiny_data_dir, tmp_path)
+    enrolled = _run_launcher(
+        "enroll.py",
+        f"--images_dir={images_dir}",
+        f"--fixations={csv}",
+        f"--encoder_workdir={tiny_workdirs['embedding']}",
+        f"--universal={tiny_workdirs['universal']}",
+        f"--output={tmp_path / 'alice.npy'}",
+    )
+    assert enrolled.returncode == 0, enrolled.stderr[-2000:]
+    predicted = _run_launcher(
+        "predict.py",
+        f"--psm_network={tiny_workdirs['psm_network']}",
+        f"--embedding={tmp_path / 'alice.npy'}",
+        f"--universal={tiny_workdirs['universal']}",
+        f"--image={images_dir / 'new_0.png'}",
+        f"--output={tmp_path / 'alice_photo'}",
+    )
+    assert predicted.returncode == 0, predicted.stderr[-2000:]
+    psm = np.load(tmp_path / "alice_photo.npy")
+    assert psm.shape == (120, 160) and np.isfinite(psm).all() and psm.max() == pytest.approx(1)
+    assert (tmp_path / "alice_photo.png").stat().st_size > 1000
+
+
+@pytest.mark.slow
 def test_both_enrolments_and_predictions_through_the_launchers(
     tiny_data_dir, tiny_workdirs, tmp_path
 ):

@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 from conftest import ROOT, TINY
 
-from psm_jax import main_job, personalise
-from psm_jax.configs import main as main_configs
+from psm_jax import personalise, registry
 from psm_jax.data import pipeline
 
 WALL_TIME = re.compile(r"(Main job|Evaluation) wall time: \d+ s")
@@ -90,45 +89,94 @@ def test_the_example_study_reproduces_the_datasets_maps(tiny_main_job):
 
 @pytest.mark.slow
 def test_two_main_jobs_give_the_same_report(tiny_main_job, tmp_path):
-    config = main_configs.get_config(TINY)
-    config.data_dir = str(tiny_main_job["root"] / "data" / "tfds")
-    again = main_job.run(config, tmp_path / "again")
+    """The second run goes through launch/main.py: the launcher's config file and flags give the
+    same job."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "launch" / "main.py"),
+            f"--config={ROOT / 'psm_jax' / 'configs' / 'main.py'}:{TINY}",
+            f"--config.data_dir={tiny_main_job['root'] / 'data' / 'tfds'}",
+            f"--workdir={tmp_path / 'again'}",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
     first = WALL_TIME.sub("", tiny_main_job["result"]["report"].read_text())
-    second = WALL_TIME.sub("", again["report"].read_text())
+    second = WALL_TIME.sub("", (tmp_path / "again" / "report.md").read_text())
     assert first == second
     for name in ("closed.json", "open.json"):
         a = tiny_main_job["result"]["report"].parent / "report" / name
         assert a.read_text() == (tmp_path / "again" / "report" / name).read_text()
 
 
+def _evaluate(run, output, *extra):
+    """launch/evaluate.py on a main job's workdir `run`, report into `output`: its report.md."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "launch" / "evaluate.py"),
+            f"--workdir={run}",
+            f"--output_dir={output}",
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return (output / "report.md").read_text()
+
+
+def test_the_evaluation_writes_the_main_jobs_report_again_from_its_workdirs(
+    tiny_main_job, tmp_path
+):
+    """What launch/evaluate.py runs, in this process: the main job's models restored from their
+    workdirs and evaluated with the config it saved give the same report.md (but for the
+    wall-time sentence) and the same tables."""
+    import json
+
+    import ml_collections
+
+    from psm_jax.evaluation import evaluators, methods
+
+    run = tiny_main_job["root"] / "runs" / "synthetic_personal_saliency"
+    models = methods.Models.restore({name: str(run / name) for name in registry.MODELS})
+    saved = run / "report" / evaluators.CONFIG_FILE
+    config = ml_collections.ConfigDict(json.loads(saved.read_text()))
+    evaluation = evaluators.evaluate(models, config, tmp_path / "report", progress=None)
+    path = evaluators.write_report(
+        tmp_path / "report.md",
+        evaluation,
+        models,
+        config,
+        wall_time=f"Evaluation wall time: {evaluation.seconds:.0f} s.",
+    )
+    assert WALL_TIME.sub("", path.read_text()) == WALL_TIME.sub("", (run / "report.md").read_text())
+    for name in ("closed.json", "open.json"):
+        assert (tmp_path / "report" / name).read_text() == (run / "report" / name).read_text()
+
+
+@pytest.mark.slow
 def test_evaluate_writes_the_main_jobs_report_again_from_its_workdirs(tiny_main_job, tmp_path):
     """launch/evaluate.py on a main job's workdir: the same report.md (but for the wall-time
     sentence) and the same tables, from the trained workdirs and the evaluation config the main
-    job saved; a `--config.` field on top changes what it says."""
+    job saved."""
     run = tiny_main_job["root"] / "runs" / "synthetic_personal_saliency"
-
-    def evaluate(output, *extra):
-        result = subprocess.run(
-            [
-                sys.executable,
-                str(ROOT / "launch" / "evaluate.py"),
-                f"--workdir={run}",
-                f"--output_dir={output}",
-                *extra,
-            ],
-            capture_output=True,
-            text=True,
-        )
-        assert result.returncode == 0, result.stderr[-3000:]
-        return (output / "report.md").read_text()
-
-    again = evaluate(tmp_path / "again")
+    again = _evaluate(run, tmp_path / "again")
     assert WALL_TIME.sub("", again) == WALL_TIME.sub("", (run / "report.md").read_text())
     for name in ("closed.json", "open.json"):
         assert (tmp_path / "again" / "report" / name).read_text() == (
             run / "report" / name
         ).read_text()
-    papers = evaluate(tmp_path / "papers", "--config.usm_floor=0", "--config.protocols=('open',)")
+
+
+@pytest.mark.slow
+def test_evaluate_takes_config_fields_on_top_of_the_main_jobs(tiny_main_job, tmp_path):
+    run = tiny_main_job["root"] / "runs" / "synthetic_personal_saliency"
+    papers = _evaluate(
+        run, tmp_path / "papers", "--config.usm_floor=0", "--config.protocols=('open',)"
+    )
     assert "Predicted PSM = clip(USM + 0.5 x predicted discrepancy, 0, 1)" in papers
     assert "open set" in papers and "closed set (" not in papers
 

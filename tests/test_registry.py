@@ -24,6 +24,7 @@ def test_unknown_models_are_named():
         registry.get("deepgaze")
 
 
+@pytest.mark.slow
 def test_relu_activity_shows_a_dead_dynamic_layer():
     config = tiny_config("psm_network", "unused")
     model = registry.build_model(config, None, nnx.Rngs(0))

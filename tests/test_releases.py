@@ -25,6 +25,7 @@ def test_osie_reader_on_dummy_release_is_zero_based():
     assert release.fixations.x[first] == pytest.approx(69.0)
 
 
+@pytest.mark.slow
 @needs_osie
 def test_osie_reader_on_real_release():
     release = read_osie(OSIE_DIR)
@@ -35,6 +36,7 @@ def test_osie_reader_on_real_release():
     assert release.fixations.duration_ms.min() > 0
 
 
+@pytest.mark.slow
 @needs_ps_fixations
 def test_ps_reader_parses_all_30_real_files():
     names, observers, table = read_ps_fixations(PS_FIX_DIR)

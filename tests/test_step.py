@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 from flax import nnx
 
 from psm_jax import losses
@@ -50,6 +51,7 @@ def test_observer_slots_pad_with_an_out_of_range_id():
     np.testing.assert_array_equal(slot_of_example, [2, 1, 2, 0])
 
 
+@pytest.mark.slow
 def test_sparse_step_equals_the_dense_step_for_plain_sgd():
     model = multi_task.MultiTaskCNN(NUM_OBSERVERS, CONFIG, rngs=nnx.Rngs(0))
     batch = _batch()
@@ -64,6 +66,7 @@ def test_sparse_step_equals_the_dense_step_for_plain_sgd():
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_sparse_momentum_leaves_absent_observers_untouched():
     model = multi_task.MultiTaskCNN(NUM_OBSERVERS, CONFIG, rngs=nnx.Rngs(0))
     before = nnx.state(model, layers.ObserverParam)
@@ -85,6 +88,7 @@ def test_sparse_momentum_leaves_absent_observers_untouched():
     assert trace and all(np.any(np.asarray(leaf)[3] != 0) for leaf in trace if leaf.shape[-1] > 1)
 
 
+@pytest.mark.slow
 def test_a_non_finite_step_changes_nothing_and_is_recorded():
     model = multi_task.MultiTaskCNN(NUM_OBSERVERS, CONFIG, rngs=nnx.Rngs(0))
     tx = optax.sgd(0.5, momentum=0.9)

@@ -37,6 +37,7 @@ def _params(workdir, which="latest"):
     return [np.asarray(leaf) for leaf in jax.tree.leaves(nnx.state(model, nnx.Param))]
 
 
+@pytest.mark.slow
 def test_the_log_ratio_psm_network_trains_and_records_its_form(data_dir, encoder_workdir, tmp_path):
     """`config.composition="log_ratio"`: the loss is the KLD of USM x exp(s D) (finite, > 0),
     and the restored model says how to compose it; an unknown form is refused."""
@@ -65,6 +66,7 @@ def test_the_log_ratio_psm_network_trains_and_records_its_form(data_dir, encoder
         loop.train_and_evaluate(other, tmp_path / "bad_multi_task")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["psm_network", "multi_task", "per_observer", "universal"])
 def test_every_model_trains_checkpoints_and_logs(model, data_dir, encoder_workdir, tmp_path):
     config = _config(model, data_dir, encoder_workdir=encoder_workdir)
@@ -89,6 +91,7 @@ def test_every_model_trains_checkpoints_and_logs(model, data_dir, encoder_workdi
     assert len(steps) <= 2
 
 
+@pytest.mark.slow
 def test_encoder_embeddings_feed_the_pool(encoder_workdir, data_dir):
     config = _config("psm_network", data_dir, encoder_workdir=encoder_workdir)
     source, metadata = pipeline.open_split(TINY, "train", data_dir)
@@ -101,6 +104,7 @@ def test_encoder_embeddings_feed_the_pool(encoder_workdir, data_dir):
         loop.embedding_pool(config, source, metadata, encoder)
 
 
+@pytest.mark.slow
 def test_continuing_a_finished_run_equals_one_long_run(data_dir, tmp_path):
     long_run = _config("embedding", data_dir, num_steps=6, checkpoint_every=3)
     loop.train_and_evaluate(long_run, tmp_path / "long")
@@ -126,6 +130,7 @@ def _launch(workdir, data_dir, num_steps, log):
     return subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
+@pytest.mark.slow
 def test_a_run_killed_with_sigkill_resumes_to_the_same_parameters(data_dir, tmp_path):
     steps = 40
     log_path = tmp_path / "log.txt"
@@ -154,6 +159,7 @@ def test_a_run_killed_with_sigkill_resumes_to_the_same_parameters(data_dir, tmp_
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.slow
 def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(data_dir, tmp_path):
     config = _config(
         "universal", data_dir, learning_rate=1e25, num_steps=20, checkpoint_every=1, log_every=1
@@ -166,6 +172,7 @@ def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(data
     assert all(np.all(np.isfinite(leaf)) for leaf in _params(tmp_path))
 
 
+@pytest.mark.slow
 def test_fine_tuning_starts_from_the_pretrained_workdir(data_dir, tiny_workdirs, tmp_path):
     """config.init_from copies the pretrained parameters (a zero learning rate keeps them); a
     workdir of another network or model is refused by name."""
@@ -208,6 +215,7 @@ def test_launch_train_names_an_unknown_model(tmp_path):
     assert "Unknown model 'deepgaze'" in result.stderr
 
 
+@pytest.mark.slow
 def test_launch_train_sets_any_network_field_and_trains_in_bfloat16(data_dir, tmp_path):
     """`--config.network.<field>` works for an architecture field the config file does not set
     (every config file fills the network with all of them): the encoder trains computing in bf16,
@@ -248,6 +256,7 @@ def test_launch_train_sets_any_network_field_and_trains_in_bfloat16(data_dir, tm
     assert all(p.dtype == np.float32 and np.isfinite(p).all() for p in params)
 
 
+@pytest.mark.slow
 def test_a_second_run_in_the_same_workdir_is_refused(data_dir, tmp_path):
     config = _config("universal", data_dir)
     with checkpoint.workdir_lock(tmp_path):  # as another process training there would hold it
@@ -256,6 +265,7 @@ def test_a_second_run_in_the_same_workdir_is_refused(data_dir, tmp_path):
     assert loop.train_and_evaluate(config, tmp_path)["validation_loss"] > 0  # free again
 
 
+@pytest.mark.slow
 def test_a_restart_with_another_config_is_refused_and_the_recorded_config_kept(data_dir, tmp_path):
     import json
 
@@ -276,6 +286,7 @@ def test_a_restart_with_another_config_is_refused_and_the_recorded_config_kept(d
     assert json.loads((tmp_path / "config.9.json").read_text())["learning_rate"] == 0.02
 
 
+@pytest.mark.slow
 def test_paths_are_recorded_absolute_so_the_workdir_works_from_anywhere(
     data_dir, tmp_path, monkeypatch
 ):
@@ -294,6 +305,7 @@ def test_paths_are_recorded_absolute_so_the_workdir_works_from_anywhere(
 
 
 # Orbax's reads of the damaged files leave exceptions in futures nobody awaits: expected here.
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 @pytest.mark.parametrize("damage", ["truncated array files", "deleted iterator state"])
 def test_a_corrupt_latest_checkpoint_is_set_aside_and_the_run_resumes_from_an_older_one(
@@ -321,6 +333,7 @@ def test_a_corrupt_latest_checkpoint_is_set_aside_and_the_run_resumes_from_an_ol
     assert steps[-1] == 8 and 6 in steps  # step 6 trained and saved again
 
 
+@pytest.mark.slow
 def test_when_no_checkpoint_restores_nothing_is_moved(data_dir, tmp_path):
     config = _config("universal", data_dir, num_steps=2, checkpoint_every=2)
     loop.train_and_evaluate(config, tmp_path)
@@ -332,6 +345,7 @@ def test_when_no_checkpoint_restores_nothing_is_moved(data_dir, tmp_path):
     assert not (tmp_path / "checkpoints_corrupt").exists()
 
 
+@pytest.mark.slow
 def test_an_encoder_on_combined_datasets_refuses_external_usms(data_dir):
     """`combine_with` reads every dataset's ground-truth USMs: with the `predicted` option's
     external USMs the encoder would train on a mix, so the stream is refused, naming both."""

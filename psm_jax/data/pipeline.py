@@ -400,7 +400,25 @@ def embedding_sets(
     disjoint: bool = True,
     external_usm_dir: str | None = None,
 ) -> grain.IterDataset:
-    """Unbatched sets of m (image, PSM) pairs, each from one observer; see `embedding_dataset`."""
+    """Unbatched sets of m (image, PSM) pairs, each from one observer (`embedding_dataset` batches
+    them).
+
+    Args:
+      source, metadata: from `open_split`.
+      m: pairs per set.
+      seed: seed of the record shuffle and of the set sampling.
+      observers: whose sets: "train", "validation", "test" or "all".
+      sets_per_observer: sets each observer draws from each window.
+      window_images: records per window (default 2 m); an observer who viewed fewer than m of
+        them draws no set from that window.
+      num_epochs, shard_index, shard_count: as in `psm_regression_dataset`.
+      disjoint: one observer's sets from a window share no image (as many sets as the images
+        they viewed in the window allow, up to `sets_per_observer`); False draws each set
+        independently, so an observer's sets share about half their images (psm-jax before
+        2026-11-30; `config.overlapping_sets`, kept to measure its effect).
+      external_usm_dir: as in `psm_regression_dataset` (external USMs replace the ground truth
+        in the usms field).
+    """
     window_images = window_images or 2 * m
     if window_images < m:
         raise ValueError(f"window_images={window_images} must be at least m={m}.")
@@ -438,57 +456,79 @@ def embedding_dataset(
     metadata: DatasetMetadata,
     *,
     batch_size: int,
-    m: int,
-    seed: int = 0,
-    observers: str = "train",
-    sets_per_observer: int = 1,
-    window_images: int | None = None,
-    num_epochs: int | None = None,
     drop_remainder: bool = True,
-    shard_index: int | None = None,
-    shard_count: int | None = None,
     num_workers: int = 0,
-    disjoint: bool = True,
-    external_usm_dir: str | None = None,
+    **sets,
 ) -> grain.IterDataset:
     """Batches of sets of m (image, PSM) pairs, each set from one observer (a triplet-loss label).
 
     Args:
       source, metadata: from `open_split`.
       batch_size: sets per batch (per process).
-      m: pairs per set.
-      seed: seed of the record shuffle and of the set sampling.
-      observers: whose sets: "train", "validation", "test" or "all".
-      sets_per_observer: sets each observer draws from each window.
-      window_images: records per window (default 2 m); an observer who viewed fewer than m of
-        them draws no set from that window.
-      disjoint: one observer's sets from a window share no image (as many sets as the images
-        they viewed in the window allow, up to `sets_per_observer`); False draws each set
-        independently, so an observer's sets share about half their images (psm-jax before
-        2026-11-30; `config.overlapping_sets`, kept to measure its effect).
-      num_epochs, drop_remainder, shard_index, shard_count, num_workers, external_usm_dir: as
-        in `psm_regression_dataset` (external USMs replace the ground truth in the usms field).
+      drop_remainder, num_workers: as in `psm_regression_dataset`.
+      **sets: how the sets are drawn, the keyword arguments of `embedding_sets` (m, seed,
+        observers, sets_per_observer, window_images, num_epochs, shard_index, shard_count,
+        disjoint, external_usm_dir).
 
     Returns:
       An IterDataset of dicts: images (B, m, H, W, 3) uint8, psms (B, m, H, W) float32,
       usms (B, m, H, W) float32 (the images' USMs), observer (B,) int32 (index in
       the group), image_index (B, m) int32 (record indices in the split of the set's images).
     """
-    sets = embedding_sets(
-        source,
-        metadata,
-        m=m,
-        seed=seed,
-        observers=observers,
-        sets_per_observer=sets_per_observer,
-        window_images=window_images,
-        num_epochs=num_epochs,
-        shard_index=shard_index,
-        shard_count=shard_count,
-        disjoint=disjoint,
-        external_usm_dir=external_usm_dir,
+    return _finish(
+        embedding_sets(source, metadata, **sets), batch_size, drop_remainder, num_workers
     )
-    return _finish(sets, batch_size, drop_remainder, num_workers)
+
+
+def collect_sets(
+    batches,
+    num_observers: int,
+    per_observer: int,
+    embed,
+    *,
+    progress=None,
+    with_image_index: bool = False,
+):
+    """The first `per_observer` sets of each observer in a stream of set batches, embedded.
+
+    The one loop that collects observers' sets: the encoder's embeddings
+    (`psm_jax.models.embedding.collect_embeddings`: the PSM network's training pool, the
+    evaluated observers, the embedding studies) and any other summary of a set (a study's
+    reference embedding) go through it.
+
+    Args:
+      batches: an iterable of batches of sets (`embedding_dataset`), observer (B,) in
+        [0, num_observers).
+      num_observers, per_observer: observers to collect for, and sets per observer.
+      embed: batch -> (B, d) vectors, one per set of the batch.
+      progress: optional tqdm-like object, updated once per collected set.
+      with_image_index: also return which images each collected set holds (`image_index`).
+
+    Returns:
+      (num_observers, per_observer, d) float32; with `with_image_index`, also
+      (num_observers, per_observer, m) int: the record indices of each set's images.
+    """
+    collected: list[list[np.ndarray]] = [[] for _ in range(num_observers)]
+    images: list[list[np.ndarray]] = [[] for _ in range(num_observers)]
+    for batch in batches:
+        vectors = embed(batch)
+        for row, (vector, observer) in enumerate(zip(vectors, batch["observer"], strict=True)):
+            if len(collected[observer]) < per_observer:
+                collected[observer].append(vector)
+                if with_image_index:
+                    images[observer].append(np.asarray(batch["image_index"][row]))
+                if progress is not None:
+                    progress.update(1)
+        if all(len(sets) == per_observer for sets in collected):
+            vectors = np.stack([np.stack(sets) for sets in collected]).astype(np.float32)
+            if with_image_index:
+                return vectors, np.stack([np.stack(sets) for sets in images])
+            return vectors
+    short = [k for k, sets in enumerate(collected) if len(sets) < per_observer]
+    raise ValueError(
+        f"The stream ended before observers {short} had {per_observer} sets each "
+        "(too few images for the set size m?)."
+    )
 
 
 class _OffsetObserver(grain.transforms.Map):
@@ -505,14 +545,11 @@ def combined_embedding_dataset(
     parts: Sequence[tuple[Sequence, DatasetMetadata]],
     *,
     batch_size: int,
-    m: int,
     seed: int = 0,
     observers: str = "train",
-    sets_per_observer: int = 1,
-    num_epochs: int | None = None,
     drop_remainder: bool = True,
     num_workers: int = 0,
-    disjoint: bool = True,
+    **sets,
 ) -> grain.IterDataset:
     """Sets of several datasets mixed into one stream (Strohm et al.'s combined dataset, CD).
 
@@ -523,26 +560,18 @@ def combined_embedding_dataset(
 
     Args:
       parts: (source, metadata) of each dataset's split.
-      batch_size, m, seed, observers, sets_per_observer, num_epochs, drop_remainder, num_workers,
-      disjoint:
-        as in `embedding_dataset`.
+      batch_size, seed, observers, drop_remainder, num_workers: as in `embedding_dataset` (part k
+        draws with seed + 10 k).
+      **sets: the other options of `embedding_sets` (m, sets_per_observer, num_epochs, disjoint,
+        ...), the same for every part.
     """
     sizes = {tuple(metadata.working_size) for _, metadata in parts}
     if len(sizes) > 1:
         raise ValueError(f"Datasets to combine have different working sizes: {sorted(sizes)}")
     streams, weights, offset = [], [], 0
     for k, (source, metadata) in enumerate(parts):
-        sets = embedding_sets(
-            source,
-            metadata,
-            m=m,
-            seed=seed + 10 * k,
-            observers=observers,
-            sets_per_observer=sets_per_observer,
-            num_epochs=num_epochs,
-            disjoint=disjoint,
-        )
-        streams.append(sets.map(_OffsetObserver(offset)))
+        drawn = embedding_sets(source, metadata, seed=seed + 10 * k, observers=observers, **sets)
+        streams.append(drawn.map(_OffsetObserver(offset)))
         count = len(metadata.observers(observers))
         weights.append(float(count))
         offset += count

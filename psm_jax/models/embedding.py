@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from psm_jax.data import pipeline
 from psm_jax.models import layers
 
 INPUT_MAPS = ("psm", "discrepancy")
@@ -256,25 +257,12 @@ def collect_embeddings(
       (num_observers, per_observer, d) float32; with `with_image_index`, also
       (num_observers, per_observer, m) int: the record indices of each set's images.
     """
-    collected: list[list[np.ndarray]] = [[] for _ in range(num_observers)]
-    images: list[list[np.ndarray]] = [[] for _ in range(num_observers)]
     pair_cache = {} if pair_cache is None else pair_cache
-    for batch in batches:
-        vectors = _cached_set_embeddings(encoder, batch, pair_cache)
-        for row, (vector, observer) in enumerate(zip(vectors, batch["observer"], strict=True)):
-            if len(collected[observer]) < per_observer:
-                collected[observer].append(vector)
-                if with_image_index:
-                    images[observer].append(np.asarray(batch["image_index"][row]))
-                if progress is not None:
-                    progress.update(1)
-        if all(len(sets) == per_observer for sets in collected):
-            vectors = np.stack([np.stack(sets) for sets in collected]).astype(np.float32)
-            if with_image_index:
-                return vectors, np.stack([np.stack(sets) for sets in images])
-            return vectors
-    short = [k for k, sets in enumerate(collected) if len(sets) < per_observer]
-    raise ValueError(
-        f"The stream ended before observers {short} had {per_observer} sets each "
-        "(too few images for the set size m?)."
+    return pipeline.collect_sets(
+        batches,
+        num_observers,
+        per_observer,
+        lambda batch: _cached_set_embeddings(encoder, batch, pair_cache),
+        progress=progress,
+        with_image_index=with_image_index,
     )

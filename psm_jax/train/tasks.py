@@ -73,49 +73,39 @@ class Task:
     ):
         config = self.config
         external_usm_dir = config.external_usm_dir if config.usm == "external" else None
-        if self.stream_kind == "embedding" and config.combine_with:
-            if external_usm_dir:
-                raise ValueError(
-                    "config.combine_with reads each dataset's ground-truth USMs; it cannot be "
-                    f"combined with config.usm='external' ({external_usm_dir})."
-                )
-            parts = [(source, self.metadata)] + [
-                pipeline.open_split(name, split, config.data_dir)
-                for name in config.combine_with.split(",")
-            ]
-            return pipeline.combined_embedding_dataset(
-                parts,
-                batch_size=self.local_batch_size,
-                m=config.m,
-                seed=seed,
-                sets_per_observer=config.sets_per_observer,
-                num_epochs=num_epochs,
-                num_workers=config.num_workers,
-                disjoint=not config.get("overlapping_sets", False),
-            )
-        if self.stream_kind == "embedding":
-            return pipeline.embedding_dataset(
+        batching = {
+            "batch_size": self.local_batch_size,
+            "seed": seed,
+            "num_epochs": num_epochs,
+            "num_workers": config.num_workers,
+        }
+        if self.stream_kind == "regression":
+            return pipeline.psm_regression_dataset(
                 source,
                 self.metadata,
-                batch_size=self.local_batch_size,
-                m=config.m,
-                seed=seed,
-                sets_per_observer=config.sets_per_observer,
-                num_epochs=num_epochs,
-                num_workers=config.num_workers,
-                disjoint=not config.get("overlapping_sets", False),
+                shuffle=shuffle,
                 external_usm_dir=external_usm_dir,
+                **batching,
             )
-        return pipeline.psm_regression_dataset(
-            source,
-            self.metadata,
-            batch_size=self.local_batch_size,
-            seed=seed,
-            shuffle=shuffle,
-            num_epochs=num_epochs,
-            num_workers=config.num_workers,
-            external_usm_dir=external_usm_dir,
-        )
+        sets = {
+            "m": config.m,
+            "sets_per_observer": config.sets_per_observer,
+            "disjoint": not config.get("overlapping_sets", False),
+        }
+        if not config.combine_with:
+            return pipeline.embedding_dataset(
+                source, self.metadata, external_usm_dir=external_usm_dir, **batching, **sets
+            )
+        if external_usm_dir:
+            raise ValueError(
+                "config.combine_with reads each dataset's ground-truth USMs; it cannot be "
+                f"combined with config.usm='external' ({external_usm_dir})."
+            )
+        parts = [(source, self.metadata)] + [
+            pipeline.open_split(name, split, config.data_dir)
+            for name in config.combine_with.split(",")
+        ]
+        return pipeline.combined_embedding_dataset(parts, **batching, **sets)
 
     @property
     def local_batch_size(self) -> int:
