@@ -119,9 +119,14 @@ class Models:
         return cls(**restored)
 
     def dataset(self) -> tuple[str, str]:
-        """(dataset, data_dir) the given models were trained on; a ValueError when they differ
-        or no model is given."""
-        sources = {(r.config.dataset, r.config.data_dir) for r in self.given().values()}
+        """(dataset, data_dir) the given models were trained on (the universal network a fine-tuned
+        one started from may come from another dataset: it does not count); a ValueError when
+        they differ or no model is given."""
+        sources = {
+            (r.config.dataset, r.config.data_dir)
+            for name, r in self.given().items()
+            if name != "pretrained_universal"
+        }
         if len(sources) != 1:
             raise ValueError(
                 "The workdirs were trained on different datasets: " + str(sorted(sources))
