@@ -15,7 +15,7 @@ the first and last block groups not depth-scaled). Convolutions use TensorFlow's
 asymmetric at stride 2 (the extra row and column go at the bottom and right), which the weights
 were trained with; a symmetric k // 2 padding shifts every stride-2 layer by a pixel. On the CPU
 the depthwise convolutions are sums of shifted views (`depthwise_conv`): XLA:CPU's grouped
-convolution made the whole forward pass 36x slower.
+convolution made the whole forward pass 20-40x slower.
 
 Input: (B, H, W, 3) RGB, uint8 or float in [0, 255], any H and W; the network normalises it as the
 TensorFlow lite models were trained, (x - 127) / 128 (not torchvision's mean and deviation).
@@ -166,11 +166,12 @@ def depthwise_conv(
 
     "grouped_conv" is `lax.conv_general_dilated` with one group per channel; "shifted_sum" adds
     the k * k shifted, strided views of the padded features times their tap's per-channel weight,
-    which XLA fuses into one elementwise loop. XLA:CPU (jaxlib 0.10.2) runs the grouped form
-    30-90x slower on this network's depthwise layers (batch 8 at 240x320: 0.3-1.1 s a layer
-    against 3-35 ms; benchmarks/bench_efficientnet_lite.py), so "auto" takes "shifted_sum" on
-    the CPU; accelerators keep the grouped form, which cuDNN and TPUs run natively. Same numbers
-    to float32 rounding (a test pins them to each other).
+    which XLA fuses into one elementwise loop. With XLA:CPU's grouped form (jaxlib 0.10.2, 2-core
+    VM) the network's forward pass took 0.54-0.76 s per image at 240x320, batch 8, against 15-30
+    ms with the shifted sums (benchmarks/bench_efficientnet_lite.py --depthwise=...), so "auto"
+    takes "shifted_sum" on the CPU; accelerators keep the grouped form, which cuDNN and TPUs run
+    natively (not measured here). Same numbers to float32 rounding (a test pins them to each
+    other).
 
     Args:
       features: (B, H, W, C).

@@ -18,8 +18,10 @@ scramble them.
 `load_efficientnet_lite` converts the state dict (lukemelas' EfficientNet-PyTorch names) into an
 `efficientnet_lite.EfficientNetLite`: conv kernels (O, I, kh, kw) -> HWIO, depthwise (C, 1, k, k)
 -> (k, k, 1, C), the classifier (classes, features) -> (features, classes); BatchNorm's
-statistics as stored (not folded). Reading and converting takes well under a second
-(benchmarks/bench_efficientnet_lite.py), so nothing is cached.
+statistics as stored (not folded). Nothing is cached: locating and hashing the file takes 0.03 s,
+reading it 0.03-0.05 s, building and filling the model 0.3 s (1.3-2.2 s the first time in a
+process, mostly JAX's start-up; benchmarks/bench_efficientnet_lite.py on the 2-core VM), and a
+converted .npz would save only the read.
 """
 
 from __future__ import annotations
