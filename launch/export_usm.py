@@ -37,9 +37,7 @@ def main(argv):
         source, metadata = pipeline.open_split(config.dataset, split, config.data_dir)
         for start in tqdm(range(0, len(source), _BATCH.value), desc=f"USMs of {split}"):
             records = [source[i] for i in range(start, min(start + _BATCH.value, len(source)))]
-            images = np.stack(
-                [pipeline.decode_image(r["image"], metadata.working_size) for r in records]
-            )
+            images = [pipeline.decode_image(r["image"], universal.input_size) for r in records]
             usms = inference.predicted_usms(universal, images)
             for record, usm in zip(records, usms, strict=True):
                 stem = Path(pipeline.image_id(record)).stem

@@ -86,15 +86,28 @@ def test_every_row_of_the_closed_set_and_the_multi_task_row_only_there(
         "prior_blend",
         "density_ratio",
         "multi_task",
+        "multi_task_predicted_usm",
         "per_observer",
+        "per_observer_predicted_usm",
         "embedding",
+        "embedding_predicted_usm",
         "embedding_shuffled",
     ]
     for row in rows:
         assert row.psm.shape == closed.psm.shape and np.isfinite(row.psm).all()
     # The control differs from the embedding row only by whose embedding the network got.
-    ours, control = rows[-2].psm, rows[-1].psm
-    assert not np.allclose(ours, control)
+    by_id = {row.id: row.psm for row in rows}
+    assert not np.allclose(by_id["embedding"], by_id["embedding_shuffled"])
+    # Real use: each model given the universal model's USM instead of the ground truth.
+    assert not np.allclose(by_id["multi_task"], by_id["multi_task_predicted_usm"])
+    assert not np.allclose(by_id["embedding"], by_id["embedding_predicted_usm"])
+    table = context.table("closed")
+    versus = table.rows["embedding_predicted_usm"]["cc"]["versus_predicted_usm"]
+    predicted_cc = context.scores("closed")["predicted_usm"]["cc"]
+    ours_cc = context.scores("closed")["embedding_predicted_usm"]["cc"]
+    np.testing.assert_allclose(versus["difference"], np.mean(ours_cc - predicted_cc), atol=1e-6)
+    assert len(versus["observer_differences"]) == len(np.unique(closed.observer))
+    assert 0.0 < table.predicted_usm_cc < 1.0
     open_rows = context.rows("open")
     assert "multi_task" not in [row.id for row in open_rows]  # no head for unseen observers
 

@@ -34,7 +34,7 @@ from pathlib import Path
 import ml_collections
 import numpy as np
 
-from psm_jax import figures
+from psm_jax import figures, inference
 from psm_jax.data import datasets, pipeline
 from psm_jax.evaluation import embeddings as embeddings_lib
 from psm_jax.evaluation import methods, pairs, report, scoring
@@ -59,6 +59,7 @@ class Context:
         self._training_split = None
         self._evaluation_sets: dict[str, pairs.EvaluationSet] = {}
         self._embeddings: dict[str, tuple[np.ndarray, np.ndarray] | None] = {}
+        self._training_usms: np.ndarray | None = None
         self._pair_caches: dict[str, dict] = {}
         self._rows: dict[str, list[methods.Row]] = {}
         self._scores: dict[str, dict[str, dict[str, np.ndarray]]] = {}
@@ -78,6 +79,7 @@ class Context:
         other._evaluation_sets = self._evaluation_sets
         other._embeddings = self._embeddings
         other._pair_caches = self._pair_caches
+        other._training_usms = self._training_usms
         return other
 
     @property
@@ -121,6 +123,33 @@ class Context:
                 self._embeddings[group] = (vectors, enrolment)
         return self._embeddings[group]
 
+    def training_usms(self) -> np.ndarray:
+        """(records, H, W) the universal model's USM of every training image, computed once:
+        what a new person's enrolment has instead of ground-truth USMs."""
+        if self._training_usms is None:
+            if self.models.universal is None:
+                raise ValueError("Predicted USMs of the training images need a universal model.")
+            source, _ = self.training_split
+            self._training_usms = inference.source_usms(self.models.universal, source)
+        return self._training_usms
+
+    def predicted_usm_embeddings(self, group: str) -> np.ndarray:
+        """(observers, d) each observer of `group` embedded from the same sets as
+        `observer_embeddings`, their USMs the universal model's (real use)."""
+        key = f"predicted_usm/{group}"
+        if key not in self._embeddings:
+            source, metadata = self.training_split
+            self._embeddings[key] = methods.embed_evaluated_observers(
+                self.models.embedding,
+                source,
+                metadata,
+                group=group,
+                m=self.config.m,
+                pair_cache=self.pair_cache(key),
+                usms=self.training_usms(),
+            )
+        return self._embeddings[key][0]
+
     def rows(self, protocol: str, baselines: bool = True) -> list[methods.Row]:
         """Every row of the protocol's table, predicted once (`baselines` counts on the first
         call of a protocol only)."""
@@ -134,6 +163,11 @@ class Context:
                 source=source,
                 metadata=metadata,
                 observer_embeddings=self.observer_embeddings(evaluation.group) if needed else None,
+                predicted_usm_embeddings=(
+                    self.predicted_usm_embeddings(evaluation.group)
+                    if methods.needs_predicted_usm_embeddings(self.models)
+                    else None
+                ),
                 usm_floor=self.config.usm_floor,
                 discrepancy_weight=self.config.discrepancy_weight,
                 baselines=baselines,
@@ -208,12 +242,27 @@ def _precision(context: Context, settings) -> dict:
         sets=sets,
         pair_cache=context.pair_cache("test"),
     )
+    if context.models.universal is not None:
+        # Real use: the same people enrolled on the universal model's USMs of their images.
+        result_predicted = embeddings_lib.precision_at_1_versus_m(
+            context.models.embedding,
+            source,
+            metadata,
+            group="test",
+            ms=tuple(settings.ms),
+            sets_per_observer=per_observer,
+            seed=context.config.seed,
+            usms=context.training_usms(),
+            pair_cache=context.pair_cache("predicted_usm/test"),
+        )
     observers = len(metadata.observers("test"))
     result = {
         "precision_at_1": precision,
         # An embedding's nearest other set is one of the observer's own with this chance.
         "precision_chance": (per_observer - 1) / max(observers * per_observer - 1, 1),
     }
+    if context.models.universal is not None:
+        result["precision_at_1_predicted_usm"] = result_predicted
     tsne_m = max((m for m, p in precision.items() if np.isfinite(p)), default=None)
     if settings.get("tsne", True) and tsne_m is not None:
         vectors, labels = sets[tsne_m]  # the sets precision@1 was scored on at that m

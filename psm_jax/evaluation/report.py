@@ -19,7 +19,7 @@ import numpy as np
 
 from psm_jax import metrics
 from psm_jax.evaluation import methods
-from psm_jax.evaluation.scoring import INFORMATION_GAIN, METRICS, Table
+from psm_jax.evaluation.scoring import INFORMATION_GAIN, METRICS, Table, observers_better
 
 HEADERS = {"cc": "CC", "sim": "SIM", "auc_judd": "AUC-Judd", "nss": "NSS", "kld": "KLD"}
 
@@ -69,12 +69,62 @@ def versus_usm_markdown(table: Table) -> str:
     )
 
 
+def real_use_markdown(table: Table) -> str:
+    """The real-use rows (given the predicted USM) against the universal model's own map: the
+    difference, the paired Wilcoxon p over pairs and how many observers are better on average,
+    per metric; with the CC between the predicted and the ground-truth USMs. "" without them."""
+    rows = {
+        row_id: row
+        for row_id, row in table.rows.items()
+        if "versus_predicted_usm" in row.get("cc", {})
+    }
+    if not rows and table.predicted_usm_cc is None:
+        return ""
+    text = (
+        f"#### Real use: against the universal model's own map ({table.protocol} set)\n\n"
+        "Every personalised model given the universal model's USM of the test image instead of "
+        "the ground truth (the embedding network's observers embedded from pairs with "
+        "predicted USMs too), against that predicted USM alone: the difference of the means, "
+        "the paired Wilcoxon p over pairs, and the people better on average (k of n).\n\n"
+    )
+    if table.predicted_usm_cc is not None:
+        text += (
+            "Mean per-image CC between the predicted and the ground-truth USMs: "
+            f"{table.predicted_usm_cc:.3f}.\n\n"
+        )
+    if rows:
+        text += (
+            "| Method | "
+            + " | ".join(f"{HEADERS[m]} diff. (p) [people]" for m in ("cc", "sim", "kld"))
+            + " |\n|---|---|---|---|\n"
+        )
+        for row in rows.values():
+            cells = []
+            for metric in ("cc", "sim", "kld"):
+                versus = row[metric]["versus_predicted_usm"]
+                differences = versus["observer_differences"]
+                better = observers_better(differences, metric)
+                cells.append(
+                    f"{versus['difference']:+.3f} ({_p(versus['p'])}) [{better} of "
+                    f"{len(differences)}]"
+                )
+            text += f"| {row['name']} | " + " | ".join(cells) + " |\n"
+    return text
+
+
 def write_table(table: Table, output_dir: str | Path) -> Path:
-    """Writes `<protocol>.json` (`Table.write_json`) and `<protocol>.md` (the table and every row
-    against the ground-truth USM) into `output_dir`; returns the .md path."""
+    """Writes `<protocol>.json` (`Table.write_json`) and `<protocol>.md` (the table, every row
+    against the ground-truth USM, the real-use rows against the predicted USM) into
+    `output_dir`; returns the .md path."""
     table.write_json(output_dir)
     path = Path(output_dir) / f"{table.protocol}.md"
-    path.write_text(table_markdown(table) + "\n" + versus_usm_markdown(table))
+    real_use = real_use_markdown(table)
+    path.write_text(
+        table_markdown(table)
+        + "\n"
+        + versus_usm_markdown(table)
+        + ("\n" + real_use if real_use else "")
+    )
     return path
 
 
@@ -84,13 +134,26 @@ def _p(value: float) -> str:
     return f"{value:.2g}" if value >= 1e-3 else f"{value:.0e}"
 
 
-def precision_markdown(precision: dict[int, float]) -> str:
-    return (
-        "### Precision@1 of unseen (test) observers' embeddings versus m\n\n"
-        "| m | " + " | ".join(str(m) for m in precision) + " |\n"
-        "|---|" + "---|" * len(precision) + "\n"
-        "| precision@1 | " + " | ".join(f"{p:.3f}" for p in precision.values()) + " |\n"
-    )
+def precision_markdown(
+    precision: dict[int, float], predicted_usm: dict[int, float] | None = None
+) -> str:
+    """Precision@1 versus m; `predicted_usm`: the same people enrolled on the universal model's
+    USMs of their images (real use), a second row."""
+    lines = [
+        "### Precision@1 of unseen (test) observers' embeddings versus m\n",
+        "| m | " + " | ".join(str(m) for m in precision) + " |",
+        "|---|" + "---|" * len(precision),
+        "| precision@1 (ground-truth USMs) | "
+        + " | ".join(f"{p:.3f}" for p in precision.values())
+        + " |",
+    ]
+    if predicted_usm:
+        lines.append(
+            "| precision@1 (predicted USMs, real use) | "
+            + " | ".join(f"{predicted_usm[m]:.3f}" for m in precision)
+            + " |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def alignment_markdown(alignment: dict[str, dict[str, float]]) -> str:
@@ -180,13 +243,20 @@ def write_report(
     figure_dir = "report"
     for protocol, table in tables.items():
         sections += [table_markdown(table), versus_usm_markdown(table)]
+        real_use = real_use_markdown(table)
+        if real_use:
+            sections.append(real_use)
         if protocol == "closed" and results.get("activity"):
             sections.append(activity_markdown(results["activity"], results["activity_pairs"]))
         example = results.get("examples", {}).get(protocol)
         if example is not None:
             sections.append(f"![{protocol}-set examples]({figure_dir}/{Path(example).name})\n")
     if "precision_at_1" in results:
-        sections.append(precision_markdown(results["precision_at_1"]))
+        sections.append(
+            precision_markdown(
+                results["precision_at_1"], results.get("precision_at_1_predicted_usm")
+            )
+        )
     if "tsne" in results:
         name = Path(results["tsne"]).name
         sections.append(f"![t-SNE of unseen observers' embeddings]({figure_dir}/{name})\n")
@@ -293,6 +363,7 @@ def findings_markdown(
             row["name"]
             for row_id, row in table.rows.items()
             if row_id not in (methods.OURS, methods.GT_USM, methods.EMBEDDING_SHUFFLED)
+            and row_id not in methods.PREDICTED_USM_ROWS  # given another USM: not comparable
             and row["kld"]["mean"] < table.rows[methods.OURS]["kld"]["mean"]
         ]
         if beaten:
@@ -304,6 +375,21 @@ def findings_markdown(
                 "  Given another observer's embedding instead (control), it scores CC "
                 f"{control['cc']['mean']:.3f} / KLD {control['kld']['mean']:.3f} against "
                 f"{ours['cc']['mean']:.3f} / {ours['kld']['mean']:.3f} with the person's own."
+            )
+        real_use = table.rows.get(methods.EMBEDDING_PREDICTED)
+        if real_use is not None:
+            parts = []
+            for metric in ("cc", "sim", "kld"):
+                versus = real_use[metric]["versus_predicted_usm"]
+                differences = versus["observer_differences"]
+                parts.append(
+                    f"{HEADERS[metric]} {versus['difference']:+.3f} ({_p_clause(versus['p'])}; "
+                    f"{observers_better(differences, metric)} of {len(differences)} people "
+                    "better)"
+                )
+            lines.append(
+                "  Real use, given the universal model's USM and enrolled on predicted USMs, "
+                "against that USM alone: " + "; ".join(parts) + "."
             )
     finite = {m: p for m, p in precision.items() if np.isfinite(p)}
     if finite:

