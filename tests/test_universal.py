@@ -106,6 +106,7 @@ def test_the_usm_loss_on_a_grid_that_does_not_divide_the_map_is_its_cross_entrop
 
 def test_the_registry_builds_either_universal_model_with_its_batch_fields():
     config = tiny_config("universal", "/tmp/unused")
+    config.network.backbone = ""  # the small network trained from scratch
     assert registry.get("universal").batch_keys(config) == ("image", "usm")
     assert registry.get("universal").frozen_features(config) is None
     config.network.backbone = "efficientnet_lite0"
@@ -178,3 +179,31 @@ def test_the_channel_table_is_the_built_backbones():
         assert channels == {
             key: built["head" if key == "head" else f"stride{key}"] for key in channels
         }, name
+
+
+def test_resizing_and_blurring_by_matrices_equal_jax_image_resize_and_shifted_sums():
+    rng = np.random.default_rng(0)
+    maps = jnp.asarray(rng.random((2, 12, 16, 3)).astype(np.float32))
+
+    @jax.jit  # the matrices are constants, also when first built under a trace
+    def resized(x):
+        return universal.resize_maps(x, (48, 64))
+
+    np.testing.assert_allclose(
+        resized(maps), jax.image.resize(maps, (2, 48, 64, 3), "bilinear"), atol=1e-5
+    )
+    usm = jnp.asarray(rng.random((2, 120, 160)).astype(np.float32))
+    np.testing.assert_allclose(
+        universal.resize_maps(usm, (48, 64), antialias=True),
+        jax.image.resize(usm, (2, 48, 64), "linear", antialias=True),
+        atol=1e-5,
+    )
+    radius, sigma = 3, 1.2
+    offsets = np.arange(-radius, radius + 1)
+    taps = np.exp(-0.5 * (offsets / sigma) ** 2)
+    taps /= taps.sum()
+    x = np.asarray(usm[:, :20, :25])
+    padded = np.pad(x, ((0, 0), (radius, radius), (radius, radius)), mode="edge")
+    rows = sum(t * padded[:, k : k + 20, :] for k, t in enumerate(taps))
+    expected = sum(t * rows[:, :, k : k + 25] for k, t in enumerate(taps))
+    np.testing.assert_allclose(universal.gaussian_blur(x, sigma, radius), expected, atol=1e-5)

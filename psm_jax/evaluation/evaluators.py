@@ -7,12 +7,14 @@
 
     tables     per protocol of `config.protocols`: every row's predicted PSMs scored on the
                protocol's pairs (`psm_jax.evaluation.methods`, `scoring`), the table with the
-               papers' asterisks and every row against the ground-truth USM
+               papers' asterisks, every row against the ground-truth USM, and the real-use rows
+               (given the universal model's USM) against that USM alone
     examples   per protocol: a grid of images, the USM and two observers' ground-truth and
                predicted PSMs (the embedding network's; needs the tables)
     activity   the PSM network's ReLU activity on the closed set's first pairs
     precision  precision@1 of the unseen (test) observers' embeddings versus m (Strohm et al.,
-               Fig. 5), with a t-SNE of the sets at the largest scored m
+               Fig. 5), with a t-SNE of the sets at the largest scored m; with a universal model,
+               also the same sets enrolled on its USMs (real use)
     alignment  synthetic datasets: embedding distances against the simulated preference distances
 
 Evaluators compute; `psm_jax.evaluation.report` writes what they computed (report.md and one
@@ -20,8 +22,9 @@ markdown table per protocol), so scores never depend on how they are shown. Ever
 evaluators share is computed once per evaluation by a `Context`: the dataset's training split is
 opened once, each protocol's pairs are read once, each observer group is embedded once (the
 evaluated observers' embeddings of the tables, the activity and the baselines' enrolment sets),
-and every (observer, image) pair goes through the encoder once across the tables, precision@1 and
-the alignment (a pair cache per group).
+the universal model's USMs of the training images are predicted once (the real-use enrolment),
+and every (observer, image) pair goes through the encoder once per USM source across the tables,
+precision@1 and the alignment (a pair cache per group).
 """
 
 from __future__ import annotations
@@ -327,7 +330,9 @@ class Evaluation:
     Attributes:
       results: the evaluators' outputs, merged: "tables" {protocol: scoring.Table}, "examples"
         {protocol: figure path}, "activity" {layer measure: fraction}, "precision_at_1" {m: p},
-        "precision_chance", "tsne" (figure path), "preference_alignment" {group: statistics};
+        "precision_at_1_predicted_usm" {m: p} (the same people enrolled on the universal model's
+        USMs, where one is given), "precision_chance", "tsne" (figure path),
+        "preference_alignment" {group: statistics};
         an evaluator that had nothing to evaluate (its model absent) adds nothing.
       scores: protocol -> row id -> metric -> (pairs,) per-pair scores.
       seconds: how long it took.

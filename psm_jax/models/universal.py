@@ -30,6 +30,7 @@ saliency map in this project).
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -143,7 +144,7 @@ def usm_loss(logits: jax.Array, usm: jax.Array) -> jax.Array:
         target = usm.reshape(batch, height, usm.shape[1] // height, width, usm.shape[2] // width)
         target = jnp.mean(target, axis=(2, 4)).reshape(batch, -1)
     else:  # another ratio (e.g. 120x160 onto 48x64): an antialiased resize
-        target = jax.image.resize(usm, (batch, height, width), "linear", antialias=True)
+        target = resize_maps(usm, (height, width), antialias=True)
         target = jnp.maximum(target.reshape(batch, -1), 0.0)
     target = target / jnp.maximum(jnp.sum(target, axis=-1, keepdims=True), 1e-12)
     log_probability = jax.nn.log_softmax(logits.reshape(batch, -1), axis=-1)
@@ -160,17 +161,52 @@ def logits_to_usm(logits: jax.Array, size: tuple[int, int]) -> jax.Array:
     return jnp.where(high > low, (maps - low) / jnp.maximum(high - low, 1e-12), 0.0)
 
 
+@functools.cache
+def resize_matrix(size_out: int, size_in: int, antialias: bool = False) -> np.ndarray:
+    """(size_out, size_in) the linear map `jax.image.resize` applies along one axis ("linear";
+    with `antialias`, an area-like filter when shrinking), as a matrix: resizing a map is then
+    two small matrix products, which XLA:CPU runs several times faster than the resize itself
+    (and its gradient) on the readout's shapes."""
+    identity = np.eye(size_in, dtype=np.float32)
+    with jax.ensure_compile_time_eval():  # a constant, also when first asked for under jit
+        matrix = jax.image.resize(identity, (size_out, size_in), "linear", antialias=antialias)
+    return np.asarray(matrix)
+
+
+def resize_maps(maps: jax.Array, size: tuple[int, int], antialias: bool = False) -> jax.Array:
+    """(B, h, w[, C]) maps resized to `size` = (H, W) bilinearly (`resize_matrix`)."""
+    rows = resize_matrix(size[0], maps.shape[1], antialias)
+    cols = resize_matrix(size[1], maps.shape[2], antialias)
+    if maps.ndim == 3:
+        return jnp.einsum("Hh,bhw,Ww->bHW", rows, maps, cols)
+    return jnp.einsum("Hh,bhwc,Ww->bHWc", rows, maps, cols)
+
+
+def _blur_matrix(size: int, sigma: jax.Array, radius: int) -> jax.Array:
+    """(size, size) a truncated Gaussian of width `sigma` along one axis, edges extended: output
+    i is the taps' sum over clip(i + offset, 0, size - 1)."""
+    offsets = np.arange(-radius, radius + 1)
+    taps = jnp.exp(-0.5 * (offsets.astype(np.float32) / sigma) ** 2)
+    taps = taps / jnp.sum(taps)
+    sources = np.clip(np.arange(size)[:, None] + offsets[None, :], 0, size - 1)  # (size, taps)
+    one_hot = np.eye(size, dtype=np.float32)[sources]  # (size, taps, size)
+    return jnp.einsum("k,ikj->ij", taps, one_hot)
+
+
 def gaussian_blur(maps: jax.Array, sigma: jax.Array, radius: int) -> jax.Array:
     """(B, H, W) maps blurred by a separable Gaussian of width `sigma` (cells; a traced scalar,
     so it can be learned), truncated at `radius` cells, edges extended (no mass fades at the
-    border)."""
-    offsets = jnp.arange(-radius, radius + 1, dtype=jnp.float32)
-    taps = jnp.exp(-0.5 * (offsets / sigma) ** 2)
-    taps = taps / jnp.sum(taps)
-    padded = jnp.pad(maps, ((0, 0), (radius, radius), (radius, radius)), mode="edge")
-    height, width = maps.shape[1:]
-    rows = sum(taps[k] * padded[:, k : k + height, :] for k in range(2 * radius + 1))
-    return sum(taps[k] * rows[:, :, k : k + width] for k in range(2 * radius + 1))
+    border); as two matrix products (`_blur_matrix`), which XLA:CPU differentiates far faster
+    than a sum of shifted slices."""
+    rows = _blur_matrix(maps.shape[1], sigma, radius)
+    cols = _blur_matrix(maps.shape[2], sigma, radius)
+    return jnp.einsum("Hh,bhw,Ww->bHW", rows, maps, cols)
+
+
+def _pointwise(conv: layers.Conv, features: jax.Array) -> jax.Array:
+    """A 1x1 `layers.Conv` as a matrix product over the channels (what it computes; XLA:CPU runs
+    the product and its gradient faster than the convolution on these shapes)."""
+    return jnp.einsum("bhwc,co->bhwo", features, conv.kernel[...][0, 0]) + conv.bias[...]
 
 
 class ReadoutSaliencyNetwork(nnx.Module):
@@ -228,21 +264,19 @@ class ReadoutSaliencyNetwork(nnx.Module):
                 )
                 + project.bias[...]
             )
-            hidden = hidden + jax.image.resize(
-                projected, (batch, height, width, projected.shape[-1]), "bilinear"
-            )
+            hidden = hidden + resize_maps(projected, (height, width))
         if self.output is None:  # readout_widths=(): a linear readout
             logits = hidden[..., 0]
         else:
             hidden = jax.nn.relu(hidden)
             for conv in self.readout:
-                hidden = jax.nn.relu(conv(hidden))
-            logits = self.output(hidden)[..., 0]
+                hidden = jax.nn.relu(_pointwise(conv, hidden))
+            logits = _pointwise(self.output, hidden)[..., 0]
         radius = max(1, min(height, width) // 4)
         sigma = jnp.clip(jnp.exp(self.log_blur_sigma[...]), 0.3, radius / 2)
         logits = gaussian_blur(logits, sigma, radius)
-        centre = jax.image.resize(self.centre_bias[...], (height, width), "bilinear")
-        return logits + centre[None]
+        centre = resize_maps(self.centre_bias[...][None], (height, width))
+        return logits + centre
 
     def usm(self, features: dict[str, jax.Array], size: tuple[int, int]) -> jax.Array:
         """Predicted USMs at `size`, min-max normalised to [0, 1] per image."""
