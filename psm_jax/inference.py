@@ -24,6 +24,7 @@ is the papers' clip at 0). `psm_jax.losses.composed_kld` trains against the pape
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from pathlib import Path
 
 import jax
@@ -31,6 +32,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from flax import nnx
+from tqdm import tqdm
 
 from psm_jax import registry
 from psm_jax.data import pipeline, saliency_maps
@@ -252,6 +254,40 @@ def source_usms(universal: Restored, source, *, batch_size: int = 64) -> np.ndar
         ]
         maps.append(predicted_usms(universal, images))
     return np.concatenate(maps)
+
+
+def export_usms(
+    universal: Restored,
+    output_dir: str | Path,
+    *,
+    batch_size: int = 32,
+    progress: bool = True,
+) -> Path:
+    """Writes the universal model's USM of every image of its dataset (every split) as
+    `<output_dir>/<image stem>.npy`, the map at the working size in [0, 1]: the folder that
+    `--config.usm=external --config.external_usm_dir=...` (the "predicted" config option, the main
+    job's `usm_source="predicted"`) reads. The maps are written into a temporary folder beside
+    `output_dir` and moved there when all are written, so an interrupted export leaves no partial
+    folder; an existing `output_dir` is kept as it is (returned without recomputing)."""
+    _expect(universal, "universal")
+    output = Path(output_dir)
+    if output.is_dir():
+        return output
+    partial = output.with_name(output.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    config = universal.config
+    for split in ("train", "validation", "test"):
+        source, _ = pipeline.open_split(config.dataset, split, config.data_dir)
+        starts = range(0, len(source), batch_size)
+        for start in tqdm(starts, desc=f"USMs of {split}", disable=not progress):
+            records = [source[i] for i in range(start, min(start + batch_size, len(source)))]
+            images = [pipeline.decode_image(r["image"], universal.input_size) for r in records]
+            for record, usm in zip(records, predicted_usms(universal, images), strict=True):
+                stem = Path(pipeline.image_id(record)).stem
+                np.save(partial / f"{stem}.npy", usm.astype(np.float32))
+    partial.rename(output)
+    return output
 
 
 def predict_discrepancy(

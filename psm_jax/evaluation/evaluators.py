@@ -245,8 +245,10 @@ def _precision(context: Context, settings) -> dict:
         sets=sets,
         pair_cache=context.pair_cache("test"),
     )
-    if context.models.universal is not None:
-        # Real use: the same people enrolled on the universal model's USMs of their images.
+    # Real use: the same people enrolled on the universal model's USMs of their images (an
+    # encoder trained on predicted USMs already read those above).
+    real_use = context.models.universal is not None and not context.models.embedding.predicted_usm
+    if real_use:
         result_predicted = embeddings_lib.precision_at_1_versus_m(
             context.models.embedding,
             source,
@@ -264,8 +266,10 @@ def _precision(context: Context, settings) -> dict:
         # An embedding's nearest other set is one of the observer's own with this chance.
         "precision_chance": (per_observer - 1) / max(observers * per_observer - 1, 1),
     }
-    if context.models.universal is not None:
+    if real_use:
         result["precision_at_1_predicted_usm"] = result_predicted
+    if context.models.embedding.predicted_usm:
+        result["precision_usms"] = "predicted USMs"
     tsne_m = max((m for m, p in precision.items() if np.isfinite(p)), default=None)
     if settings.get("tsne", True) and tsne_m is not None:
         vectors, labels = sets[tsne_m]  # the sets precision@1 was scored on at that m
@@ -331,8 +335,9 @@ class Evaluation:
       results: the evaluators' outputs, merged: "tables" {protocol: scoring.Table}, "examples"
         {protocol: figure path}, "activity" {layer measure: fraction}, "precision_at_1" {m: p},
         "precision_at_1_predicted_usm" {m: p} (the same people enrolled on the universal model's
-        USMs, where one is given), "precision_chance", "tsne" (figure path),
-        "preference_alignment" {group: statistics};
+        USMs, where one is given and the encoder trained on the ground truth), "precision_usms"
+        ("predicted USMs" where the encoder trained and enrolled on them), "precision_chance",
+        "tsne" (figure path), "preference_alignment" {group: statistics};
         an evaluator that had nothing to evaluate (its model absent) adds nothing.
       scores: protocol -> row id -> metric -> (pairs,) per-pair scores.
       seconds: how long it took.

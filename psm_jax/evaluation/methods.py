@@ -89,11 +89,15 @@ OURS = EMBEDDING
 
 @dataclasses.dataclass(frozen=True)
 class Row:
-    """One table row: `id` (stable, a JSON key), `name` (for display), `psm` (P, H, W)."""
+    """One table row: `id` (stable, a JSON key), `name` (for display), `psm` (P, H, W), and
+    `given_predicted_usm`: whether a personalised model made it from the universal model's USM
+    (real use: the real-use rows, and every row of a model trained on predicted USMs), which the
+    tables then also compare with that USM alone."""
 
     id: str
     name: str
     psm: np.ndarray
+    given_predicted_usm: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -375,7 +379,8 @@ def predict_rows(
                 models.multi_task, images, usm, evaluation.observer
             )
             suffix = _suffix(models.multi_task) if row_id == MULTI_TASK else _PREDICTED
-            rows.append(Row(row_id, name + suffix, compose(models.multi_task, usm, discrepancy)))
+            psm = compose(models.multi_task, usm, discrepancy)
+            rows.append(Row(row_id, name + suffix, psm, usm is predicted_usm))
     if models.per_observer is not None:
         architecture = models.per_observer.config.architecture
         name = f"Per-observer networks ({architecture})"
@@ -394,7 +399,8 @@ def predict_rows(
             else:
                 discrepancy = _per_observer_oracle(models.per_observer, evaluation, usm)
                 suffix += ", oracle"
-            rows.append(Row(row_id, name + suffix, compose(models.per_observer, usm, discrepancy)))
+            psm = compose(models.per_observer, usm, discrepancy)
+            rows.append(Row(row_id, name + suffix, psm, usm is predicted_usm))
     if models.psm_network is not None:
         if models.embedding is None:
             raise ValueError("The embedding network's row needs the encoder too.")
@@ -408,6 +414,7 @@ def predict_rows(
                 EMBEDDING,
                 name + _suffix(models.psm_network),
                 compose(models.psm_network, usm, discrepancy),
+                usm is predicted_usm,
             )
         )
         if real_use(models.psm_network):
@@ -422,6 +429,7 @@ def predict_rows(
                     EMBEDDING_PREDICTED,
                     name + _PREDICTED + ", enrolled on predicted USMs",
                     compose(models.psm_network, predicted_usm, discrepancy),
+                    True,
                 )
             )
         if len(embeddings) > 1:

@@ -135,15 +135,18 @@ def _p(value: float) -> str:
 
 
 def precision_markdown(
-    precision: dict[int, float], predicted_usm: dict[int, float] | None = None
+    precision: dict[int, float],
+    predicted_usm: dict[int, float] | None = None,
+    usms: str = "ground-truth USMs",
 ) -> str:
-    """Precision@1 versus m; `predicted_usm`: the same people enrolled on the universal model's
-    USMs of their images (real use), a second row."""
+    """Precision@1 versus m, the sets' pairs with `usms` (what the encoder read: its training's
+    USMs); `predicted_usm`: the same people enrolled on the universal model's USMs of their
+    images (real use), a second row."""
     lines = [
         "### Precision@1 of unseen (test) observers' embeddings versus m\n",
         "| m | " + " | ".join(str(m) for m in precision) + " |",
         "|---|" + "---|" * len(precision),
-        "| precision@1 (ground-truth USMs) | "
+        f"| precision@1 ({usms}{', real use' if usms == 'predicted USMs' else ''}) | "
         + " | ".join(f"{p:.3f}" for p in precision.values())
         + " |",
     ]
@@ -254,7 +257,9 @@ def write_report(
     if "precision_at_1" in results:
         sections.append(
             precision_markdown(
-                results["precision_at_1"], results.get("precision_at_1_predicted_usm")
+                results["precision_at_1"],
+                results.get("precision_at_1_predicted_usm"),
+                results.get("precision_usms", "ground-truth USMs"),
             )
         )
     if "tsne" in results:
@@ -313,6 +318,12 @@ def training_markdown(dataset_summary: str, runs: dict[str, dict]) -> str:
             other.append(f"pool of {pool} embeddings per observer at m = {config.m}")
         if config.get("architecture") and model in ("per_observer", "multi_task"):
             other.append(f"{config.architecture} architecture")
+        if config.get("usm") == "external":
+            other.append("trained on predicted USMs")
+        if model == "universal" and (config.get("network") or {}).get("backbone"):
+            network = config.network
+            height, width = network.input_size
+            other.append(f"readout of frozen {network.backbone} at {height}x{width}")
         loss = run.get("validation_loss")
         restored = f"{run['step']}" + (f" ({loss:.5g})" if loss is not None else "")
         lines.append(
@@ -341,6 +352,20 @@ def _verdict(table: Table, row_id: str) -> str:
     return "; ".join(parts)
 
 
+def _real_use_clause(row: dict) -> str:
+    """A row's CC, SIM and KLD against the universal model's own map: the difference, p and the
+    people better on average."""
+    parts = []
+    for metric in ("cc", "sim", "kld"):
+        versus = row[metric]["versus_predicted_usm"]
+        differences = versus["observer_differences"]
+        parts.append(
+            f"{HEADERS[metric]} {versus['difference']:+.3f} ({_p_clause(versus['p'])}; "
+            f"{observers_better(differences, metric)} of {len(differences)} people better)"
+        )
+    return "; ".join(parts)
+
+
 def findings_markdown(
     tables: dict[str, Table],
     precision: dict[int, float],
@@ -354,42 +379,46 @@ def findings_markdown(
     for protocol, table in tables.items():
         if methods.OURS not in table.rows:
             continue
-        gain = table.rows[methods.OURS][INFORMATION_GAIN]
-        lines.append(
-            f"- {protocol.capitalize()} set: the embedding network against the ground-truth USM: "
-            f"{_verdict(table, methods.OURS)}; information gain {gain:+.3f} bits/fixation."
-        )
+        ours = table.rows[methods.OURS]
+        gain = ours[INFORMATION_GAIN]
+        real_use = "versus_predicted_usm" in ours["cc"]  # trained on predicted USMs
+        if real_use:
+            lines.append(
+                f"- {protocol.capitalize()} set (real use): the embedding network, trained and "
+                "enrolled on the universal model's USMs and given its USM of each test image, "
+                f"against that USM alone: {_real_use_clause(ours)}. Against the ground-truth "
+                f"USM, which a new image does not have: {_verdict(table, methods.OURS)}."
+            )
+        else:
+            lines.append(
+                f"- {protocol.capitalize()} set: the embedding network against the ground-truth "
+                f"USM: {_verdict(table, methods.OURS)}; information gain {gain:+.3f} bits/fixation."
+            )
+        excluded = {methods.OURS, methods.GT_USM, methods.EMBEDDING_SHUFFLED}
+        if real_use:
+            excluded.add(methods.PREDICTED_USM)
         beaten = [
             row["name"]
             for row_id, row in table.rows.items()
-            if row_id not in (methods.OURS, methods.GT_USM, methods.EMBEDDING_SHUFFLED)
-            and row_id not in methods.PREDICTED_USM_ROWS  # given another USM: not comparable
-            and row["kld"]["mean"] < table.rows[methods.OURS]["kld"]["mean"]
+            if row_id not in excluded
+            # only rows given the same USM compare: the ground truth's, or the universal model's
+            and ("versus_predicted_usm" in row["cc"]) == real_use
+            and row["kld"]["mean"] < ours["kld"]["mean"]
         ]
         if beaten:
             lines.append(f"  Rows with a lower KLD than the embedding network: {', '.join(beaten)}")
         control = table.rows.get(methods.EMBEDDING_SHUFFLED)
         if control is not None:
-            ours = table.rows[methods.OURS]
             lines.append(
                 "  Given another observer's embedding instead (control), it scores CC "
                 f"{control['cc']['mean']:.3f} / KLD {control['kld']['mean']:.3f} against "
                 f"{ours['cc']['mean']:.3f} / {ours['kld']['mean']:.3f} with the person's own."
             )
-        real_use = table.rows.get(methods.EMBEDDING_PREDICTED)
-        if real_use is not None:
-            parts = []
-            for metric in ("cc", "sim", "kld"):
-                versus = real_use[metric]["versus_predicted_usm"]
-                differences = versus["observer_differences"]
-                parts.append(
-                    f"{HEADERS[metric]} {versus['difference']:+.3f} ({_p_clause(versus['p'])}; "
-                    f"{observers_better(differences, metric)} of {len(differences)} people "
-                    "better)"
-                )
+        enrolled = table.rows.get(methods.EMBEDDING_PREDICTED)
+        if enrolled is not None:
             lines.append(
                 "  Real use, given the universal model's USM and enrolled on predicted USMs, "
-                "against that USM alone: " + "; ".join(parts) + "."
+                f"against that USM alone: {_real_use_clause(enrolled)}."
             )
     finite = {m: p for m, p in precision.items() if np.isfinite(p)}
     if finite:

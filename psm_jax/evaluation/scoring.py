@@ -88,7 +88,8 @@ class Table:
       protocol, usm_floor, m, pairs, discrepancy_weight: what it was computed with and on.
       rows: row id -> {"name": display name, metric: {"mean": float, "significant": bool,
         "versus_usm": {"difference", "p"}}, "information_gain": bits per fixation}, in table
-        order; a real-use row (`methods.PREDICTED_USM_ROWS`) also has, per metric,
+        order; a row given the universal model's USM (`methods.Row.given_predicted_usm`) also
+        has, per metric,
         "versus_predicted_usm" (`versus_reference` against the universal model's own map).
       predicted_usm_cc: the mean per-image CC between the universal model's USM and the
         ground-truth USM (None without a universal model).
@@ -159,7 +160,7 @@ def table(
                 "significant": significant,
                 "versus_usm": versus_usm(values[metric], usm_scores[metric]),
             }
-            if row.id in methods.PREDICTED_USM_ROWS and methods.PREDICTED_USM in scores:
+            if row.given_predicted_usm and methods.PREDICTED_USM in scores:
                 cells[row.id][metric]["versus_predicted_usm"] = versus_reference(
                     values[metric], scores[methods.PREDICTED_USM][metric], evaluation.observer
                 )

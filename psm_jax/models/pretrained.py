@@ -406,7 +406,9 @@ def efficientnet_lite0(
     *, frozen: bool = True, depthwise_formulation: str = "auto"
 ) -> efficientnet_lite.EfficientNetLite:
     """`pretrained_efficientnet_lite("lite0", ...)`: the default backbone."""
-    return efficientnet_lite("lite0", frozen=frozen, depthwise_formulation=depthwise_formulation)
+    return pretrained_efficientnet_lite(
+        "lite0", frozen=frozen, depthwise_formulation=depthwise_formulation
+    )
 
 
 BACKBONES: dict[str, Callable[[], efficientnet_lite.EfficientNetLite]] = {
