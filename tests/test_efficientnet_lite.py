@@ -22,16 +22,8 @@ from psm_jax.models import efficientnet_lite, pretrained
 REFERENCE = Path(__file__).resolve().parent / "data" / "efficientnet_lite0_reference.npz"
 
 
-def _weights_installed() -> bool:
-    try:
-        pretrained.efficientnet_lite0_weights_path()
-    except pretrained.MissingWeightsError:
-        return False
-    return True
-
-
 needs_weights = pytest.mark.skipif(
-    not _weights_installed(),
+    not pretrained.weights_installed(),
     reason=f"EfficientNet-Lite0 weights not installed: {pretrained.WEIGHTS_INSTALL}",
 )
 
@@ -60,7 +52,7 @@ _every_feature = nnx.jit(lambda network, images: network(images, efficientnet_li
 
 @pytest.fixture(scope="module")
 def model():
-    if not _weights_installed():
+    if not pretrained.weights_installed():
         pytest.skip(f"EfficientNet-Lite0 weights not installed: {pretrained.WEIGHTS_INSTALL}")
     return pretrained.efficientnet_lite0()
 

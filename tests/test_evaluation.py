@@ -116,19 +116,16 @@ def test_every_row_of_the_closed_set_and_the_multi_task_row_only_there(
 
 
 @pytest.mark.slow
-def test_models_trained_on_the_ground_truth_add_the_real_use_rows(
-    tiny_data_dir, tiny_workdirs, tmp_path
-):
+def test_models_trained_on_the_ground_truth_add_the_real_use_rows(tiny_data_dir, tmp_path):
     # usm_source="ground_truth": each model's row given the GT USM, then the same model given the
     # universal model's USM (the encoder's sets embedded from predicted USMs too).
     trained = {}
-    for model in ("embedding", "psm_network", "multi_task"):
+    for model in ("embedding", "psm_network", "multi_task", "universal"):
         fields = {"encoder_workdir": trained["embedding"]} if model == "psm_network" else {}
         config = tiny_config(model, tiny_data_dir, **fields)
         assert config.usm == "ground_truth"
         trained[model] = str(tmp_path / model)
         loop.train_and_evaluate(config, trained[model])
-    trained["universal"] = tiny_workdirs["universal"]
     context = _context(methods.Models.restore(trained))
     closed = context.evaluation_set("closed")
     rows = context.rows("closed")

@@ -121,16 +121,8 @@ def test_the_registry_builds_either_universal_model_with_its_batch_fields():
     assert registry.get("universal").frozen_features(config) is not None
 
 
-def _weights_installed() -> bool:
-    try:
-        pretrained.efficientnet_lite0_weights_path()
-    except pretrained.MissingWeightsError:
-        return False
-    return True
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(not _weights_installed(), reason=pretrained.WEIGHTS_INSTALL)
+@pytest.mark.skipif(not pretrained.weights_installed(), reason=pretrained.WEIGHTS_INSTALL)
 def test_the_readout_trains_on_precomputed_features_and_predicts_from_images(
     tiny_data_dir, tmp_path
 ):

@@ -68,14 +68,17 @@ TINY_NETWORKS = {
     "multi_task": {"trunk_widths": (4, 8, 8, 8), "head_widths": (8, 8, 4)},
     "per_observer": {"trunk_widths": (4, 8, 8), "dynamic_width": 8, "head_width": 8},
     "universal": {
+        "backbone": "",
         "widths": (4, 8, 8, 8),
         "input_size": (64, 96),
         "readout_widths": (8,),
         "centre_bias_grid": (3, 4),
     },
 }
-"""The tiny option's networks: for tests only (the universal model keeps the quick schedule's
-backbone, read at a tiny input size)."""
+"""The tiny option's networks: for tests only. The universal model is the small network trained
+from scratch (compiling the backbone for each of the main job's batch shapes cost the fast tests
+about a minute); `--config.network.backbone=efficientnet_lite0` reads the backbone at 64x96 with
+the tiny readout (tests/test_launchers.py, tests/test_universal.py)."""
 
 
 def get_config(argument: str = "psm_network"):

@@ -234,22 +234,9 @@ def _precision(context: Context, settings) -> dict:
     source, metadata = context.training_split
     sets: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     per_observer = settings.sets_per_observer
-    precision = embeddings_lib.precision_at_1_versus_m(
-        context.models.embedding,
-        source,
-        metadata,
-        group="test",
-        ms=tuple(settings.ms),
-        sets_per_observer=per_observer,
-        seed=context.config.seed,
-        sets=sets,
-        pair_cache=context.pair_cache("test"),
-    )
-    # Real use: the same people enrolled on the universal model's USMs of their images (an
-    # encoder trained on predicted USMs already read those above).
-    real_use = context.models.universal is not None and not context.models.embedding.predicted_usm
-    if real_use:
-        result_predicted = embeddings_lib.precision_at_1_versus_m(
+
+    def precision_versus_m(**options) -> dict[int, float]:
+        return embeddings_lib.precision_at_1_versus_m(
             context.models.embedding,
             source,
             metadata,
@@ -257,8 +244,16 @@ def _precision(context: Context, settings) -> dict:
             ms=tuple(settings.ms),
             sets_per_observer=per_observer,
             seed=context.config.seed,
-            usms=context.training_usms(),
-            pair_cache=context.pair_cache("predicted_usm/test"),
+            **options,
+        )
+
+    precision = precision_versus_m(sets=sets, pair_cache=context.pair_cache("test"))
+    # Real use: the same people enrolled on the universal model's USMs of their images (an
+    # encoder trained on predicted USMs already read those above).
+    real_use = context.models.universal is not None and not context.models.embedding.predicted_usm
+    if real_use:
+        result_predicted = precision_versus_m(
+            usms=context.training_usms(), pair_cache=context.pair_cache("predicted_usm/test")
         )
     observers = len(metadata.observers("test"))
     result = {

@@ -304,6 +304,15 @@ def weights_path(variant: str = "lite0") -> Path:
     return path
 
 
+def weights_installed(variant: str = "lite0") -> bool:
+    """Whether the weights package of `variant` is installed (`weights_path` finds its file)."""
+    try:
+        weights_path(variant)
+    except MissingWeightsError:
+        return False
+    return True
+
+
 def efficientnet_lite0_weights_path() -> Path:
     """`weights_path("lite0")`."""
     return weights_path("lite0")
