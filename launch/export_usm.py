@@ -9,13 +9,10 @@ option) reads: `<image stem>.npy`, the map at the working resolution in [0, 1].
 
 from pathlib import Path
 
-import numpy as np
 import runner
 from absl import app, flags
-from tqdm import tqdm
 
 from psm_jax import inference
-from psm_jax.data import pipeline
 
 flags.adopt_module_key_flags(runner)  # --verbose shows in --help
 
@@ -30,21 +27,13 @@ def main(argv):
         universal = inference.restore(_WORKDIR.value, kind="universal")
     except ValueError as error:
         raise app.UsageError(f"--workdir: {error}") from error
-    config = universal.config
     output = Path(_OUTPUT_DIR.value)
-    output.mkdir(parents=True, exist_ok=True)
-    for split in ("train", "validation", "test"):
-        source, metadata = pipeline.open_split(config.dataset, split, config.data_dir)
-        for start in tqdm(range(0, len(source), _BATCH.value), desc=f"USMs of {split}"):
-            records = [source[i] for i in range(start, min(start + _BATCH.value, len(source)))]
-            images = np.stack(
-                [pipeline.decode_image(r["image"], metadata.working_size) for r in records]
-            )
-            usms = inference.predicted_usms(universal, images)
-            for record, usm in zip(records, usms, strict=True):
-                stem = Path(pipeline.image_id(record)).stem
-                np.save(output / f"{stem}.npy", usm.astype(np.float32))
-    print(f"Wrote the USMs of {config.dataset} to {output}")
+    if output.is_dir() and not any(output.iterdir()):
+        output.rmdir()  # an empty folder made for it
+    elif output.exists():
+        raise app.UsageError(f"--output_dir={output} exists and is not empty; give a new folder.")
+    inference.export_usms(universal, output, batch_size=_BATCH.value)
+    print(f"Wrote the USMs of {universal.config.dataset} to {output}")
 
 
 if __name__ == "__main__":

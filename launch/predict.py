@@ -6,17 +6,17 @@ README, "New viewers"):
 A person enrolled with an embedding (Strohm et al., launch/enroll.py):
 
     python launch/predict.py --psm_network=runs/synthetic_personal_saliency/psm_network \
-        --universal=runs/synthetic_personal_saliency/universal --embedding=alice.npy \
-        --image=$STUDY/photo.jpg --output=alice_photo
+        --embedding=alice.npy --image=$STUDY/photo.jpg --output=alice_photo
 
 A person enrolled with a multi-task head (Xu et al., launch/enroll.py --method=multi_task_head):
 
     python launch/predict.py --multi_task=runs/synthetic_personal_saliency/multi_task \
-        --universal=runs/synthetic_personal_saliency/universal --head=alice_head.npz \
-        --image=$STUDY/photo.jpg --output=alice_photo
+        --head=alice_head.npz --image=$STUDY/photo.jpg --output=alice_photo
 
 writes alice_photo.npy (the PSM at the working resolution, [0, 1]), alice_photo.png (overlay) and
-alice_photo_usm.png (the universal map, for comparison). An additive discrepancy is composed as
+alice_photo_usm.png (the universal map, for comparison). The image has no ground-truth USM: its
+USM is the universal model's, by default the one the main job trained beside the given model
+(`--universal` names another). An additive discrepancy is composed as
 the evaluation does, clip(USM + 0.5 x discrepancy, 0.3 x USM, 1): `--config.usm_floor=0
 --config.discrepancy_weight=1` gives the papers' composition.
 """
@@ -49,7 +49,12 @@ _MULTI_TASK = flags.DEFINE_string("multi_task", None, "The trained multi-task CN
 _HEAD = flags.DEFINE_string(
     "head", None, "The person's multi-task head (launch/enroll.py --method=multi_task_head)."
 )
-_UNIVERSAL = flags.DEFINE_string("universal", None, "The trained universal network's workdir.")
+_UNIVERSAL = flags.DEFINE_string(
+    "universal",
+    None,
+    "The trained universal model's workdir (the image's USM). Default: the universal model the "
+    "main job trained beside --psm_network or --multi_task.",
+)
 _IMAGE = flags.DEFINE_string("image", None, "The image.")
 _OUTPUT = flags.DEFINE_string("output", None, "Output path prefix.")
 
@@ -66,7 +71,15 @@ def main(argv):
         raise app.UsageError(
             "Give either --psm_network with --embedding, or --multi_task with --head."
         )
-    universal = inference.restore(_UNIVERSAL.value, kind="universal")
+    universal_workdir = _UNIVERSAL.value or inference.universal_beside(
+        _PSM_NETWORK.value, _MULTI_TASK.value
+    )
+    if not universal_workdir:
+        raise app.UsageError(
+            "The image needs a USM and no universal model was found beside the given workdir: "
+            "give --universal (a trained universal model's workdir)."
+        )
+    universal = inference.restore(universal_workdir, kind="universal")
     if strohm:
         psm_network = inference.restore(_PSM_NETWORK.value, kind="psm_network")
         try:
@@ -105,5 +118,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    flags.mark_flags_as_required(["universal", "image", "output"])
+    flags.mark_flags_as_required(["image", "output"])
     runner.run(main)

@@ -24,6 +24,7 @@ is the papers' clip at 0). `psm_jax.losses.composed_kld` trains against the pape
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from pathlib import Path
 
 import jax
@@ -31,11 +32,13 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from flax import nnx
+from tqdm import tqdm
 
 from psm_jax import registry
 from psm_jax.data import pipeline, saliency_maps
 from psm_jax.models import embedding as embedding_lib
 from psm_jax.models import layers
+from psm_jax.models import universal as universal_lib
 from psm_jax.train import checkpoint
 
 BATCH_SIZE = 64
@@ -76,6 +79,17 @@ class Restored:
         return (form or "additive", float(self.config.get("log_ratio_scale", 2.0)))
 
     @property
+    def input_size(self) -> tuple[int, int]:
+        """(H, W) the model reads its images at: a universal model with a backbone reads them at
+        the backbone's input size (`psm_jax.models.universal.UniversalConfig.input_size`), every
+        other model at the working size."""
+        if self.kind == "universal":
+            architecture = registry.get("universal").architecture(self.config)
+            if architecture.backbone:
+                return tuple(architecture.input_size)
+        return self.working_size
+
+    @property
     def predicted_usm(self) -> bool:
         """Whether a discrepancy model was trained on predicted (external) USMs."""
         return self.config.usm == "external"
@@ -103,6 +117,18 @@ def restore(
         raise ValueError(f"{workdir} holds a {config.model!r} model, not {kind!r}.")
     model, config, step = checkpoint.restore_model(workdir, which, compute_dtype=compute_dtype)
     return Restored(workdir=Path(workdir), config=config, model=model, step=step)
+
+
+def universal_beside(*workdirs: str | Path | None) -> Path | None:
+    """The universal model a main job trained beside one of these model workdirs
+    (`<its folder>/universal`): the USMs a new person's images get when no universal model is
+    named (`launch/enroll.py`, `launch/predict.py`). None where there is none."""
+    for workdir in workdirs:
+        if workdir:
+            candidate = Path(workdir).absolute().parent / "universal"
+            if (candidate / "config.json").exists():
+                return candidate
+    return None
 
 
 def in_batches(function, *arrays: np.ndarray, batch_size: int = BATCH_SIZE) -> np.ndarray:
@@ -183,10 +209,85 @@ def _final_discrepancy(model, images, usm, condition):
     return registry.discrepancy_outputs(model, images, usm, condition)[-1]
 
 
-def predicted_usms(universal: Restored, images: np.ndarray) -> np.ndarray:
-    """(N, H, W) USMs of (N, H, W, 3) uint8 images by a trained universal network."""
+@nnx.jit(static_argnames="size")
+def _readout_usm(model, features, size):
+    return model.usm(features, size)
+
+
+BACKBONE_BATCH_SIZE = 16
+"""Images per backbone call when predicting USMs (its activations at 384x512: ~40 MB per image)."""
+
+
+def predicted_usms(universal: Restored, images) -> np.ndarray:
+    """(N, H, W) USMs at the working size of images by a trained universal model.
+
+    Args:
+      universal: the restored universal model.
+      images: (N, H, W, 3) uint8, or a list of (H_i, W_i, 3) images of any size: each is resized
+        to the model's input size (`Restored.input_size`; box resampling, as the datasets'
+        images are decoded). A model with a backbone reads them larger than the working size:
+        give the images at their own resolution (or at least the input size) where there is one.
+    """
     _expect(universal, "universal")
-    return in_batches(lambda batch: _usm(universal.model, batch), images)
+    size = universal.input_size
+    images = np.stack([pipeline.resize_image(image, size) for image in images])
+    architecture = registry.get("universal").architecture(universal.config)
+    if not architecture.backbone:
+        return in_batches(lambda batch: _usm(universal.model, batch), images)
+
+    def readout(batch):
+        features = universal_lib.backbone_features(architecture, batch)
+        return _readout_usm(universal.model, features, universal.working_size)
+
+    return in_batches(readout, images, batch_size=BACKBONE_BATCH_SIZE)
+
+
+def source_usms(universal: Restored, source, *, batch_size: int = 64) -> np.ndarray:
+    """(records, H, W) the USM of every record of a data source by a trained universal model, in
+    record order; each image decoded at the model's input size from its stored bytes (as the
+    model's training read it)."""
+    maps = []
+    for start in range(0, len(source), batch_size):
+        images = [
+            pipeline.decode_image(source[i]["image"], universal.input_size)
+            for i in range(start, min(start + batch_size, len(source)))
+        ]
+        maps.append(predicted_usms(universal, images))
+    return np.concatenate(maps)
+
+
+def export_usms(
+    universal: Restored,
+    output_dir: str | Path,
+    *,
+    batch_size: int = 32,
+    progress: bool = True,
+) -> Path:
+    """Writes the universal model's USM of every image of its dataset (every split) as
+    `<output_dir>/<image stem>.npy`, the map at the working size in [0, 1]: the folder that
+    `--config.usm=external --config.external_usm_dir=...` (the "predicted" config option, the main
+    job's `usm_source="predicted"`) reads. The maps are written into a temporary folder beside
+    `output_dir` and moved there when all are written, so an interrupted export leaves no partial
+    folder; an existing `output_dir` is kept as it is (returned without recomputing)."""
+    _expect(universal, "universal")
+    output = Path(output_dir)
+    if output.is_dir():
+        return output
+    partial = output.with_name(output.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    config = universal.config
+    for split in ("train", "validation", "test"):
+        source, _ = pipeline.open_split(config.dataset, split, config.data_dir)
+        starts = range(0, len(source), batch_size)
+        for start in tqdm(starts, desc=f"USMs of {split}", disable=not progress):
+            records = [source[i] for i in range(start, min(start + batch_size, len(source)))]
+            images = [pipeline.decode_image(r["image"], universal.input_size) for r in records]
+            for record, usm in zip(records, predicted_usms(universal, images), strict=True):
+                stem = Path(pipeline.image_id(record)).stem
+                np.save(partial / f"{stem}.npy", usm.astype(np.float32))
+    partial.rename(output)
+    return output
 
 
 def predict_discrepancy(

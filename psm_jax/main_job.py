@@ -5,7 +5,10 @@ last checkpoint):
   1. build the dataset (the synthetic default unless told otherwise);
   2-6. train every model of the registry (`psm_jax.registry.MODELS`): the user-embedding encoder,
      the PSM network on the encoder's embedding pool, the multi-task CNN, the per-observer
-     networks and the universal network;
+     networks and the universal network; with the config's `usm_source="predicted"` (the
+     default) the universal model trains first and writes its USM of every image to
+     `<workdir>/predicted_usm`, which the four others then train on (what a new person's images
+     have; `psm_jax.configs.main`);
   7. evaluate: the evaluators of the evaluation config (`psm_jax.evaluation.evaluators`: the
      closed- and open-set tables, example grids, the PSM network's activity, precision@1 versus
      m with a t-SNE, the preference alignment), then `<workdir>/report.md` (what was trained, what
@@ -16,7 +19,8 @@ last checkpoint):
 The main job only sequences these stages; its config is `psm_jax.configs.main` (one training
 config per model and the evaluation config). Each model is restored once
 (`psm_jax.inference.restore`): the encoder right after its training, since the PSM network's
-embedding pool needs it, the others for the evaluation.
+embedding pool needs it, the universal model likewise where its USMs are written, the others for
+the evaluation.
 """
 
 from __future__ import annotations
@@ -85,13 +89,21 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path | None = None) ->
     print(summary, flush=True)
     stages.done("dataset ready")
 
-    workdirs, encoder = {}, None
-    for model in registry.MODELS:  # in the registry's order (a ConfigDict iterates sorted)
+    workdirs, encoder, universal = {}, None, None
+    predicted_usm_dir = workdir / "predicted_usm"
+    order = list(registry.MODELS)  # the registry's order (a ConfigDict iterates sorted)
+    if config.usm_source == "predicted":  # the universal model first: the others read its USMs
+        order.remove("universal")
+        order.insert(0, "universal")
+    for model in order:
         if model not in config.models:
             continue
         model_config = ml_collections.ConfigDict(config.models[model].to_dict())  # resolved
         if model == "psm_network":
             model_config.encoder_workdir = str(workdirs["embedding"])
+        if config.usm_source == "predicted" and model in main_configs.PERSONALISED:
+            model_config.usm = "external"
+            model_config.external_usm_dir = str(predicted_usm_dir)
         workdirs[model] = workdir / model
         stages.begin(
             f"Training {model} ({model_config.num_steps} steps, batch {model_config.batch_size}) "
@@ -100,12 +112,20 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path | None = None) ->
         loop.train_and_evaluate(model_config, workdirs[model], encoder=encoder and encoder.model)
         if model == "embedding":
             encoder = inference.restore(workdirs[model], kind="embedding")
+        if model == "universal" and config.usm_source == "predicted":
+            print(f"      its USMs of every image -> {predicted_usm_dir}", flush=True)
+            universal = inference.restore(workdirs[model], kind="universal")
+            inference.export_usms(universal, predicted_usm_dir)
         stages.done(f"{model} trained")
 
     stages.begin("Evaluating...")
     models = methods.Models.restore(
         {name: str(path) for name, path in workdirs.items()},
-        restored={"embedding": encoder},
+        restored={
+            name: model
+            for name, model in (("embedding", encoder), ("universal", universal))
+            if model is not None
+        },
         compute_dtype=config.evaluation.compute_dtype or None,
     )
     evaluation = evaluators.evaluate(models, config.evaluation, workdir / "report")

@@ -128,6 +128,15 @@ def read_viewer(
     return np.stack(images), np.stack(psms).astype(np.float32), names
 
 
+def viewer_usms(
+    universal: inference.Restored, images_dir: str | Path, names: list[str]
+) -> np.ndarray:
+    """(N, H, W) the universal model's USMs of a viewer's images (`read_viewer`'s names), each
+    read at its own resolution (a model with a backbone reads them larger than the working
+    size)."""
+    return inference.predicted_usms(universal, [read_rgb(Path(images_dir) / n) for n in names])
+
+
 def enroll(
     encoder: inference.Restored,
     images: np.ndarray,
@@ -177,7 +186,7 @@ def predict(
     networks' working resolution."""
     user_embedding = check_embedding(psm_network, user_embedding)
     image, _ = load_image(Path(image_path), psm_network.working_size)
-    usm = inference.predicted_usms(universal, image[None])
+    usm = inference.predicted_usms(universal, [read_rgb(image_path)])
     discrepancy = inference.predict_discrepancy(psm_network, image[None], usm, user_embedding[None])
     psm = inference.compose(psm_network, usm, discrepancy, usm_floor, discrepancy_weight)
     return image, usm[0], psm[0]
@@ -194,7 +203,7 @@ def predict_with_head(
     """As `predict`, for a person enrolled with Xu et al.'s path (`enroll_multi_task_head`)."""
     person = load_head(multi_task_cnn, head_path)
     image, _ = load_image(Path(image_path), multi_task_cnn.working_size)
-    usm = inference.predicted_usms(universal, image[None])
+    usm = inference.predicted_usms(universal, [read_rgb(image_path)])
     discrepancy = inference.predict_discrepancy(person, image[None], usm, np.zeros(1, np.int32))
     psm = inference.compose(person, usm, discrepancy, usm_floor, discrepancy_weight)
     return image, usm[0], psm[0]
@@ -270,18 +279,21 @@ def enroll_multi_task_head(
     universal: inference.Restored,
     images: np.ndarray,
     psms: np.ndarray,
+    usms: np.ndarray | None = None,
     **adapt_options,
 ):
     """Xu et al.'s enrolment of a new person: `adapt_multi_task_head` on their (image, PSM) pairs,
-    the USMs predicted by the universal network (a person's own images have no ground-truth USM).
-    Returns (person, losses)."""
+    the USMs predicted by the universal model (a person's own images have no ground-truth USM):
+    `usms` where the caller has them from the images at their own resolution (`viewer_usms`),
+    else from `images`. Returns (person, losses)."""
     if not multi_task_cnn.predicted_usm:
         logging.warning(
             "%s was trained on ground-truth USMs and now gets predicted ones; a multi-task CNN "
             "trained with the 'predicted' config option matches them better.",
             multi_task_cnn.workdir,
         )
-    usms = inference.predicted_usms(universal, images)
+    if usms is None:
+        usms = inference.predicted_usms(universal, images)
     return adapt_multi_task_head(multi_task_cnn, images, psms, usms, **adapt_options)
 
 

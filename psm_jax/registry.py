@@ -6,7 +6,8 @@ One entry (`ModelSpec`) per `config.model`, in the order the main job trains the
     psm_network   Strohm et al.'s hypernetwork PSM network (conditioned on a user embedding)
     multi_task    Xu et al.'s multi-task CNN (one head per training observer)
     per_observer  one independent network per training observer (MultiConvNets / MultiCNN)
-    universal     the universal saliency network (image -> USM)
+    universal     the universal saliency model (image -> USM): a small network, or a readout of a
+                  frozen ImageNet backbone's features (`network.backbone`)
 
 A spec says how to read the model's architecture from a config (`config.network`, plus
 `config.architecture` for the per-observer networks), how to build it, its training loss, which
@@ -60,6 +61,10 @@ class ModelSpec:
       build: (architecture, number of training observers or None, rngs) -> the model.
       loss: config -> `(model, batch, observer) -> (loss, measurements)`.
       batch_keys: config -> the batch fields the loss reads.
+      frozen_features: config -> None, or, for a model that reads a frozen pretrained
+        backbone's features instead of images, `(source, progress) -> {name: (records, ...)}`
+        computing them for every record of a split once; the training task then adds each
+        example's features to its batch by record index (`psm_jax.train.tasks.Task.prepare`).
     """
 
     name: str
@@ -71,6 +76,7 @@ class ModelSpec:
     build: Callable[[Any, int | None, nnx.Rngs], nnx.Module]
     loss: Callable[[ml_collections.ConfigDict], LossFn]
     batch_keys: Callable[[ml_collections.ConfigDict], tuple[str, ...]]
+    frozen_features: Callable[[ml_collections.ConfigDict], Callable | None] = lambda config: None
 
 
 def network_fields(config: ml_collections.ConfigDict) -> dict:
@@ -239,13 +245,32 @@ def _per_observer_loss(config) -> LossFn:
 
 
 def _universal_loss(config) -> LossFn:
-    del config
+    architecture = universal.UniversalConfig(**network_fields(config))
 
     def loss_fn(model, batch, observer):
-        logits = model(layers.model_input(batch["image"], None))
+        if architecture.backbone:  # the readout network reads the backbone's features
+            logits = model({name: batch[name] for name in architecture.feature_names})
+        else:
+            logits = model(layers.model_input(batch["image"], None))
         return jnp.mean(universal.usm_loss(logits, batch["usm"])), {}
 
     return loss_fn
+
+
+def _universal_batch_keys(config) -> tuple[str, ...]:
+    architecture = universal.UniversalConfig(**network_fields(config))
+    if architecture.backbone:
+        return ("usm",) + architecture.feature_names
+    return ("image", "usm")
+
+
+def _universal_features(config) -> Callable | None:
+    architecture = universal.UniversalConfig(**network_fields(config))
+    if not architecture.backbone:
+        return None
+    return lambda source, progress=None: universal.source_features(
+        architecture, source, progress=progress
+    )
 
 
 _REGRESSION_KEYS = ("image", "usm", "discrepancy", "observer")
@@ -313,9 +338,10 @@ _SPECS = (
         per_observer=False,
         conditioned_on=None,
         architecture=lambda config: universal.UniversalConfig(**network_fields(config)),
-        build=lambda arch, n, rngs: universal.UniversalSaliencyNetwork(arch, rngs=rngs),
+        build=lambda arch, n, rngs: universal.build(arch, rngs=rngs),
         loss=_universal_loss,
-        batch_keys=lambda config: ("image", "usm"),
+        batch_keys=_universal_batch_keys,
+        frozen_features=_universal_features,
     ),
 )
 

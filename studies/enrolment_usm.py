@@ -35,17 +35,6 @@ _SETS = flags.DEFINE_integer("sets_per_observer", 10, "Sets per observer.")
 _OUTPUT = flags.DEFINE_string("output", None, "Also write the results as JSON here.")
 
 
-def predicted_usms(universal: inference.Restored, source) -> np.ndarray:
-    """The universal network's USM of every record of `source`, in record order."""
-    images = np.stack(
-        [
-            pipeline.decode_image(source[i]["image"], universal.working_size)
-            for i in range(len(source))
-        ]
-    )
-    return inference.predicted_usms(universal, images)
-
-
 def ground_truth_usms(source, metadata) -> np.ndarray:
     """The ground-truth USM of every record of `source` (zeros where no training observer has a
     map, as in the set stream)."""
@@ -64,7 +53,7 @@ def main(argv):
         raise SystemExit(f"{run / 'embedding'}'s encoder reads no USM: nothing to compare.")
     universal = inference.restore(run / "universal", kind="universal")
     source, metadata = pipeline.open_split(_DATASET.value, "train", _DATA_DIR.value)
-    usms = predicted_usms(universal, source)
+    usms = inference.source_usms(universal, source)
     truth = ground_truth_usms(source, metadata)
     rows = []
     for group in _GROUPS.value:

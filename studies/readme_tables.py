@@ -59,6 +59,9 @@ def render(name: str) -> str:
     )
     for table in tables:
         text += report.table_markdown(table) + "\n" + report.versus_usm_markdown(table) + "\n"
+        real_use = report.real_use_markdown(table)  # runs with a universal model since 2026-12-06
+        if real_use:
+            text += real_use + "\n"
     return text
 
 

@@ -47,7 +47,8 @@ def test_the_protocol_is_an_evaluation_setting_not_a_training_option():
 
 def test_the_main_job_table_maps_every_dataset_to_its_quick_configs():
     assert main_configs.training_config("osie_personal", "psm_network").num_steps == 1200
-    assert main_configs.training_config("osie_personal", "universal").num_steps == 600
+    universal = main_configs.training_config("osie_personal", "universal")
+    assert universal.num_steps == 1500 and universal.network.backbone == "efficientnet_lite0"
     seed1 = main_configs.training_config("synthetic_personal_saliency/seed1", "embedding")
     assert seed1.dataset == "synthetic_personal_saliency/seed1" and seed1.num_steps == 200
     tiny = main_configs.training_config("synthetic_personal_saliency/tiny", "embedding")
@@ -192,6 +193,17 @@ def test_the_main_config_is_checked_before_anything_trains():
     config.models.embedding.embedding_loss = "x"
     with pytest.raises(ValueError, match="--config.models.embedding: --config.embedding_loss"):
         main_configs.check(config)
+    config = main_configs.get_config()
+    assert config.usm_source == "predicted"
+    config.usm_source = "ground truth"
+    with pytest.raises(ValueError, match="--config.usm_source='ground truth': one of"):
+        main_configs.check(config)
+    config = main_configs.get_config()
+    del config.models["universal"]
+    with pytest.raises(ValueError, match="usm_source=predicted needs the universal model"):
+        main_configs.check(config)
+    config.usm_source = "ground_truth"
+    main_configs.check(config)
     from psm_jax.evaluation import evaluators
 
     evaluation = main_configs.get_config().evaluation

@@ -125,7 +125,7 @@ def test_main_job_on_tiny(tiny_main_job):
     # Each model is restored once, the encoder included (its embedding pool and the evaluation).
     assert sorted(restored) == sorted(registry.MODELS)
     assert "images: 30 (train 24, validation 3, test 3)" in printed
-    for stage in ("[2/7] Training embedding", "[3/7] Training psm_network", "[7/7] Evaluating"):
+    for stage in ("[3/7] Training embedding", "[4/7] Training psm_network", "[7/7] Evaluating"):
         assert stage in printed
     for done in ("dataset ready in", "psm_network trained in", "evaluated in"):
         assert done in printed  # each stage reports its time
@@ -141,9 +141,18 @@ def test_main_job_on_tiny(tiny_main_job):
         "sets of m = 3, supervised contrastive loss, t = 0.1, discrepancy input, map pooling"
         in report
     )
-    assert "## What the results say" in report and "Closed set: the embedding network" in report
+    assert "## What the results say" in report and "Closed set (real use): the embedding" in report
     assert "precision@1" in report.split("## What the results say")[1].split("Caveats")[0]
     assert len(printed.splitlines()) < 100  # tables on the console, the rest in the report
+    # The universal model trained first; its USM of every image is what the others trained on.
+    assert printed.index("Training universal") < printed.index("Training embedding")
+    exported = sorted((run / "predicted_usm").glob("*.npy"))
+    assert len(exported) == 30 and np.load(exported[0]).shape == (120, 160)
+    for model in ("embedding", "psm_network", "multi_task", "per_observer"):
+        saved = json.loads((run / model / "config.json").read_text())
+        assert (saved["usm"], saved["external_usm_dir"]) == ("external", str(run / "predicted_usm"))
+    assert "(real use): the embedding network, trained and enrolled on" in report
+    assert "Real use: against the universal model's own map" in report
     assert (run / "example_study" / "viewer.csv").exists() and (
         run / "example_study" / "photo.jpg"
     ).exists()
@@ -153,7 +162,7 @@ def test_main_job_on_tiny(tiny_main_job):
         assert row in report
     for baseline in ("Centre bias", "observer's mean discrepancy", "observer's mean PSM"):
         assert report.count(baseline) >= 4  # closed and open tables, each with its USM table
-    assert report.count("Against the ground-truth USM") == 2 and "IG (bits/fix.)" in report
+    assert report.count("#### Against the ground-truth USM") == 2 and "IG (bits/fix.)" in report
     assert "ReLU activity of the PSM network" in report
     assert 0.0 <= result["activity"]["live_units/dynamic"] <= 1.0
     assert "| Layer | trunk_0 | trunk_1 | trunk_2 | dynamic | head |" in report  # model order

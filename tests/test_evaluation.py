@@ -74,7 +74,10 @@ def test_tables_from_trained_workdirs(tiny_data_dir, tiny_workdirs, tmp_path):
 def test_every_row_of_the_closed_set_and_the_multi_task_row_only_there(
     tiny_data_dir, tiny_workdirs
 ):
+    # The main job's models trained on the universal model's USMs (usm_source="predicted"): each
+    # is given that model's USM of the test image, and compared with it too.
     models = methods.Models.restore(tiny_workdirs)
+    assert models.psm_network.predicted_usm and models.multi_task.predicted_usm
     context = _context(models)
     closed = context.evaluation_set("closed")
     rows = context.rows("closed")
@@ -90,13 +93,68 @@ def test_every_row_of_the_closed_set_and_the_multi_task_row_only_there(
         "embedding",
         "embedding_shuffled",
     ]
+    given = {row.id for row in rows if row.given_predicted_usm}
+    assert given == {"multi_task", "per_observer", "embedding"}
     for row in rows:
         assert row.psm.shape == closed.psm.shape and np.isfinite(row.psm).all()
+    assert rows[8].name.endswith("w/ predicted USM")
     # The control differs from the embedding row only by whose embedding the network got.
-    ours, control = rows[-2].psm, rows[-1].psm
-    assert not np.allclose(ours, control)
+    by_id = {row.id: row.psm for row in rows}
+    assert not np.allclose(by_id["embedding"], by_id["embedding_shuffled"])
+    table = context.table("closed")
+    versus = table.rows["embedding"]["cc"]["versus_predicted_usm"]
+    predicted_cc = context.scores("closed")["predicted_usm"]["cc"]
+    ours_cc = context.scores("closed")["embedding"]["cc"]
+    np.testing.assert_allclose(versus["difference"], np.mean(ours_cc - predicted_cc), atol=1e-6)
+    assert len(versus["observer_differences"]) == len(np.unique(closed.observer))
+    assert "versus_predicted_usm" not in table.rows["centre_bias"]["cc"]
+    assert 0.0 < table.predicted_usm_cc < 1.0
+    markdown = report.real_use_markdown(table)
+    assert "| Embedding + hypernetwork (Strohm et al.) w/ predicted USM |" in markdown
     open_rows = context.rows("open")
     assert "multi_task" not in [row.id for row in open_rows]  # no head for unseen observers
+
+
+@pytest.mark.slow
+def test_models_trained_on_the_ground_truth_add_the_real_use_rows(tiny_data_dir, tmp_path):
+    # usm_source="ground_truth": each model's row given the GT USM, then the same model given the
+    # universal model's USM (the encoder's sets embedded from predicted USMs too).
+    trained = {}
+    for model in ("embedding", "psm_network", "multi_task", "universal"):
+        fields = {"encoder_workdir": trained["embedding"]} if model == "psm_network" else {}
+        config = tiny_config(model, tiny_data_dir, **fields)
+        assert config.usm == "ground_truth"
+        trained[model] = str(tmp_path / model)
+        loop.train_and_evaluate(config, trained[model])
+    context = _context(methods.Models.restore(trained))
+    closed = context.evaluation_set("closed")
+    rows = context.rows("closed")
+    assert [row.id for row in rows] == [
+        "gt_usm",
+        "predicted_usm",
+        "centre_bias",
+        "mean_discrepancy",
+        "prior_blend",
+        "density_ratio",
+        "multi_task",
+        "multi_task_predicted_usm",
+        "embedding",
+        "embedding_predicted_usm",
+        "embedding_shuffled",
+    ]
+    by_id = {row.id: row.psm for row in rows}
+    assert not np.allclose(by_id["multi_task"], by_id["multi_task_predicted_usm"])
+    assert not np.allclose(by_id["embedding"], by_id["embedding_predicted_usm"])
+    table = context.table("closed")
+    assert "versus_predicted_usm" not in table.rows["embedding"]["cc"]
+    versus = table.rows["embedding_predicted_usm"]["cc"]["versus_predicted_usm"]
+    predicted_cc = context.scores("closed")["predicted_usm"]["cc"]
+    ours_cc = context.scores("closed")["embedding_predicted_usm"]["cc"]
+    np.testing.assert_allclose(versus["difference"], np.mean(ours_cc - predicted_cc), atol=1e-6)
+    assert len(versus["observer_differences"]) == len(np.unique(closed.observer))
+    findings = report.findings_markdown({"closed": table}, {}, 0.0, None)
+    assert "Closed set: the embedding network against the ground-truth USM" in findings
+    assert "Real use, given the universal model's USM and enrolled on predicted USMs" in findings
 
 
 @pytest.mark.slow
@@ -294,20 +352,24 @@ def test_precision_at_1_versus_m_is_nan_where_the_images_cannot_supply_a_set(
 def test_observers_can_be_embedded_on_other_usms_than_the_ground_truth(
     tiny_data_dir, tiny_workdirs, tmp_path
 ):
-    """`usms` replaces each image's ground-truth USM (a new person's enrolment has only the
-    universal network's): the ground truth given explicitly changes nothing, other maps do."""
+    """`usms` replaces the USM each image has in the encoder's training (a new person's
+    enrolment has only the universal network's): the same maps given explicitly change nothing,
+    other maps do."""
     from psm_jax.data import pipeline
 
     encoder = inference.restore(tiny_workdirs["embedding"])
     assert encoder.model.needs_usms  # the main job's encoder reads the departure from the USM
+    # ... from the universal model's USMs, which the main job wrote and trained it on
+    assert encoder.predicted_usm
     source, metadata = pipeline.open_split(TINY, "train", tiny_data_dir)
+    predicted = inference.source_usms(inference.restore(tiny_workdirs["universal"]), source)
     truth = np.stack(
         [pipeline.ground_truth_maps(source[i], metadata)[2] for i in range(len(source))]
     )
     kwargs = {"group": "test", "m": 4, "per_observer": 2, "sets_per_observer": 2}
     default = inference.embed_observers(encoder, source, metadata, **kwargs)
-    explicit = inference.embed_observers(encoder, source, metadata, usms=truth, **kwargs)
-    np.testing.assert_allclose(explicit, default, atol=1e-6)
+    explicit = inference.embed_observers(encoder, source, metadata, usms=predicted, **kwargs)
+    np.testing.assert_allclose(explicit, default, atol=1e-5)
     other = inference.embed_observers(encoder, source, metadata, usms=truth[::-1], **kwargs)
     assert not np.allclose(other, default, atol=1e-3)
     with pytest.raises(ValueError, match="usms holds 3 maps for 24 records"):

@@ -92,11 +92,12 @@ def test_every_launcher_lists_verbose_and_its_key_flags_in_help():
 
 
 def test_the_train_and_export_launchers_smoke(tiny_data_dir, tmp_path):
-    """launch/train.py trains the tiny universal network for two steps, launch/export_usm.py
-    writes its USM of every image."""
+    """launch/train.py trains the tiny universal model on the backbone's features for two steps,
+    launch/export_usm.py writes its USM of every image."""
     trained = _launch(
         "train.py",
         "--config=psm_jax/configs/synthetic.py:universal,tiny",
+        "--config.network.backbone=efficientnet_lite0",
         f"--config.data_dir={tiny_data_dir}",
         "--config.num_steps=2",
         "--config.checkpoint_every=2",

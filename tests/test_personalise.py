@@ -149,14 +149,14 @@ def _run_launcher(script: str, *flags: str) -> subprocess.CompletedProcess:
 
 def test_the_enrol_and_predict_launchers_smoke(tiny_data_dir, tiny_workdirs, tmp_path):
     """The fast path through both launchers: a new person enrolled by embedding, then their map
-    of a new image, as the README shows."""
+    of a new image, as the README shows: with no ground-truth USM, the universal model the main
+    job trained beside the given models, without a flag."""
     images_dir, csv = _viewer_files(tiny_data_dir, tmp_path)
-    enrolled = _run_launcher(
+    enrolled = _run_launcher(  # the universal model the main job trained beside the encoder
         "enroll.py",
         f"--images_dir={images_dir}",
         f"--fixations={csv}",
         f"--encoder_workdir={tiny_workdirs['embedding']}",
-        f"--universal={tiny_workdirs['universal']}",
         f"--output={tmp_path / 'alice.npy'}",
     )
     assert enrolled.returncode == 0, enrolled.stderr[-2000:]
@@ -164,7 +164,6 @@ def test_the_enrol_and_predict_launchers_smoke(tiny_data_dir, tiny_workdirs, tmp
         "predict.py",
         f"--psm_network={tiny_workdirs['psm_network']}",
         f"--embedding={tmp_path / 'alice.npy'}",
-        f"--universal={tiny_workdirs['universal']}",
         f"--image={images_dir / 'new_0.png'}",
         f"--output={tmp_path / 'alice_photo'}",
     )
@@ -183,14 +182,18 @@ def test_both_enrolments_and_predictions_through_the_launchers(
     model and a file that is no head are refused by name."""
     images_dir, csv = _viewer_files(tiny_data_dir, tmp_path)
     person = (f"--images_dir={images_dir}", f"--fixations={csv}")
+    # An encoder alone in its folder: no universal model beside it, none named.
+    import shutil
+
+    lonely = tmp_path / "lonely" / "embedding"
+    shutil.copytree(tiny_workdirs["embedding"], lonely)
     without_usms = _run_launcher(
-        "enroll.py",
-        *person,
-        f"--encoder_workdir={tiny_workdirs['embedding']}",
-        f"--output={tmp_path / 'alice'}",
+        "enroll.py", *person, f"--encoder_workdir={lonely}", f"--output={tmp_path / 'alice'}"
     )
     assert without_usms.returncode != 0
-    assert "give --universal (the USMs of the images)" in without_usms.stderr
+    assert "no universal model was found beside the given workdir: give --universal" in (
+        without_usms.stderr
+    )
     enrolled = _run_launcher(
         "enroll.py",
         *person,

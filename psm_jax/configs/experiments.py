@@ -22,10 +22,17 @@ QUICK_REAL = {
         "universal": 32,
     },
     "checkpoint_every": 200,
+    "universal": {
+        "num_steps": 1500,
+        "learning_rate": 3e-3,
+        "network": {"backbone": "efficientnet_lite0", "input_size": (384, 512)},
+    },
 }
 """The "quick" option of the real datasets' configs (OSIE, PS, ID): the multi-task CNN and the
 per-observer networks cost 4-8x the PSM network per example on a CPU, so they get fewer, smaller
-steps (and the cheaper MultiCNN architecture); a quick OSIE main job takes about 15 minutes."""
+steps (and the cheaper MultiCNN architecture); a quick OSIE main job takes about 15 minutes. The
+universal model is the readout of EfficientNet-Lite0's features at 384x512, Adam 3e-3 for 1,500
+steps of 32 (`quick_schedule`)."""
 
 
 def quick_optimiser(config):
@@ -66,9 +73,11 @@ def quick_schedule(
     checkpoint_every: int,
     log_every: int | None = None,
     eval_batches: int | None = None,
+    universal: dict | None = None,
 ):
     """A short CPU schedule (ours): the one recipe behind the synthetic configs' defaults and the
-    real datasets' "quick" option, which differ only in their step counts and batch sizes.
+    real datasets' "quick" option, which differ only in their step counts and batch sizes, and in
+    the universal model's settings (`universal`: its num_steps, learning_rate and network fields).
 
     Besides the given steps and batch sizes (per model): the encoder trains on sets of m = 8 (at
     200 steps, m = 4 left the embeddings almost collapsed, mean cosine 0.98; the PSM network's
@@ -86,6 +95,14 @@ def quick_schedule(
     draws (docs/results_log.md, 2026-12-01, evening). Enrolling a new person then needs the USMs
     of their images (`launch/enroll.py --universal`); `--config.network.input_map=psm
     --config.network.pooling=mean` restores the papers' encoder.
+
+    The universal model (`universal`) is the readout of a frozen ImageNet backbone's features
+    (`psm_jax.models.universal.ReadoutSaliencyNetwork`), trained with Adam: the small network
+    trained from scratch stayed near the centre bias on OSIE (validation CC 0.361 against the
+    observers' PSMs; the readout 0.612), chosen on OSIE's validation images among input sizes,
+    feature strides, backbones, readout widths, learning rates and step counts
+    (studies/universal_study.py, RESULTS.md). `--config.network.backbone=""` gives the small
+    network back.
     """
     config.num_steps = num_steps[config.model]
     config.batch_size = batch_size[config.model]
@@ -99,6 +116,11 @@ def quick_schedule(
         config.embedding_loss = "supervised_contrastive"
         config.network.input_map = "discrepancy"
         config.network.pooling = "map"
+    if config.model == "universal" and universal is not None:
+        config.optimizer, config.weight_decay = "adam", 0.0
+        config.num_steps = universal["num_steps"]
+        config.learning_rate = universal["learning_rate"]
+        config.network.update(universal["network"])
     config.embedding_pool_size = 20
     config.architecture = "strohm"
     return quick_optimiser(config)

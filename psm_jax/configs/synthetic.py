@@ -46,6 +46,11 @@ QUICK_SYNTHETIC = {
     "checkpoint_every": 100,
     "log_every": 20,
     "eval_batches": 4,
+    "universal": {
+        "num_steps": 600,
+        "learning_rate": 3e-3,
+        "network": {"backbone": "efficientnet_lite0", "input_size": (240, 320)},
+    },
 }
 """Quick schedules that fit the main job into about 10 minutes on a 2-core CPU (ours). The PSM
 network: 1,200 steps of 16 cost what 600 of 32 did and, measured on the validation images over two
@@ -62,9 +67,18 @@ TINY_NETWORKS = {
     },
     "multi_task": {"trunk_widths": (4, 8, 8, 8), "head_widths": (8, 8, 4)},
     "per_observer": {"trunk_widths": (4, 8, 8), "dynamic_width": 8, "head_width": 8},
-    "universal": {"widths": (4, 8, 8, 8)},
+    "universal": {
+        "backbone": "",
+        "widths": (4, 8, 8, 8),
+        "input_size": (64, 96),
+        "readout_widths": (8,),
+        "centre_bias_grid": (3, 4),
+    },
 }
-"""The tiny option's networks: for tests only."""
+"""The tiny option's networks: for tests only. The universal model is the small network trained
+from scratch (compiling the backbone for each of the main job's batch shapes cost the fast tests
+about a minute); `--config.network.backbone=efficientnet_lite0` reads the backbone at 64x96 with
+the tiny readout (tests/test_launchers.py, tests/test_universal.py)."""
 
 
 def get_config(argument: str = "psm_network"):

@@ -125,6 +125,15 @@ def decode_image(encoded: bytes, size: tuple[int, int]) -> np.ndarray:
         return np.asarray(image)
 
 
+def resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(H, W, 3) uint8 at `size` = (H, W), area (box) resampled as `decode_image` does; the image
+    itself when it has that size already."""
+    if tuple(image.shape[:2]) == tuple(size):
+        return np.asarray(image)
+    resized = Image.fromarray(np.asarray(image, np.uint8)).resize(size[::-1], Image.Resampling.BOX)
+    return np.asarray(resized)
+
+
 @dataclasses.dataclass(frozen=True)
 class _ImageRecord:
     """A decoded record: working-resolution image, PSMs and their masks."""

@@ -7,12 +7,14 @@
 
     tables     per protocol of `config.protocols`: every row's predicted PSMs scored on the
                protocol's pairs (`psm_jax.evaluation.methods`, `scoring`), the table with the
-               papers' asterisks and every row against the ground-truth USM
+               papers' asterisks, every row against the ground-truth USM, and the real-use rows
+               (given the universal model's USM) against that USM alone
     examples   per protocol: a grid of images, the USM and two observers' ground-truth and
                predicted PSMs (the embedding network's; needs the tables)
     activity   the PSM network's ReLU activity on the closed set's first pairs
     precision  precision@1 of the unseen (test) observers' embeddings versus m (Strohm et al.,
-               Fig. 5), with a t-SNE of the sets at the largest scored m
+               Fig. 5), with a t-SNE of the sets at the largest scored m; with a universal model,
+               also the same sets enrolled on its USMs (real use)
     alignment  synthetic datasets: embedding distances against the simulated preference distances
 
 Evaluators compute; `psm_jax.evaluation.report` writes what they computed (report.md and one
@@ -20,8 +22,9 @@ markdown table per protocol), so scores never depend on how they are shown. Ever
 evaluators share is computed once per evaluation by a `Context`: the dataset's training split is
 opened once, each protocol's pairs are read once, each observer group is embedded once (the
 evaluated observers' embeddings of the tables, the activity and the baselines' enrolment sets),
-and every (observer, image) pair goes through the encoder once across the tables, precision@1 and
-the alignment (a pair cache per group).
+the universal model's USMs of the training images are predicted once (the real-use enrolment),
+and every (observer, image) pair goes through the encoder once per USM source across the tables,
+precision@1 and the alignment (a pair cache per group).
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from pathlib import Path
 import ml_collections
 import numpy as np
 
-from psm_jax import figures
+from psm_jax import figures, inference
 from psm_jax.data import datasets, pipeline
 from psm_jax.evaluation import embeddings as embeddings_lib
 from psm_jax.evaluation import methods, pairs, report, scoring
@@ -59,6 +62,7 @@ class Context:
         self._training_split = None
         self._evaluation_sets: dict[str, pairs.EvaluationSet] = {}
         self._embeddings: dict[str, tuple[np.ndarray, np.ndarray] | None] = {}
+        self._training_usms: np.ndarray | None = None
         self._pair_caches: dict[str, dict] = {}
         self._rows: dict[str, list[methods.Row]] = {}
         self._scores: dict[str, dict[str, dict[str, np.ndarray]]] = {}
@@ -78,6 +82,7 @@ class Context:
         other._evaluation_sets = self._evaluation_sets
         other._embeddings = self._embeddings
         other._pair_caches = self._pair_caches
+        other._training_usms = self._training_usms
         return other
 
     @property
@@ -121,6 +126,33 @@ class Context:
                 self._embeddings[group] = (vectors, enrolment)
         return self._embeddings[group]
 
+    def training_usms(self) -> np.ndarray:
+        """(records, H, W) the universal model's USM of every training image, computed once:
+        what a new person's enrolment has instead of ground-truth USMs."""
+        if self._training_usms is None:
+            if self.models.universal is None:
+                raise ValueError("Predicted USMs of the training images need a universal model.")
+            source, _ = self.training_split
+            self._training_usms = inference.source_usms(self.models.universal, source)
+        return self._training_usms
+
+    def predicted_usm_embeddings(self, group: str) -> np.ndarray:
+        """(observers, d) each observer of `group` embedded from the same sets as
+        `observer_embeddings`, their USMs the universal model's (real use)."""
+        key = f"predicted_usm/{group}"
+        if key not in self._embeddings:
+            source, metadata = self.training_split
+            self._embeddings[key] = methods.embed_evaluated_observers(
+                self.models.embedding,
+                source,
+                metadata,
+                group=group,
+                m=self.config.m,
+                pair_cache=self.pair_cache(key),
+                usms=self.training_usms(),
+            )
+        return self._embeddings[key][0]
+
     def rows(self, protocol: str, baselines: bool = True) -> list[methods.Row]:
         """Every row of the protocol's table, predicted once (`baselines` counts on the first
         call of a protocol only)."""
@@ -134,6 +166,11 @@ class Context:
                 source=source,
                 metadata=metadata,
                 observer_embeddings=self.observer_embeddings(evaluation.group) if needed else None,
+                predicted_usm_embeddings=(
+                    self.predicted_usm_embeddings(evaluation.group)
+                    if methods.needs_predicted_usm_embeddings(self.models)
+                    else None
+                ),
                 usm_floor=self.config.usm_floor,
                 discrepancy_weight=self.config.discrepancy_weight,
                 baselines=baselines,
@@ -197,23 +234,37 @@ def _precision(context: Context, settings) -> dict:
     source, metadata = context.training_split
     sets: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     per_observer = settings.sets_per_observer
-    precision = embeddings_lib.precision_at_1_versus_m(
-        context.models.embedding,
-        source,
-        metadata,
-        group="test",
-        ms=tuple(settings.ms),
-        sets_per_observer=per_observer,
-        seed=context.config.seed,
-        sets=sets,
-        pair_cache=context.pair_cache("test"),
-    )
+
+    def precision_versus_m(**options) -> dict[int, float]:
+        return embeddings_lib.precision_at_1_versus_m(
+            context.models.embedding,
+            source,
+            metadata,
+            group="test",
+            ms=tuple(settings.ms),
+            sets_per_observer=per_observer,
+            seed=context.config.seed,
+            **options,
+        )
+
+    precision = precision_versus_m(sets=sets, pair_cache=context.pair_cache("test"))
+    # Real use: the same people enrolled on the universal model's USMs of their images (an
+    # encoder trained on predicted USMs already read those above).
+    real_use = context.models.universal is not None and not context.models.embedding.predicted_usm
+    if real_use:
+        result_predicted = precision_versus_m(
+            usms=context.training_usms(), pair_cache=context.pair_cache("predicted_usm/test")
+        )
     observers = len(metadata.observers("test"))
     result = {
         "precision_at_1": precision,
         # An embedding's nearest other set is one of the observer's own with this chance.
         "precision_chance": (per_observer - 1) / max(observers * per_observer - 1, 1),
     }
+    if real_use:
+        result["precision_at_1_predicted_usm"] = result_predicted
+    if context.models.embedding.predicted_usm:
+        result["precision_usms"] = "predicted USMs"
     tsne_m = max((m for m, p in precision.items() if np.isfinite(p)), default=None)
     if settings.get("tsne", True) and tsne_m is not None:
         vectors, labels = sets[tsne_m]  # the sets precision@1 was scored on at that m
@@ -278,7 +329,10 @@ class Evaluation:
     Attributes:
       results: the evaluators' outputs, merged: "tables" {protocol: scoring.Table}, "examples"
         {protocol: figure path}, "activity" {layer measure: fraction}, "precision_at_1" {m: p},
-        "precision_chance", "tsne" (figure path), "preference_alignment" {group: statistics};
+        "precision_at_1_predicted_usm" {m: p} (the same people enrolled on the universal model's
+        USMs, where one is given and the encoder trained on the ground truth), "precision_usms"
+        ("predicted USMs" where the encoder trained and enrolled on them), "precision_chance",
+        "tsne" (figure path), "preference_alignment" {group: statistics};
         an evaluator that had nothing to evaluate (its model absent) adds nothing.
       scores: protocol -> row id -> metric -> (pairs,) per-pair scores.
       seconds: how long it took.

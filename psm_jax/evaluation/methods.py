@@ -24,6 +24,13 @@ Rows (id: what it is), in table order; a row is left out when its model is not g
                   a control (ours): the same network given another observer's embedding (each
                   observer of the group the next one's, in group order). If it scores like the
                   embedding row, the network does not use who the person is.
+  multi_task_predicted_usm, per_observer_predicted_usm, embedding_predicted_usm
+                  real use (the papers' "w/ DG" rows), where a universal model is given and the
+                  model was trained on ground-truth USMs: the same model given the universal
+                  model's USM of the test image instead of the ground truth; for the embedding
+                  network the observer is also embedded from m pairs whose USMs are predicted
+                  (a new person has no ground-truth USM of their enrolment images either). Each
+                  follows its model's row.
 Personalised rows add their discrepancy to the USM their model was trained with (ground truth, or
 the universal network's for models trained with the "predicted" option) through
 `psm_jax.inference.compose` with the evaluation's USM floor and weight (a PSM network trained with
@@ -48,6 +55,16 @@ CENTRE_BIAS, MEAN_DISCREPANCY, PRIOR_BLEND = "centre_bias", "mean_discrepancy", 
 DENSITY_RATIO = "density_ratio"
 MULTI_TASK, PER_OBSERVER, EMBEDDING = "multi_task", "per_observer", "embedding"
 EMBEDDING_SHUFFLED = "embedding_shuffled"
+MULTI_TASK_PREDICTED = "multi_task_predicted_usm"
+PER_OBSERVER_PREDICTED = "per_observer_predicted_usm"
+EMBEDDING_PREDICTED = "embedding_predicted_usm"
+PREDICTED_USM_ROWS = {
+    MULTI_TASK_PREDICTED: MULTI_TASK,
+    PER_OBSERVER_PREDICTED: PER_OBSERVER,
+    EMBEDDING_PREDICTED: EMBEDDING,
+}
+"""The real-use rows (given the predicted USM) -> the row of the same model given the ground
+truth."""
 ROW_IDS = (
     GT_USM,
     PRETRAINED_USM,
@@ -57,8 +74,11 @@ ROW_IDS = (
     PRIOR_BLEND,
     DENSITY_RATIO,
     MULTI_TASK,
+    MULTI_TASK_PREDICTED,
     PER_OBSERVER,
+    PER_OBSERVER_PREDICTED,
     EMBEDDING,
+    EMBEDDING_PREDICTED,
     EMBEDDING_SHUFFLED,
 )
 BASELINES = (CENTRE_BIAS, MEAN_DISCREPANCY, PRIOR_BLEND, DENSITY_RATIO)
@@ -69,11 +89,15 @@ OURS = EMBEDDING
 
 @dataclasses.dataclass(frozen=True)
 class Row:
-    """One table row: `id` (stable, a JSON key), `name` (for display), `psm` (P, H, W)."""
+    """One table row: `id` (stable, a JSON key), `name` (for display), `psm` (P, H, W), and
+    `given_predicted_usm`: whether a personalised model made it from the universal model's USM
+    (real use: the real-use rows, and every row of a model trained on predicted USMs), which the
+    tables then also compare with that USM alone."""
 
     id: str
     name: str
     psm: np.ndarray
+    given_predicted_usm: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,8 +168,11 @@ class Models:
         }
 
 
+_PREDICTED = " w/ predicted USM"
+
+
 def _suffix(restored: inference.Restored) -> str:
-    return " w/ predicted USM" if restored.predicted_usm else " w/ GT USM"
+    return _PREDICTED if restored.predicted_usm else " w/ GT USM"
 
 
 def _per_observer_oracle(model: inference.Restored, evaluation: EvaluationSet, usm) -> np.ndarray:
@@ -217,6 +244,28 @@ def needs_embeddings(models: Models, protocol: str, baselines: bool = True) -> b
     return models.psm_network is not None or (baselines and protocol == "open")
 
 
+def real_use_rows(models: Models) -> bool:
+    """Whether `predict_rows` adds the real-use rows (given the predicted USM): a universal model
+    is given, and a personalised model trained on ground-truth USMs."""
+    trained_on_truth = [
+        restored
+        for restored in (models.multi_task, models.per_observer, models.psm_network)
+        if restored is not None and not restored.predicted_usm
+    ]
+    return models.universal is not None and bool(trained_on_truth)
+
+
+def needs_predicted_usm_embeddings(models: Models) -> bool:
+    """Whether `predict_rows` reads the evaluated observers embedded from sets whose USMs are the
+    universal model's (the embedding network's real-use row)."""
+    return (
+        real_use_rows(models)
+        and models.psm_network is not None
+        and models.embedding is not None
+        and not models.psm_network.predicted_usm
+    )
+
+
 def embed_evaluated_observers(
     encoder: inference.Restored,
     source,
@@ -225,11 +274,12 @@ def embed_evaluated_observers(
     group: str,
     m: int,
     pair_cache: dict | None = None,
+    usms: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Each observer of `group` embedded once from m (image, PSM) pairs of their own training
     images, as the tables do: ((observers, d), (observers, m) record indices of the set's images,
-    the enrolment data of the open set's baselines). `pair_cache`: see
-    `psm_jax.inference.embed_observers`."""
+    the enrolment data of the open set's baselines). `pair_cache`, `usms` (the images' USMs in
+    place of the ground truth): see `psm_jax.inference.embed_observers`."""
     vectors, enrolment = inference.embed_observers(
         encoder,
         source,
@@ -238,6 +288,7 @@ def embed_evaluated_observers(
         m=m,
         with_image_index=True,
         pair_cache=pair_cache,
+        usms=usms,
     )
     return vectors[:, 0], enrolment[:, 0]
 
@@ -252,6 +303,7 @@ def predict_rows(
     usm_floor: float,
     discrepancy_weight: float,
     baselines: bool = True,
+    predicted_usm_embeddings: np.ndarray | None = None,
 ) -> list[Row]:
     """Every row whose model is given, in table order (module docstring).
 
@@ -266,9 +318,14 @@ def predict_rows(
       discrepancy_weight: the composition's weight on every predicted discrepancy (the same
         config; 1 = the papers').
       baselines: add the rows without learning.
+      predicted_usm_embeddings: (observers, d) the evaluated group embedded from the same sets
+        with the universal model's USMs of the images (`needs_predicted_usm_embeddings`).
     """
     if needs_embeddings(models, evaluation.protocol, baselines) and observer_embeddings is None:
         raise ValueError("These rows need the evaluated observers' embeddings (the encoder).")
+    if needs_predicted_usm_embeddings(models) and predicted_usm_embeddings is None:
+        raise ValueError("The real-use rows need embeddings from predicted USMs.")
+    any_real_use = real_use_rows(models)
     pair_usm = evaluation.pair_usm
     images = evaluation.pair_images
     embeddings, enrolment = observer_embeddings or (None, None)
@@ -276,11 +333,16 @@ def predict_rows(
     predicted_usm = None
     if models.pretrained_universal is not None:
         origin = models.pretrained_universal.config.dataset
-        usm = inference.predicted_usms(models.pretrained_universal, evaluation.images)
+        usm = inference.predicted_usms(
+            models.pretrained_universal,
+            evaluation.images_at(models.pretrained_universal.input_size),
+        )
         name = f"USM (universal network trained on {origin}, not fine-tuned)"
         rows.append(Row(PRETRAINED_USM, name, usm[evaluation.image]))
     if models.universal is not None:
-        predicted_usm = inference.predicted_usms(models.universal, evaluation.images)
+        predicted_usm = inference.predicted_usms(
+            models.universal, evaluation.images_at(models.universal.input_size)
+        )
         predicted_usm = predicted_usm[evaluation.image]
         name = (
             "USM (fine-tuned universal network)"
@@ -302,34 +364,74 @@ def predict_rows(
             return predicted_usm
         return pair_usm
 
+    def real_use(restored: inference.Restored) -> bool:
+        return any_real_use and not restored.predicted_usm
+
     if models.multi_task is not None and evaluation.protocol == "closed":
-        usm = base_usm(models.multi_task)
-        discrepancy = inference.predict_discrepancy(
-            models.multi_task, images, usm, evaluation.observer
-        )
-        name = "Multi-task CNN (Xu et al.)" + _suffix(models.multi_task)
-        rows.append(Row(MULTI_TASK, name, compose(models.multi_task, usm, discrepancy)))
-    if models.per_observer is not None:
-        usm = base_usm(models.per_observer)
-        architecture = models.per_observer.config.architecture
-        name = f"Per-observer networks ({architecture})" + _suffix(models.per_observer)
-        if evaluation.protocol == "closed":
+        name = "Multi-task CNN (Xu et al.)"
+        for row_id, usm in (
+            (MULTI_TASK, base_usm(models.multi_task)),
+            (MULTI_TASK_PREDICTED, predicted_usm),
+        ):
+            if row_id == MULTI_TASK_PREDICTED and not real_use(models.multi_task):
+                continue
             discrepancy = inference.predict_discrepancy(
-                models.per_observer, images, usm, evaluation.observer
+                models.multi_task, images, usm, evaluation.observer
             )
-        else:
-            discrepancy = _per_observer_oracle(models.per_observer, evaluation, usm)
-            name += ", oracle"
-        rows.append(Row(PER_OBSERVER, name, compose(models.per_observer, usm, discrepancy)))
+            suffix = _suffix(models.multi_task) if row_id == MULTI_TASK else _PREDICTED
+            psm = compose(models.multi_task, usm, discrepancy)
+            rows.append(Row(row_id, name + suffix, psm, usm is predicted_usm))
+    if models.per_observer is not None:
+        architecture = models.per_observer.config.architecture
+        name = f"Per-observer networks ({architecture})"
+        given = (
+            (PER_OBSERVER, base_usm(models.per_observer)),
+            (PER_OBSERVER_PREDICTED, predicted_usm),
+        )
+        for row_id, usm in given:
+            if row_id == PER_OBSERVER_PREDICTED and not real_use(models.per_observer):
+                continue
+            suffix = _suffix(models.per_observer) if row_id == PER_OBSERVER else _PREDICTED
+            if evaluation.protocol == "closed":
+                discrepancy = inference.predict_discrepancy(
+                    models.per_observer, images, usm, evaluation.observer
+                )
+            else:
+                discrepancy = _per_observer_oracle(models.per_observer, evaluation, usm)
+                suffix += ", oracle"
+            psm = compose(models.per_observer, usm, discrepancy)
+            rows.append(Row(row_id, name + suffix, psm, usm is predicted_usm))
     if models.psm_network is not None:
         if models.embedding is None:
             raise ValueError("The embedding network's row needs the encoder too.")
+        name = "Embedding + hypernetwork (Strohm et al.)"
         usm = base_usm(models.psm_network)
         discrepancy = inference.predict_discrepancy(
             models.psm_network, images, usm, embeddings[evaluation.observer]
         )
-        name = "Embedding + hypernetwork (Strohm et al.)" + _suffix(models.psm_network)
-        rows.append(Row(EMBEDDING, name, compose(models.psm_network, usm, discrepancy)))
+        rows.append(
+            Row(
+                EMBEDDING,
+                name + _suffix(models.psm_network),
+                compose(models.psm_network, usm, discrepancy),
+                usm is predicted_usm,
+            )
+        )
+        if real_use(models.psm_network):
+            discrepancy = inference.predict_discrepancy(
+                models.psm_network,
+                images,
+                predicted_usm,
+                predicted_usm_embeddings[evaluation.observer],
+            )
+            rows.append(
+                Row(
+                    EMBEDDING_PREDICTED,
+                    name + _PREDICTED + ", enrolled on predicted USMs",
+                    compose(models.psm_network, predicted_usm, discrepancy),
+                    True,
+                )
+            )
         if len(embeddings) > 1:
             another = np.roll(np.arange(len(embeddings)), -1)[evaluation.observer]
             discrepancy = inference.predict_discrepancy(

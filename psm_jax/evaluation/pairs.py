@@ -51,7 +51,8 @@ class EvaluationSet:
 
     Attributes:
       dataset, data_dir, protocol, split: what was read.
-      images: (I, H, W, 3) uint8 images at the working resolution; image_ids: their ids.
+      images: (I, H, W, 3) uint8 images at the working resolution; image_ids: their ids;
+      encoded_images: their stored JPEG/PNG bytes (`images_at` decodes them at another size).
       usm: (I, H, W) ground-truth USMs (the training observers' mean).
       image: (P,) image index of each pair; observer: (P,) observer index within the group;
       observer_ids: the group's observer ids as in the dataset (observer k is observer_ids[k]);
@@ -74,6 +75,15 @@ class EvaluationSet:
     fixation_y: np.ndarray
     fixation_mask: np.ndarray
     image_size: np.ndarray
+    encoded_images: tuple[bytes, ...] = ()
+
+    def images_at(self, size: tuple[int, int]) -> np.ndarray:
+        """(I, H, W, 3) uint8: the images decoded at `size` from their stored bytes, as the
+        training pipelines decode them (`psm_jax.data.pipeline.decode_image`); a universal model
+        with a backbone reads them larger than the working size."""
+        if tuple(size) == tuple(self.images.shape[1:3]) or not self.encoded_images:
+            return self.images
+        return np.stack([pipeline.decode_image(encoded, size) for encoded in self.encoded_images])
 
     @property
     def group(self) -> str:
@@ -97,7 +107,7 @@ def evaluation_set(
     group_name = observer_group(protocol)
     source, metadata = pipeline.open_split(dataset, split, data_dir)
     group = metadata.observers(group_name)
-    images, image_ids, usms, pairs = [], [], [], []
+    images, image_ids, usms, pairs, encoded = [], [], [], [], []
     for index in range(len(source)):
         record = source[index]
         psm, valid, usm = pipeline.ground_truth_maps(record, metadata)
@@ -105,6 +115,7 @@ def evaluation_set(
             continue
         image_index = len(images)
         images.append(pipeline.decode_image(record["image"], metadata.working_size))
+        encoded.append(bytes(record["image"]))
         image_ids.append(pipeline.image_id(record))
         usms.append(usm)
         fixations = record["fixations"]
@@ -150,4 +161,5 @@ def evaluation_set(
         fixation_y=fixation_y,
         fixation_mask=mask,
         image_size=np.stack([p.image_size for p in pairs]),
+        encoded_images=tuple(encoded),
     )

@@ -19,7 +19,7 @@ import numpy as np
 
 from psm_jax import metrics
 from psm_jax.evaluation import methods
-from psm_jax.evaluation.scoring import INFORMATION_GAIN, METRICS, Table
+from psm_jax.evaluation.scoring import INFORMATION_GAIN, METRICS, Table, observers_better
 
 HEADERS = {"cc": "CC", "sim": "SIM", "auc_judd": "AUC-Judd", "nss": "NSS", "kld": "KLD"}
 
@@ -69,12 +69,62 @@ def versus_usm_markdown(table: Table) -> str:
     )
 
 
+def real_use_markdown(table: Table) -> str:
+    """The real-use rows (given the predicted USM) against the universal model's own map: the
+    difference, the paired Wilcoxon p over pairs and how many observers are better on average,
+    per metric; with the CC between the predicted and the ground-truth USMs. "" without them."""
+    rows = {
+        row_id: row
+        for row_id, row in table.rows.items()
+        if "versus_predicted_usm" in row.get("cc", {})
+    }
+    if not rows and table.predicted_usm_cc is None:
+        return ""
+    text = (
+        f"#### Real use: against the universal model's own map ({table.protocol} set)\n\n"
+        "Every personalised model given the universal model's USM of the test image instead of "
+        "the ground truth (the embedding network's observers embedded from pairs with "
+        "predicted USMs too), against that predicted USM alone: the difference of the means, "
+        "the paired Wilcoxon p over pairs, and the people better on average (k of n).\n\n"
+    )
+    if table.predicted_usm_cc is not None:
+        text += (
+            "Mean per-image CC between the predicted and the ground-truth USMs: "
+            f"{table.predicted_usm_cc:.3f}.\n\n"
+        )
+    if rows:
+        text += (
+            "| Method | "
+            + " | ".join(f"{HEADERS[m]} diff. (p) [people]" for m in ("cc", "sim", "kld"))
+            + " |\n|---|---|---|---|\n"
+        )
+        for row in rows.values():
+            cells = []
+            for metric in ("cc", "sim", "kld"):
+                versus = row[metric]["versus_predicted_usm"]
+                differences = versus["observer_differences"]
+                better = observers_better(differences, metric)
+                cells.append(
+                    f"{versus['difference']:+.3f} ({_p(versus['p'])}) [{better} of "
+                    f"{len(differences)}]"
+                )
+            text += f"| {row['name']} | " + " | ".join(cells) + " |\n"
+    return text
+
+
 def write_table(table: Table, output_dir: str | Path) -> Path:
-    """Writes `<protocol>.json` (`Table.write_json`) and `<protocol>.md` (the table and every row
-    against the ground-truth USM) into `output_dir`; returns the .md path."""
+    """Writes `<protocol>.json` (`Table.write_json`) and `<protocol>.md` (the table, every row
+    against the ground-truth USM, the real-use rows against the predicted USM) into
+    `output_dir`; returns the .md path."""
     table.write_json(output_dir)
     path = Path(output_dir) / f"{table.protocol}.md"
-    path.write_text(table_markdown(table) + "\n" + versus_usm_markdown(table))
+    real_use = real_use_markdown(table)
+    path.write_text(
+        table_markdown(table)
+        + "\n"
+        + versus_usm_markdown(table)
+        + ("\n" + real_use if real_use else "")
+    )
     return path
 
 
@@ -84,13 +134,29 @@ def _p(value: float) -> str:
     return f"{value:.2g}" if value >= 1e-3 else f"{value:.0e}"
 
 
-def precision_markdown(precision: dict[int, float]) -> str:
-    return (
-        "### Precision@1 of unseen (test) observers' embeddings versus m\n\n"
-        "| m | " + " | ".join(str(m) for m in precision) + " |\n"
-        "|---|" + "---|" * len(precision) + "\n"
-        "| precision@1 | " + " | ".join(f"{p:.3f}" for p in precision.values()) + " |\n"
-    )
+def precision_markdown(
+    precision: dict[int, float],
+    predicted_usm: dict[int, float] | None = None,
+    usms: str = "ground-truth USMs",
+) -> str:
+    """Precision@1 versus m, the sets' pairs with `usms` (what the encoder read: its training's
+    USMs); `predicted_usm`: the same people enrolled on the universal model's USMs of their
+    images (real use), a second row."""
+    lines = [
+        "### Precision@1 of unseen (test) observers' embeddings versus m\n",
+        "| m | " + " | ".join(str(m) for m in precision) + " |",
+        "|---|" + "---|" * len(precision),
+        f"| precision@1 ({usms}{', real use' if usms == 'predicted USMs' else ''}) | "
+        + " | ".join(f"{p:.3f}" for p in precision.values())
+        + " |",
+    ]
+    if predicted_usm:
+        lines.append(
+            "| precision@1 (predicted USMs, real use) | "
+            + " | ".join(f"{predicted_usm[m]:.3f}" for m in precision)
+            + " |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def alignment_markdown(alignment: dict[str, dict[str, float]]) -> str:
@@ -180,13 +246,22 @@ def write_report(
     figure_dir = "report"
     for protocol, table in tables.items():
         sections += [table_markdown(table), versus_usm_markdown(table)]
+        real_use = real_use_markdown(table)
+        if real_use:
+            sections.append(real_use)
         if protocol == "closed" and results.get("activity"):
             sections.append(activity_markdown(results["activity"], results["activity_pairs"]))
         example = results.get("examples", {}).get(protocol)
         if example is not None:
             sections.append(f"![{protocol}-set examples]({figure_dir}/{Path(example).name})\n")
     if "precision_at_1" in results:
-        sections.append(precision_markdown(results["precision_at_1"]))
+        sections.append(
+            precision_markdown(
+                results["precision_at_1"],
+                results.get("precision_at_1_predicted_usm"),
+                results.get("precision_usms", "ground-truth USMs"),
+            )
+        )
     if "tsne" in results:
         name = Path(results["tsne"]).name
         sections.append(f"![t-SNE of unseen observers' embeddings]({figure_dir}/{name})\n")
@@ -243,6 +318,12 @@ def training_markdown(dataset_summary: str, runs: dict[str, dict]) -> str:
             other.append(f"pool of {pool} embeddings per observer at m = {config.m}")
         if config.get("architecture") and model in ("per_observer", "multi_task"):
             other.append(f"{config.architecture} architecture")
+        if config.get("usm") == "external":
+            other.append("trained on predicted USMs")
+        if model == "universal" and (config.get("network") or {}).get("backbone"):
+            network = config.network
+            height, width = network.input_size
+            other.append(f"readout of frozen {network.backbone} at {height}x{width}")
         loss = run.get("validation_loss")
         restored = f"{run['step']}" + (f" ({loss:.5g})" if loss is not None else "")
         lines.append(
@@ -271,6 +352,20 @@ def _verdict(table: Table, row_id: str) -> str:
     return "; ".join(parts)
 
 
+def _real_use_clause(row: dict) -> str:
+    """A row's CC, SIM and KLD against the universal model's own map: the difference, p and the
+    people better on average."""
+    parts = []
+    for metric in ("cc", "sim", "kld"):
+        versus = row[metric]["versus_predicted_usm"]
+        differences = versus["observer_differences"]
+        parts.append(
+            f"{HEADERS[metric]} {versus['difference']:+.3f} ({_p_clause(versus['p'])}; "
+            f"{observers_better(differences, metric)} of {len(differences)} people better)"
+        )
+    return "; ".join(parts)
+
+
 def findings_markdown(
     tables: dict[str, Table],
     precision: dict[int, float],
@@ -284,26 +379,46 @@ def findings_markdown(
     for protocol, table in tables.items():
         if methods.OURS not in table.rows:
             continue
-        gain = table.rows[methods.OURS][INFORMATION_GAIN]
-        lines.append(
-            f"- {protocol.capitalize()} set: the embedding network against the ground-truth USM: "
-            f"{_verdict(table, methods.OURS)}; information gain {gain:+.3f} bits/fixation."
-        )
+        ours = table.rows[methods.OURS]
+        gain = ours[INFORMATION_GAIN]
+        real_use = "versus_predicted_usm" in ours["cc"]  # trained on predicted USMs
+        if real_use:
+            lines.append(
+                f"- {protocol.capitalize()} set (real use): the embedding network, trained and "
+                "enrolled on the universal model's USMs and given its USM of each test image, "
+                f"against that USM alone: {_real_use_clause(ours)}. Against the ground-truth "
+                f"USM, which a new image does not have: {_verdict(table, methods.OURS)}."
+            )
+        else:
+            lines.append(
+                f"- {protocol.capitalize()} set: the embedding network against the ground-truth "
+                f"USM: {_verdict(table, methods.OURS)}; information gain {gain:+.3f} bits/fixation."
+            )
+        excluded = {methods.OURS, methods.GT_USM, methods.EMBEDDING_SHUFFLED}
+        if real_use:
+            excluded.add(methods.PREDICTED_USM)
         beaten = [
             row["name"]
             for row_id, row in table.rows.items()
-            if row_id not in (methods.OURS, methods.GT_USM, methods.EMBEDDING_SHUFFLED)
-            and row["kld"]["mean"] < table.rows[methods.OURS]["kld"]["mean"]
+            if row_id not in excluded
+            # only rows given the same USM compare: the ground truth's, or the universal model's
+            and ("versus_predicted_usm" in row["cc"]) == real_use
+            and row["kld"]["mean"] < ours["kld"]["mean"]
         ]
         if beaten:
             lines.append(f"  Rows with a lower KLD than the embedding network: {', '.join(beaten)}")
         control = table.rows.get(methods.EMBEDDING_SHUFFLED)
         if control is not None:
-            ours = table.rows[methods.OURS]
             lines.append(
                 "  Given another observer's embedding instead (control), it scores CC "
                 f"{control['cc']['mean']:.3f} / KLD {control['kld']['mean']:.3f} against "
                 f"{ours['cc']['mean']:.3f} / {ours['kld']['mean']:.3f} with the person's own."
+            )
+        enrolled = table.rows.get(methods.EMBEDDING_PREDICTED)
+        if enrolled is not None:
+            lines.append(
+                "  Real use, given the universal model's USM and enrolled on predicted USMs, "
+                f"against that USM alone: {_real_use_clause(enrolled)}."
             )
     finite = {m: p for m, p in precision.items() if np.isfinite(p)}
     if finite:

@@ -37,6 +37,28 @@ def versus_usm(values: np.ndarray, usm_values: np.ndarray) -> dict[str, float]:
     }
 
 
+def versus_reference(
+    values: np.ndarray, reference: np.ndarray, observer: np.ndarray
+) -> dict[str, float | list[float]]:
+    """A row's per-pair scores against another row's on the same pairs (`versus_usm`), with each
+    observer's mean difference ("observer_differences", in observer order), so that a reader can
+    count the people it helps."""
+    finite = np.isfinite(values) & np.isfinite(reference)
+    result = versus_usm(values, reference)
+    result["observer_differences"] = [
+        float(np.mean(values[own] - reference[own]))
+        for own in ((observer == o) & finite for o in np.unique(observer))
+        if own.any()
+    ]
+    return result
+
+
+def observers_better(observer_differences: list[float], metric: str) -> int:
+    """How many observers' mean difference is in the metric's better direction."""
+    sign = 1.0 if metrics.HIGHER_IS_BETTER[metric] else -1.0
+    return int(sum(sign * d > 0 for d in observer_differences))
+
+
 def score(
     evaluation: EvaluationSet, prediction: np.ndarray, grid: tuple[int, int] | None = None
 ) -> dict[str, np.ndarray]:
@@ -66,7 +88,11 @@ class Table:
       protocol, usm_floor, m, pairs, discrepancy_weight: what it was computed with and on.
       rows: row id -> {"name": display name, metric: {"mean": float, "significant": bool,
         "versus_usm": {"difference", "p"}}, "information_gain": bits per fixation}, in table
-        order.
+        order; a row given the universal model's USM (`methods.Row.given_predicted_usm`) also
+        has, per metric,
+        "versus_predicted_usm" (`versus_reference` against the universal model's own map).
+      predicted_usm_cc: the mean per-image CC between the universal model's USM and the
+        ground-truth USM (None without a universal model).
     """
 
     title: str
@@ -76,6 +102,7 @@ class Table:
     pairs: int
     rows: dict[str, dict]
     discrepancy_weight: float = 1.0  # tables written before the weight existed used the papers' 1
+    predicted_usm_cc: float | None = None
 
     def mean(self, row_id: str, metric: str) -> float:
         return self.rows[row_id][metric]["mean"]
@@ -133,8 +160,19 @@ def table(
                 "significant": significant,
                 "versus_usm": versus_usm(values[metric], usm_scores[metric]),
             }
+            if row.given_predicted_usm and methods.PREDICTED_USM in scores:
+                cells[row.id][metric]["versus_predicted_usm"] = versus_reference(
+                    values[metric], scores[methods.PREDICTED_USM][metric], evaluation.observer
+                )
         gain = values.get(INFORMATION_GAIN)
         cells[row.id][INFORMATION_GAIN] = float(np.nanmean(gain)) if gain is not None else np.nan
+    predicted_usm_cc = None
+    predicted = [row for row in rows if row.id == methods.PREDICTED_USM]
+    if predicted:
+        first = np.unique(evaluation.image, return_index=True)[1]  # one pair per image
+        predicted_usm_cc = float(
+            np.mean(metrics.cc(predicted[0].psm[first], evaluation.pair_usm[first]))
+        )
     title = (
         f"{evaluation.dataset}, {evaluation.protocol} set "
         f"({len(evaluation.image)} (image, observer) pairs)"
@@ -147,4 +185,5 @@ def table(
         pairs=len(evaluation.image),
         rows=cells,
         discrepancy_weight=float(discrepancy_weight),
+        predicted_usm_cc=predicted_usm_cc,
     )

@@ -112,7 +112,7 @@ def _same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
     return total // 2, total - total // 2
 
 
-def _shifted_views(features: jax.Array, kernel: int, stride: int) -> list[jax.Array]:
+def shifted_views(features: jax.Array, kernel: int, stride: int) -> list[jax.Array]:
     """The kernel * kernel strided views of padded features, in (row, column) kernel order."""
     _, height, width, _ = features.shape
     pad_h, pad_w = _same_padding(height, kernel, stride), _same_padding(width, kernel, stride)
@@ -162,7 +162,7 @@ def _conv_map_backward(residuals, gradient):
     flipped = jnp.swapaxes(kernels[:, ::-1, ::-1], 3, 4)
     features_gradient = _conv_loop(gradient, flipped)
     # d/dk for tap (dy, dx): sum over positions of the shifted input times the output gradient.
-    views = _shifted_views(features, kernel, 1)
+    views = shifted_views(features, kernel, 1)
     taps = [jnp.einsum("bhwc,bhwo->bco", view, gradient) for view in views]
     kernels_gradient = jnp.stack(taps, axis=1).reshape(kernels.shape)
     return features_gradient, kernels_gradient
@@ -220,7 +220,7 @@ def per_example_conv(
     if formulation == "conv_map":
         result = _conv_map(features, kernels)
         return result if biases is None else result + biases[:, None, None, :]
-    views = _shifted_views(features, kernel, stride)
+    views = shifted_views(features, kernel, stride)
     if channels * kernel * kernel <= 256:
         # Few input channels (the first layer): one batched matmul over gathered patches.
         patches = jnp.concatenate(views, axis=-1)

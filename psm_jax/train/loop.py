@@ -104,6 +104,23 @@ def _initialise_from(model: nnx.Module, config) -> None:
     print(f"Initialised from the best checkpoint of {config.init_from}.", flush=True)
 
 
+def _frozen_features(config, source) -> dict[str, dict[str, np.ndarray]] | None:
+    """A frozen backbone's features of every training and validation record, for a model that
+    reads them instead of images (`registry.ModelSpec.frozen_features`); None for the others.
+    Computed once per run (also when it resumes): the backbone's weights are fixed."""
+    extract = registry.get(config.model).frozen_features(config)
+    if extract is None:
+        return None
+    validation, _ = pipeline.open_split(config.dataset, "validation", config.data_dir)
+    features = {}
+    for split, split_source in (("train", source), ("validation", validation)):
+        with tqdm(
+            total=len(split_source), desc=f"backbone features ({split})", unit="image"
+        ) as bar:
+            features[split] = extract(split_source, progress=bar)
+    return features
+
+
 def _record_dataset_facts(config: ml_collections.ConfigDict, metadata) -> None:
     """Writes into the config what restoring the trained model needs without the dataset: the
     number of training observers (per-observer models), the working size, and the PSM network's
@@ -171,7 +188,7 @@ def _train_and_evaluate(config, workdir: Path, encoder) -> dict:
                 )
             encoder, _, _ = checkpoint.restore_model(config.encoder_workdir)
         pool = embedding_pool(config, source, metadata, encoder)
-    task = tasks.make_task(config, metadata, pool)
+    task = tasks.make_task(config, metadata, pool, _frozen_features(config, source))
     model = task.build_model(_rngs(config))
     if config.get("init_from") and mgr.latest_step() is None:
         _initialise_from(model, config)

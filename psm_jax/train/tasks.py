@@ -5,7 +5,8 @@ what differs between the models (architecture, loss, stream kind, batch fields) 
 model registry (`psm_jax.registry`):
   - `stream(source, ...)`: the grain stream of training or validation batches (host numpy);
   - `prepare(batch, step)`: host-side, deterministic in (seed, step): left-right flips, embedding
-    draws from the pool, and dropping what the model does not read;
+    draws from the pool, a frozen backbone's precomputed features of each example's image, and
+    dropping what the model does not read;
   - `build_model(rngs)` and `loss_fn`: the model and `(model, batch, observer) -> (loss,
     measurements)`;
   - `num_observers`: the size of the observer axis for observer-sparse updates (or None).
@@ -63,6 +64,9 @@ class Task:
     keys: tuple[str, ...]
     num_observers: int | None = None
     embedding_pool: np.ndarray | None = None  # (observers, pool, d), psm_network only
+    # A frozen backbone's features of every record ("train" and "validation" split -> name ->
+    # (records, ...)), for a model that reads them instead of images (`registry.ModelSpec`).
+    features: dict[str, dict[str, np.ndarray]] | None = None
 
     @property
     def stream_kind(self) -> str:
@@ -130,6 +134,14 @@ class Task:
                     batch[key][:, :, ::-1],
                     batch[key],
                 )
+        if self.features is not None:
+            if train and self.config.flip:
+                raise ValueError(
+                    f"--config.flip: {self.config.model} reads precomputed backbone features, "
+                    "which are not flipped; train it without flips."
+                )
+            for name, array in self.features["train" if train else "validation"].items():
+                batch[name] = array[np.asarray(batch["image_index"])]
         if self.embedding_pool is not None:
             pool_size = self.embedding_pool.shape[1]
             rng = _host_rng(self.config, step, 2 if train else 3)
@@ -138,8 +150,12 @@ class Task:
         return {key: np.ascontiguousarray(batch[key]) for key in self.keys}
 
 
-def make_task(config, metadata: pipeline.DatasetMetadata, embedding_pool=None) -> Task:
-    """The Task of `config.model` (`psm_jax.registry`) on a dataset with `metadata`."""
+def make_task(
+    config, metadata: pipeline.DatasetMetadata, embedding_pool=None, features=None
+) -> Task:
+    """The Task of `config.model` (`psm_jax.registry`) on a dataset with `metadata`;
+    `embedding_pool`: the PSM network's; `features`: a frozen backbone's features of the training
+    and validation records (`Task.features`), for a model that reads them."""
     spec = registry.get(config.model)
     if spec.conditioned_on == "embedding" and embedding_pool is None:
         raise ValueError(f"The {spec.name} task needs the embedding pool (encoder_workdir).")
@@ -159,4 +175,5 @@ def make_task(config, metadata: pipeline.DatasetMetadata, embedding_pool=None) -
         keys=spec.batch_keys(config),
         num_observers=num_observers,
         embedding_pool=embedding_pool,
+        features=features,
     )
