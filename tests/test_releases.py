@@ -228,3 +228,23 @@ def test_the_osie_rewrite_of_the_dummy_release_reads_as_before(tmp_path):
     after = read_osie(_osie_with(tmp_path, lambda records: None)).fixations
     np.testing.assert_array_equal(before.x, after.x)
     np.testing.assert_array_equal(before.duration_ms, after.duration_ms)
+
+
+def test_a_csv_with_a_byte_order_mark_reads_its_first_column(tmp_path):
+    # Excel's "CSV UTF-8" starts the file with a byte-order mark, which used to stick to the first
+    # column's name ('\ufeffsubject'): the ID builder then missed `subject`, and an enrolment
+    # table of two people was enrolled as one.
+    table = tmp_path / "fixations.csv"
+    text = "subject,image,x,y,duration_ms\ns1,a.jpg,1,2,100\ns2,a.jpg,3,4,100\n"
+    table.write_bytes("\ufeff".encode() + text.encode())
+    for one_person in (False, True):
+        _, observers, fixations, _ = read_fixation_table(table, one_person=one_person)
+        assert observers == ["s1", "s2"] and len(fixations) == 2
+
+
+def test_a_csv_that_is_not_utf8_is_named(tmp_path):
+    # Excel's plain "CSV" is Windows-1252: the decoding error used to name neither file nor fix.
+    table = tmp_path / "fixations.csv"
+    table.write_bytes("subject,image,x,y,duration_ms\nRené,a.jpg,1,2,100\n".encode("cp1252"))
+    with pytest.raises(ValueError, match=r"fixations.csv is not UTF-8 text.*CSV UTF-8"):
+        read_fixation_table(table)

@@ -47,15 +47,20 @@ def _read_columns(path: Path) -> dict[str, np.ndarray]:
         return {
             name: np.asarray(table.column(name).to_pylist(), object) for name in table.column_names
         }
-    with open(path, newline="") as file:
-        reader = csv.reader(file)
+    # utf-8-sig: Excel's "CSV UTF-8" starts the file with a byte-order mark, which would otherwise
+    # become part of the first column's name ('\ufeffsubject') and hide that column.
+    with open(path, newline="", encoding="utf-8-sig") as file:
         try:
-            header = [h.strip() for h in next(reader)]
-        except StopIteration:
+            header, *rows = list(csv.reader(file))
+        except UnicodeDecodeError as error:
+            raise ValueError(
+                f"{path} is not UTF-8 text ({error}); save it as UTF-8 (Excel: CSV UTF-8)."
+            ) from None
+        except ValueError:  # no line to unpack
             raise ValueError(
                 f"{path} is empty; expected a header row {REQUIRED_COLUMNS}."
             ) from None
-        rows = list(reader)
+    header = [h.strip() for h in header]
     if not rows:
         raise ValueError(f"{path} has a header row but no fixations.")
     bad = [i + 2 for i, row in enumerate(rows) if len(row) != len(header)]
