@@ -248,3 +248,18 @@ def test_a_csv_that_is_not_utf8_is_named(tmp_path):
     table.write_bytes("subject,image,x,y,duration_ms\nRené,a.jpg,1,2,100\n".encode("cp1252"))
     with pytest.raises(ValueError, match=r"fixations.csv is not UTF-8 text.*CSV UTF-8"):
         read_fixation_table(table)
+
+
+@pytest.mark.parametrize("content", [b"", b"fix_x,fix_y\n1,2\n" * 20], ids=["empty", "text"])
+def test_a_fixation_file_that_is_not_a_mat_file_is_named(tmp_path, content):
+    # A zero-byte file used to end in scipy's MatReadError, a 17-frame traceback naming no file.
+    osie = tmp_path / "osie"
+    shutil.copytree(DUMMY["osie_personal"], osie)
+    (osie / "data" / "eye" / "fixations.mat").write_bytes(content)
+    with pytest.raises(ValueError, match=r"Cannot read .*data/eye/fixations.mat as an OSIE"):
+        read_osie(osie)
+    ps = tmp_path / "ps"
+    shutil.copytree(DUMMY["personalized_saliency"], ps)
+    (ps / "Data" / "fixData" / "ImfixData_Sub_3.mat").write_bytes(content)
+    with pytest.raises(ValueError, match=r"Cannot read .*fixData/ImfixData_Sub_3.mat as a PS"):
+        read_ps(ps)

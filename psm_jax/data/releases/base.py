@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
+import scipy.io
 from PIL import Image, UnidentifiedImageError
 
 from psm_jax.data.fixations import FixationTable
@@ -85,6 +86,30 @@ def as_rgb_jpeg(encoded: bytes, source: str) -> tuple[bytes, tuple[int, int]]:
             return buffer.getvalue(), size
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as error:
         raise ValueError(f"Corrupt or unreadable image {source}: {error}") from error
+
+
+def load_mat_variable(path: Path, variable: str, what: str) -> np.ndarray:
+    """`variable` of the MATLAB file `path` (structs as attribute objects, squeezed), at least 1-D.
+
+    Raises:
+      ValueError naming the file and `what` it should be (e.g. "an OSIE fixations.mat") for any
+      file scipy cannot read as one: empty or truncated (scipy's MatReadError), not a MAT file,
+      MATLAB v7.3 (HDF5), or without `variable`.
+    """
+    try:
+        return np.atleast_1d(
+            scipy.io.loadmat(path, squeeze_me=True, struct_as_record=False)[variable]
+        )
+    except (
+        KeyError,
+        ValueError,
+        OSError,
+        NotImplementedError,
+        scipy.io.matlab.MatReadError,
+    ) as error:
+        raise ValueError(
+            f"Cannot read {path} as {what} ({error}); copy it again from the release's download."
+        ) from error
 
 
 def find_images(root: Path, names: Sequence[str], release: str, instructions: str) -> list[Path]:

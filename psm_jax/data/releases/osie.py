@@ -13,10 +13,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import scipy.io
 
 from psm_jax.data.fixations import FixationTable
-from psm_jax.data.releases.base import Release, image_size, require_path
+from psm_jax.data.releases.base import Release, image_size, load_mat_variable, require_path
 
 INSTRUCTIONS = """\
 Download the OSIE release (MIT License) from the NUS-VIP repository
@@ -42,12 +41,7 @@ def read_osie(manual_dir: str | Path, sigma_px: float = SIGMA_PX) -> Release:
     require_path(root, "osie_personal", INSTRUCTIONS)
     mat_path = require_path(root / "data" / "eye" / "fixations.mat", "osie_personal", INSTRUCTIONS)
     stimuli = require_path(root / "data" / "stimuli", "osie_personal", INSTRUCTIONS)
-    try:
-        records = np.atleast_1d(
-            scipy.io.loadmat(mat_path, squeeze_me=True, struct_as_record=False)["fixations"]
-        )
-    except (KeyError, ValueError, OSError, NotImplementedError) as error:
-        raise ValueError(f"Cannot read {mat_path} as an OSIE fixations.mat: {error}") from error
+    records = load_mat_variable(mat_path, "fixations", "an OSIE fixations.mat")
 
     image_ids, columns = [], {k: [] for k in ("image", "observer", "x", "y", "duration_ms")}
     num_observers = None

@@ -17,10 +17,15 @@ import re
 from pathlib import Path
 
 import numpy as np
-import scipy.io
 
 from psm_jax.data.fixations import FixationTable
-from psm_jax.data.releases.base import Release, find_images, image_size, require_path
+from psm_jax.data.releases.base import (
+    Release,
+    find_images,
+    image_size,
+    load_mat_variable,
+    require_path,
+)
 from psm_jax.data.saliency_maps import rescale_coordinates
 
 INSTRUCTIONS = """\
@@ -59,12 +64,7 @@ def read_ps_fixations(fix_dir: str | Path) -> tuple[list[str], list[str], Fixati
     image_names: list[str] | None = None
     tables = []
     for observer, path in enumerate(files):
-        try:
-            records = np.atleast_1d(
-                scipy.io.loadmat(path, squeeze_me=True, struct_as_record=False)["ImfixDataALL"]
-            )
-        except (KeyError, ValueError, OSError, NotImplementedError) as error:
-            raise ValueError(f"Cannot read {path} as a PS ImfixData file: {error}") from error
+        records = load_mat_variable(path, "ImfixDataALL", "a PS ImfixData file")
         names = [str(r.im_name) for r in records]
         if image_names is None:
             image_names = names
