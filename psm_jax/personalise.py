@@ -33,6 +33,7 @@ from psm_jax import inference, registry
 from psm_jax.data import fixations as fixations_lib
 from psm_jax.data import saliency_maps
 from psm_jax.data.releases import table as table_lib
+from psm_jax.data.releases.base import to_rgb
 from psm_jax.models import layers, multi_task
 from psm_jax.train import step as train_step
 
@@ -44,7 +45,7 @@ def load_image(path: Path, working_size) -> tuple[np.ndarray, tuple[int, int]]:
     try:
         with Image.open(path) as image:
             native = (image.height, image.width)
-            image = image.convert("RGB").resize(working_size[::-1], Image.Resampling.BOX)
+            image = to_rgb(image).resize(working_size[::-1], Image.Resampling.BOX)
             return np.asarray(image), native
     except Exception as error:  # noqa: BLE001 - name the file whatever PIL raised
         raise ValueError(f"Cannot read the image {path}: {error}") from error
@@ -54,7 +55,7 @@ def read_rgb(path: str | Path) -> np.ndarray:
     """The image at its own resolution, (H, W, 3) uint8 (for overlays); a ValueError names it."""
     try:
         with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"))
+            return np.asarray(to_rgb(image))
     except Exception as error:  # noqa: BLE001 - name the file whatever PIL raised
         raise ValueError(f"Cannot read the image {path}: {error}") from error
 

@@ -263,3 +263,56 @@ def test_a_fixation_file_that_is_not_a_mat_file_is_named(tmp_path, content):
     (ps / "Data" / "fixData" / "ImfixData_Sub_3.mat").write_bytes(content)
     with pytest.raises(ValueError, match=r"Cannot read .*fixData/ImfixData_Sub_3.mat as a PS"):
         read_ps(ps)
+
+
+def _png(array: np.ndarray) -> bytes:
+    from io import BytesIO
+
+    from PIL import Image
+
+    buffer = BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_a_16_bit_png_loads_as_its_8_bit_picture(tmp_path):
+    # Pillow's RGB conversion clips a 16-bit greyscale image ('I;16') at 255, so a 16-bit PNG
+    # used to load nearly white, and a prediction silently differed from the 8-bit picture's.
+    from io import BytesIO
+
+    from PIL import Image
+
+    from psm_jax import personalise
+    from psm_jax.data import pipeline
+
+    with Image.open(DUMMY["osie_personal"] / "data" / "stimuli" / "1001.jpg") as image:
+        grey = np.asarray(image.convert("L"))
+    (tmp_path / "8bit.png").write_bytes(_png(grey))
+    (tmp_path / "16bit.png").write_bytes(_png(grey.astype(np.uint16) * 257))
+    with Image.open(tmp_path / "16bit.png") as image:
+        assert image.mode == "I;16"  # what this test is about
+
+    def loads(name):
+        path = tmp_path / name
+        jpeg, _ = as_rgb_jpeg(path.read_bytes(), name)
+        with Image.open(BytesIO(jpeg)) as record:
+            built = np.asarray(record)
+        return {
+            "read_rgb": personalise.read_rgb(path),
+            "load_image": personalise.load_image(path, (24, 32))[0],
+            "decode_image": pipeline.decode_image(path.read_bytes(), (24, 32)),
+            "as_rgb_jpeg": built,
+        }
+
+    eight, sixteen = loads("8bit.png"), loads("16bit.png")
+    for loader, expected in eight.items():
+        difference = np.abs(sixteen[loader].astype(int) - expected.astype(int)).max()
+        assert difference <= 1, (loader, difference)
+    np.testing.assert_array_equal(eight["read_rgb"][..., 0], grey)
+
+    # Transparent pixels show the white page they would be shown on, not the colour under them.
+    rgba = np.zeros((4, 4, 4), np.uint8)
+    rgba[:2, :, 3] = 255  # the top half opaque black, the bottom half transparent black
+    (tmp_path / "alpha.png").write_bytes(_png(rgba))
+    loaded = personalise.read_rgb(tmp_path / "alpha.png")
+    assert (loaded[:2] == 0).all() and (loaded[2:] == 255).all()

@@ -34,6 +34,7 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from psm_jax.data import datasets, external_usm, saliency_maps
+from psm_jax.data.releases.base import to_rgb
 
 OBSERVER_GROUPS = ("train", "validation", "test", "all")
 
@@ -119,7 +120,7 @@ def decode_image(encoded: bytes, size: tuple[int, int]) -> np.ndarray:
     with Image.open(io.BytesIO(encoded)) as image:
         if image.format == "JPEG":
             image.draft("RGB", (width, height))
-        image = image.convert("RGB")
+        image = to_rgb(image)
         if image.size != (width, height):
             image = image.resize((width, height), Image.Resampling.BOX)
         return np.asarray(image)

@@ -66,11 +66,35 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
     return height, width
 
 
+SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+"""Pillow's modes of a 16-bit greyscale image (a 16-bit greyscale PNG opens as 'I;16', or as 'I'
+in older Pillow), whose RGB conversion would clip every value above 255."""
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """The image as 8-bit RGB by its real range: what every image psm-jax reads goes through.
+
+    16-bit greyscale is scaled by its bit depth (value / 257, so an 8-bit picture saved as 16-bit
+    comes back within a grey level), where Pillow's own conversion clips it nearly white; 16-bit
+    RGB PNGs Pillow already reads as 8-bit RGB. Transparent pixels (an alpha channel, or a palette
+    or tRNS transparency) are composited onto white, the page they would be shown on, instead of
+    showing whatever colour lies under them. Everything else is Pillow's RGB conversion.
+    """
+    if image.mode in SIXTEEN_BIT_MODES:
+        values = np.asarray(image, np.float64) / 257.0
+        image = Image.fromarray(np.clip(np.round(values), 0, 255).astype(np.uint8), "L")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
+        page = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        return Image.alpha_composite(page, image.convert("RGBA")).convert("RGB")
+    return image.convert("RGB")
+
+
 def as_rgb_jpeg(encoded: bytes, source: str) -> tuple[bytes, tuple[int, int]]:
     """Fully decodes an image (so a corrupt file fails here, named) and returns RGB JPEG bytes.
 
-    An RGB JPEG is returned unchanged; any other format or mode (grayscale, CMYK, PNG) is converted
-    to RGB and re-encoded at quality 95, so every record holds a 3-channel JPEG.
+    An RGB JPEG is returned unchanged; any other format or mode (grayscale, CMYK, PNG, 16-bit) is
+    converted to RGB (`to_rgb`) and re-encoded at quality 95, so every record holds a 3-channel
+    JPEG.
 
     Returns:
       (JPEG bytes, (H, W)).
@@ -82,7 +106,7 @@ def as_rgb_jpeg(encoded: bytes, source: str) -> tuple[bytes, tuple[int, int]]:
             if image.format == "JPEG" and image.mode == "RGB":
                 return encoded, size
             buffer = io.BytesIO()
-            image.convert("RGB").save(buffer, format="JPEG", quality=95)
+            to_rgb(image).save(buffer, format="JPEG", quality=95)
             return buffer.getvalue(), size
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as error:
         raise ValueError(f"Corrupt or unreadable image {source}: {error}") from error
