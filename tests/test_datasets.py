@@ -314,3 +314,15 @@ def test_build_dataset_launcher_builds_the_derived_config(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "--dataset=osie_personal/default+observers_3_1_1+sigma_4" in result.stdout
     assert "observers: 5 (train 3, validation 1, test 1)" in result.stdout
+
+
+def test_an_explicit_observer_split_that_does_not_fit_the_release_is_refused(tmp_path):
+    # --observer_split=5,5,5 on a release of 5 observers used to build a dataset named
+    # observers_5_5_5 holding a 3/1/1 split, with a warning only.
+    name = "osie_personal/default+observers_5_5_5"
+    with pytest.raises(
+        ValueError,
+        match=r"--observer_split=5,5,5 \(osie_personal/default\+observers_5_5_5\) adds up to 15 "
+        r"observers, but the release in .*dummy_data has 5: .*--observer_split=3,1,1",
+    ):
+        datasets.build_dataset(name, data_dir=str(tmp_path), manual_dir=str(DUMMY["osie_personal"]))

@@ -48,7 +48,10 @@ class PersonalSaliencyConfig(tfds.core.BuilderConfig):
       working_size: (H, W) of the stored PSMs.
       weight_by_duration: weight fixations by duration in the PSMs.
       observer_split: (train, validation, test) observer counts; None gives a 60/20/20 split, and
-        so do counts that do not add up to the release's observers (with a warning naming both).
+        so do a config's own counts that do not add up to the release's observers (with a warning
+        naming both). Counts chosen by name (`config_name`, --observer_split) must add up.
+      observer_split_chosen: the counts were chosen by name (a derived config): a release with
+        another number of observers is refused instead of split 60/20/20.
       split_seed: seed of the image and observer splits.
       sigma_px: Gaussian sigma of the PSMs in native image pixels (both axes) for every image;
         None keeps the release's own (e.g. OSIE's 24 px at 800x600).
@@ -57,6 +60,7 @@ class PersonalSaliencyConfig(tfds.core.BuilderConfig):
     working_size: tuple[int, int] = saliency_maps.WORKING_SIZE
     weight_by_duration: bool = False
     observer_split: tuple[int, int, int] | None = None
+    observer_split_chosen: bool = False
     split_seed: int = splits.DEFAULT_SEED
     sigma_px: float | None = None
 
@@ -94,6 +98,7 @@ def _derive_config(
         try:
             if key == "observers":
                 changes["observer_split"] = tuple(int(c) for c in value.split("_"))
+                changes["observer_split_chosen"] = True
             elif key == "sigma":
                 changes["sigma_px"] = float(value)
             else:
@@ -195,6 +200,19 @@ class PersonalSaliencyBuilder(tfds.core.GeneratorBasedBuilder, skip_registration
             )
         fixations, quality = clean_fixations(release.fixations, release.image_sizes)
         quality.update(release.quality)
+        chosen = config.observer_split
+        if config.observer_split_chosen and sum(chosen) != release.num_observers:
+            counts = ",".join(str(c) for c in chosen)
+            where = f" in {dl_manager.manual_dir}" if self.MANUAL_DOWNLOAD_INSTRUCTIONS else ""
+            fitting = ",".join(
+                str(c) for c in splits.split_counts(release.num_observers, (0.6, 0.2, 0.2))
+            )
+            raise ValueError(
+                f"--observer_split={counts} ({self.name}/{config.name}) adds up to {sum(chosen)} "
+                f"observers, but the release{where} has "
+                f"{release.num_observers}: give three counts that add up to "
+                f"{release.num_observers}, e.g. --observer_split={fitting}."
+            )
         image_split = splits.split_images(release.image_ids, seed=config.split_seed)
         observer_split = splits.split_observers(
             release.observer_ids, config.observer_split, seed=config.split_seed
