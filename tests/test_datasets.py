@@ -326,3 +326,25 @@ def test_an_explicit_observer_split_that_does_not_fit_the_release_is_refused(tmp
         r"observers, but the release in .*dummy_data has 5: .*--observer_split=3,1,1",
     ):
         datasets.build_dataset(name, data_dir=str(tmp_path), manual_dir=str(DUMMY["osie_personal"]))
+
+
+def test_a_fingerprint_recorded_before_version_2_is_compared_as_it_was_made(tmp_path):
+    # Records built before the fingerprint skipped stray files hold one of every file: the same
+    # release (with its README, which version 2 skips) must still count as the same.
+    import shutil
+    import types
+
+    from psm_jax.data.releases.base import fingerprint
+
+    release = tmp_path / "osie"
+    shutil.copytree(DUMMY["osie_personal"], release)
+    (release / "README.md").write_text("OSIE")
+    legacy = fingerprint(release, every_file=True)
+    del legacy["version"]
+    prepared = types.SimpleNamespace(
+        info=types.SimpleNamespace(metadata={"release_fingerprint": legacy}), data_dir="x"
+    )
+    datasets._check_release(prepared, "osie_personal", "x", str(release))  # accepted
+    (release / "data" / "stimuli" / "1010.jpg").unlink()
+    with pytest.raises(ValueError, match=r"another one \(12 files.*11 files"):
+        datasets._check_release(prepared, "osie_personal", "x", str(release))

@@ -316,3 +316,29 @@ def test_a_16_bit_png_loads_as_its_8_bit_picture(tmp_path):
     (tmp_path / "alpha.png").write_bytes(_png(rgba))
     loaded = personalise.read_rgb(tmp_path / "alpha.png")
     assert (loaded[:2] == 0).all() and (loaded[2:] == 255).all()
+
+
+def test_the_release_fingerprint_covers_what_the_builder_reads_streaming(tmp_path):
+    # A .DS_Store used to make the same release count as another one, and every file was read
+    # whole into memory (a 2 GB stray file cost 2.2 GB).
+    import tracemalloc
+
+    from psm_jax.data.releases.base import fingerprint, fingerprint_differences
+
+    root = tmp_path / "osie"
+    shutil.copytree(DUMMY["osie_personal"], root)
+    before = fingerprint(root)
+    (root / ".DS_Store").write_bytes(b"\0" * 100)
+    (root / "data" / "stimuli" / "._1001.jpg").write_bytes(b"\0" * 100)  # macOS AppleDouble
+    (root / "data" / "stimuli" / "Thumbs.db").write_bytes(b"\0" * 100)
+    (root / "backup.zip").write_bytes(b"\0" * 100)
+    assert fingerprint_differences(before, fingerprint(root)) == []
+    # The files it reads are hashed in chunks: a large one costs no more memory than a small one.
+    with open(root / "data" / "eye" / "extra.mat", "wb") as large:
+        large.truncate(64 * 2**20)
+    tracemalloc.start()
+    changed = fingerprint(root)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 8 * 2**20, peak
+    assert "data/eye/extra.mat" in " ".join(fingerprint_differences(before, changed))

@@ -162,29 +162,55 @@ def require_path(path: Path, release: str, instructions: str) -> Path:
     return path
 
 
-def fingerprint(root: str | os.PathLike) -> dict:
+DATA_SUFFIXES = (".mat", ".csv", ".parquet")
+"""The fixation files the readers read (OSIE's and PS's .mat files, a fixation table)."""
+
+FINGERPRINT_VERSION = 2
+"""1 (recorded without a "version"): every file below the release, non-images read whole. 2: only
+the files a reader can read (`_read_by_builders`), hashed in chunks."""
+
+
+def _read_by_builders(relative: Path) -> bool:
+    """Whether a file of a release is of a kind the readers read: an image or a fixation file, not
+    hidden (.DS_Store, macOS's ._<name> copies, anything in a hidden folder or __MACOSX)."""
+    if any(part.startswith(".") or part == "__MACOSX" for part in relative.parts):
+        return False
+    return relative.suffix.lower() in IMAGE_SUFFIXES + DATA_SUFFIXES
+
+
+def fingerprint(root: str | os.PathLike, *, every_file: bool = False) -> dict:
     """What identifies a release on disk, recorded in the dataset metadata at build time.
 
-    Every file below `root` by relative path and size, and the content (SHA-256) of the files
-    that are not images (the fixation data: small, and what a re-export changes). A copy of the
-    same release elsewhere has the same fingerprint; another release, a re-exported fixation file,
-    or added or removed images do not.
+    The files the builders read (images and fixation files, `_read_by_builders`; not hidden files
+    such as .DS_Store, nor stray files such as an archive) by relative path and size, and the
+    content (SHA-256, read in chunks) of the fixation files (small, and what a re-export changes).
+    A copy of the same release elsewhere has the same fingerprint; another release, a re-exported
+    fixation file, or added or removed images do not.
+
+    Args:
+      root: the release folder.
+      every_file: fingerprint every file below `root` as version 1 did (what a fingerprint
+        recorded without a "version" is compared with).
 
     Returns:
-      {"root": the absolute path, "num_files", "bytes", "listing": SHA-256 of the (path, size) list,
-       "data_files": {relative path: SHA-256} of the non-image files}.
+      {"version", "root": the absolute path, "num_files", "bytes", "listing": SHA-256 of the
+       (path, size) list, "data_files": {relative path: SHA-256} of the non-image files}.
     """
     root = Path(root).resolve()
     listing, data_files, total, count = hashlib.sha256(), {}, 0, 0
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        relative = path.relative_to(root).as_posix()
+        relative = path.relative_to(root)
+        if not every_file and not _read_by_builders(relative):
+            continue
         size = path.stat().st_size
         total += size
         count += 1
-        listing.update(f"{relative}\0{size}\n".encode())
+        listing.update(f"{relative.as_posix()}\0{size}\n".encode())
         if path.suffix.lower() not in IMAGE_SUFFIXES:
-            data_files[relative] = hashlib.sha256(path.read_bytes()).hexdigest()
+            with open(path, "rb") as file:  # in chunks: a large file costs no memory
+                data_files[relative.as_posix()] = hashlib.file_digest(file, "sha256").hexdigest()
     return {
+        "version": 1 if every_file else FINGERPRINT_VERSION,
         "root": str(root),
         "num_files": count,
         "bytes": total,
