@@ -348,3 +348,30 @@ def test_a_fingerprint_recorded_before_version_2_is_compared_as_it_was_made(tmp_
     (release / "data" / "stimuli" / "1010.jpg").unlink()
     with pytest.raises(ValueError, match=r"another one \(12 files.*11 files"):
         datasets._check_release(prepared, "osie_personal", "x", str(release))
+
+
+def test_a_build_killed_midway_leaves_nothing_the_next_build_keeps(tmp_path, caplog):
+    # TFDS writes into <config>/incomplete.<random>_<version> and renames it when done: a build
+    # killed midway used to leave that folder behind for good.
+    import fcntl
+
+    data_dir, manual = str(tmp_path / "tfds"), str(DUMMY["osie_personal"])
+    config_dir = tmp_path / "tfds" / "osie_personal" / "default"
+    stale = config_dir / "incomplete.ABC123_1.0.0"
+    (stale / "1.0.0").mkdir(parents=True)
+    (stale / "1.0.0" / "osie_personal-train.array_record-00000-of-00001").write_bytes(b"x")
+    other_version = config_dir / "incomplete.ABC123_0.9.0"  # not this build's
+    other_version.mkdir()
+    # While another build holds the lock, its folder is its own: refused, nothing removed.
+    with open(config_dir / datasets.BUILD_LOCK, "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(RuntimeError, match=r"Another process is building osie_personal"):
+            datasets.build_dataset("osie_personal", data_dir=data_dir, manual_dir=manual)
+        assert stale.exists()
+    with caplog.at_level("WARNING"):
+        built = datasets.build_dataset("osie_personal", data_dir=data_dir, manual_dir=manual)
+    assert not stale.exists() and other_version.exists()
+    assert "Removed 1 folder that an interrupted build" in caplog.text
+    assert built.info.metadata["num_images"] == 10
+    source, _ = pipeline.open_split("osie_personal", "test", data_dir)  # the lock file is harmless
+    assert len(source) == 1

@@ -11,14 +11,21 @@ below them imports it, so the data layer has no import cycle.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import shutil
 from pathlib import Path
 
 import numpy as np
 import tensorflow_datasets as tfds
+from absl import logging
 
 from psm_jax.data.releases.base import fingerprint, fingerprint_differences
 
 DEFAULT_DATA_DIR = "data/tfds"
+
+BUILD_LOCK = ".build.lock"
+"""Held in `<data_dir>/<dataset>/<config>/` while `build_dataset` prepares that config."""
 
 DATASETS = (
     "osie_personal",
@@ -91,10 +98,54 @@ def build_dataset(
         if not overwrite
         else tfds.download.GenerateMode.FORCE_REDOWNLOAD
     )
-    prepared.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(manual_dir=manual_dir, download_mode=mode)
-    )
+    download_config = tfds.download.DownloadConfig(manual_dir=manual_dir, download_mode=mode)
+    if prepared.is_prepared() and not overwrite:
+        # Nothing to build (the records may be in a read-only data_dir): TFDS reuses them.
+        prepared.download_and_prepare(download_config=download_config)
+        return prepared
+    with _build_lock(prepared, name, data_dir):
+        _remove_interrupted_builds(prepared)
+        prepared.download_and_prepare(download_config=download_config)
     return prepared
+
+
+@contextlib.contextmanager
+def _build_lock(prepared, name: str, data_dir: str):
+    """Holds `<config folder>/.build.lock` (an flock, which the kernel releases even when the
+    process is killed) while this process builds the config: a second build of it at the same
+    time is refused by name, and the folders of a build that is not running can be told apart."""
+    path = Path(prepared.data_path).parent / BUILD_LOCK
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RuntimeError(
+                f"Another process is building {name} in {data_dir} (it holds {path}): wait for "
+                "it to finish, then run again."
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _remove_interrupted_builds(prepared) -> None:
+    """Removes the `incomplete.<random>_<version>` folders of this config's version that a killed
+    build left (TFDS writes the records there and renames the folder when done). Called under
+    `_build_lock`, so no live build is writing them; other versions' folders are left alone."""
+    config_dir = Path(prepared.data_path).parent
+    stale = sorted(config_dir.glob(f"incomplete.*_{prepared.version}"))
+    for folder in stale:
+        shutil.rmtree(folder)
+    if stale:
+        logging.warning(
+            "Removed %d folder%s that an interrupted build of %s left: %s",
+            len(stale),
+            "" if len(stale) == 1 else "s",
+            prepared.info.full_name,
+            ", ".join(str(f) for f in stale),
+        )
 
 
 def _check_release(prepared, name: str, data_dir: str, manual_dir: str) -> None:
