@@ -82,8 +82,9 @@ def main(argv):
     universal = inference.restore(universal_workdir, kind="universal")
     if strohm:
         psm_network = inference.restore(_PSM_NETWORK.value, kind="psm_network")
+        embedding = personalise.load_embedding(_EMBEDDING.value)
         try:
-            embedding = personalise.check_embedding(psm_network, np.load(_EMBEDDING.value))
+            embedding = personalise.check_embedding(psm_network, embedding)
         except ValueError as error:
             raise app.UsageError(f"--embedding={_EMBEDDING.value}: {error}") from error
         image, usm, psm = personalise.predict(

@@ -158,6 +158,53 @@ def enroll(
     return np.asarray(encoder.model(images[None], psms[None], batch_usms)[0])
 
 
+def read_numpy_file(path: str | Path, what: str, writer: str) -> np.ndarray | dict:
+    """A user's .npy (an array) or .npz (a dict of arrays, read in full); a missing, empty,
+    truncated or non-NumPy file is an OSError or ValueError naming it, its role `what` and the
+    command that writes it (`writer`), never NumPy's EOFError or zip errors.
+
+    Args:
+      path: the file; what: what it should hold ("embedding", "head"); writer: the command that
+        writes one.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"The {what} {path} does not exist (write one: {writer}).")
+    if path.stat().st_size == 0:
+        raise ValueError(f"The {what} {path} is empty (0 bytes); write it again: {writer}.")
+    try:
+        loaded = np.load(path, allow_pickle=False)
+        if isinstance(loaded, np.lib.npyio.NpzFile):
+            with loaded:
+                loaded = dict(loaded)  # reads every member: a cut-short one fails here
+        return loaded
+    except ValueError as error:
+        if "pickled" in str(error):  # np.load's word for a file without a NumPy header
+            raise ValueError(
+                f"The {what} {path} is not a NumPy file (.npy or .npz); give the one {writer} "
+                "wrote."
+            ) from error
+        reason = error
+    except Exception as error:  # noqa: BLE001 - EOFError, zipfile.BadZipFile, zlib.error, ...
+        reason = error
+    raise ValueError(
+        f"The {what} {path} is truncated or damaged ({type(reason).__name__}: {reason}); write "
+        f"it again: {writer}."
+    )
+
+
+def load_embedding(path: str | Path) -> np.ndarray:
+    """A person's embedding from the .npy `launch/enroll.py` wrote (`read_numpy_file`); its size
+    and values are checked against a PSM network by `check_embedding`."""
+    loaded = read_numpy_file(path, "embedding", "launch/enroll.py")
+    if isinstance(loaded, dict):
+        raise ValueError(
+            f"{path} is a .npz (a multi-task head?), not an embedding (.npy): give a head as "
+            "--head with --multi_task."
+        )
+    return loaded
+
+
 def check_embedding(psm_network: inference.Restored, user_embedding) -> np.ndarray:
     """The embedding as float32 (d,); a ValueError if its size is not the PSM network's or it
     holds NaN or infinite values (a network would turn it into an all-NaN map)."""
@@ -320,20 +367,23 @@ def load_head(multi_task_cnn: inference.Restored, head_path: str | Path) -> infe
     _expect_multi_task(multi_task_cnn)
     model = _one_observer_model(multi_task_cnn.model)
     expected = head_arrays(model)
-    try:
-        stored = np.load(head_path)
-    except (OSError, ValueError) as error:
-        raise ValueError(f"Cannot read the head {head_path}: {error}") from error
-    if not isinstance(stored, np.lib.npyio.NpzFile):
+    arrays = read_numpy_file(head_path, "head", "launch/enroll.py --method=multi_task_head")
+    if not isinstance(arrays, dict):
         raise ValueError(
             f"{head_path} is not a .npz head (launch/enroll.py --method=multi_task_head)."
         )
-    with stored:
-        arrays = dict(stored)
     if set(arrays) != set(expected) or any(arrays[k].shape != v.shape for k, v in expected.items()):
         raise ValueError(
             f"{head_path} is not a head of the multi-task CNN in {multi_task_cnn.workdir} "
             "(different layers or sizes)."
+        )
+    broken = [key for key, values in arrays.items() if not np.isfinite(values).all()]
+    if broken:
+        # The network would turn them into an all-NaN map, as it would a NaN embedding.
+        raise ValueError(
+            f"{head_path}: the head holds NaN or infinite values ({', '.join(broken)}); enrol "
+            "the person again (launch/enroll.py --method=multi_task_head, a lower "
+            "--learning_rate)."
         )
     state = nnx.state(model, layers.ObserverParam)
     for path, variable in nnx.to_flat_state(state):

@@ -298,7 +298,7 @@ def test_both_enrolments_and_predictions_through_the_launchers(
     np.save(tmp_path / "embedding.npy", np.zeros(8))
     with pytest.raises(ValueError, match="embedding.npy is not a .npz head"):
         personalise.load_head(trained, tmp_path / "embedding.npy")
-    with pytest.raises(ValueError, match="Cannot read the head .*missing.npz"):
+    with pytest.raises(FileNotFoundError, match="The head .*missing.npz does not exist"):
         personalise.load_head(trained, tmp_path / "missing.npz")
 
 
@@ -320,3 +320,64 @@ def test_a_discrepancy_encoder_enrols_only_with_usms():
         personalise.enroll(encoder, images, psms)
     vector = personalise.enroll(encoder, images, psms, usms=psms * 0.9)
     assert vector.shape == (6,) and abs(float(np.linalg.norm(vector)) - 1) < 1e-5
+
+
+def _untrained_multi_task() -> inference.Restored:
+    """A multi-task CNN as `inference.restore` returns one, untrained (for the head's checks)."""
+    import ml_collections
+
+    from psm_jax.models import multi_task
+
+    config = multi_task.MultiTaskConfig(trunk_widths=(4, 4, 4, 4), head_widths=(4, 4, 4))
+    model = multi_task.MultiTaskCNN(3, config, rngs=nnx.Rngs(0))
+    model.eval()
+    return inference.Restored(
+        Path("/nowhere/multi_task"), ml_collections.ConfigDict({"model": "multi_task"}), model, 1
+    )
+
+
+def test_a_head_holding_nan_is_refused_naming_the_file(tmp_path):
+    """A multi-task head with a NaN would give an all-NaN map: refused, as a NaN embedding is."""
+    trained = _untrained_multi_task()
+    arrays = personalise.head_arrays(personalise._one_observer_model(trained.model))
+    np.savez(tmp_path / "good.npz", **arrays)
+    personalise.load_head(trained, tmp_path / "good.npz")
+    first = sorted(arrays)[0]
+    arrays[first] = arrays[first].copy()
+    arrays[first].flat[0] = np.nan
+    np.savez(tmp_path / "nan_head.npz", **arrays)
+    with pytest.raises(ValueError, match=r"nan_head.npz.* NaN or infinite.*enrol the person again"):
+        personalise.load_head(trained, tmp_path / "nan_head.npz")
+
+
+@pytest.mark.parametrize(
+    "content, why",
+    [
+        (b"", "is empty"),
+        (b"image,x,y\nnew_0.png,1,2\n", "not a NumPy file"),
+        ("truncated", "truncated"),
+    ],
+)
+def test_an_unreadable_embedding_or_head_file_is_named(tmp_path, content, why):
+    """A zero-byte, truncated or non-NumPy file given as an embedding or a head: a ValueError
+    naming the file, never an EOFError or a zip error."""
+    if content == "truncated":
+        np.save(tmp_path / "whole.npy", np.ones(8, np.float32))
+        content = (tmp_path / "whole.npy").read_bytes()[:-10]
+    for name in ("alice.npy", "alice_head.npz"):
+        (tmp_path / name).write_bytes(content)
+    with pytest.raises(ValueError, match=rf"alice.npy.*{why}"):
+        personalise.load_embedding(tmp_path / "alice.npy")
+    with pytest.raises(ValueError, match=rf"alice_head.npz.*{why}"):
+        personalise.load_head(_untrained_multi_task(), tmp_path / "alice_head.npz")
+    if why == "truncated":  # a head cut short: the .npz's zip directory is gone
+        np.savez(tmp_path / "whole.npz", **personalise.head_arrays(_untrained_multi_task().model))
+        (tmp_path / "cut.npz").write_bytes((tmp_path / "whole.npz").read_bytes()[:-30])
+        with pytest.raises(ValueError, match="cut.npz.*truncated"):
+            personalise.load_head(_untrained_multi_task(), tmp_path / "cut.npz")
+
+
+def test_a_head_given_as_an_embedding_is_named(tmp_path):
+    np.savez(tmp_path / "head.npz", kernel=np.zeros(3))
+    with pytest.raises(ValueError, match=r"head.npz is a .npz .*--head with --multi_task"):
+        personalise.load_embedding(tmp_path / "head.npz")
