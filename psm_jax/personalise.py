@@ -80,7 +80,7 @@ def read_viewer(
       weight_by_duration: weight fixations by their duration.
     """
     image_names, people, table, read_counts = table_lib.read_fixation_table(
-        fixations, one_person=True
+        fixations, one_person=True, images_folder=f"--images_dir={images_dir}"
     )
     if subject is not None:
         if subject not in people:

@@ -381,3 +381,16 @@ def test_a_head_given_as_an_embedding_is_named(tmp_path):
     np.savez(tmp_path / "head.npz", kernel=np.zeros(3))
     with pytest.raises(ValueError, match=r"head.npz is a .npz .*--head with --multi_task"):
         personalise.load_embedding(tmp_path / "head.npz")
+
+
+def test_image_names_that_leave_the_images_folder_are_refused(tmp_path):
+    """An enrolment table naming '../x.png' or an absolute path would read a file outside
+    --images_dir: refused with the table, the line and the name."""
+    images_dir = tmp_path / "images"
+    images_dir.mkdir()
+    Image.new("RGB", (16, 12)).save(images_dir / "own.png")
+    Image.new("RGB", (16, 12)).save(tmp_path / "outside.png")  # exists: it would be read
+    for name in ("../outside.png", str(tmp_path / "outside.png"), "sub/../../outside.png"):
+        (tmp_path / "escape.csv").write_text(f"image,x,y\nown.png,1,2\n{name},3,4\n")
+        with pytest.raises(ValueError, match=rf"escape.csv, line 3: image '{name}' .*--images_dir"):
+            personalise.read_viewer(images_dir, tmp_path / "escape.csv")
