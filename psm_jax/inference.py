@@ -347,6 +347,18 @@ def set_stream(
     )
 
 
+def m_out_of_range(m: int, train_images: int | None = None, dataset: str = "") -> str:
+    """Why m (pairs per enrolment set; `--config.m` of launch/evaluate.py,
+    `--config.evaluation.m` of launch/main.py) is out of range: a set is drawn from a window of
+    2 m of the train split's images, so m runs from 1 to half of them."""
+    upper = "half the train split's images" if train_images is None else str(train_images // 2)
+    where = f"; the train split of {dataset} has {train_images} images" if train_images else ""
+    return (
+        f"--config.m={m}: m must be an integer from 1 to {upper} (each set of m pairs is drawn "
+        f"from 2 m training images{where})."
+    )
+
+
 def embed_observers(
     encoder: Restored,
     source,
@@ -385,12 +397,8 @@ def embed_observers(
         it trained with (the ground truth, or its config's external USMs).
     """
     _expect(encoder, "embedding")
-    if len(source) < 2 * m:
-        # A set is drawn from a window of 2 m images: with fewer, no set exists.
-        raise ValueError(
-            f"Embedding observers from m = {m} pairs needs at least {2 * m} training images of "
-            f"{metadata.name}; it has {len(source)}."
-        )
+    if not 1 <= m <= len(source) // 2:
+        raise ValueError(m_out_of_range(m, len(source), metadata.name))
     stream = set_stream(
         source,
         metadata,
