@@ -71,6 +71,7 @@ def main(argv):
         raise app.UsageError(
             "Give either --psm_network with --embedding, or --multi_task with --head."
         )
+    inference.check_composition(_CONFIG.value.usm_floor, _CONFIG.value.discrepancy_weight)
     universal_workdir = _UNIVERSAL.value or inference.universal_beside(
         _PSM_NETWORK.value, _MULTI_TASK.value
     )

@@ -181,6 +181,15 @@ def compose_psm(
     return np.clip(usm + discrepancy_weight * resized, usm_floor * usm, 1.0)
 
 
+def check_composition(usm_floor: float, discrepancy_weight: float) -> None:
+    """A ValueError naming the flag when the composition's USM floor is outside [0, 1] or its
+    discrepancy weight outside [0, 2] (NaN included: it would make an all-NaN map)."""
+    if not 0.0 <= usm_floor <= 1.0:
+        raise ValueError(f"--config.usm_floor must be in [0, 1], got {usm_floor}")
+    if not 0.0 <= discrepancy_weight <= 2.0:
+        raise ValueError(f"--config.discrepancy_weight must be in [0, 2], got {discrepancy_weight}")
+
+
 def compose(
     restored: Restored,
     usm: np.ndarray,

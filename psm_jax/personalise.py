@@ -79,6 +79,8 @@ def read_viewer(
         each image's width.
       weight_by_duration: weight fixations by their duration.
     """
+    if sigma_px is not None and not 0 < sigma_px < np.inf:
+        raise ValueError(f"--sigma_px={sigma_px}: the PSM blur must be finite and positive.")
     image_names, people, table, read_counts = table_lib.read_fixation_table(
         fixations, one_person=True, images_folder=f"--images_dir={images_dir}"
     )
@@ -231,6 +233,7 @@ def predict(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(image (H, W, 3) uint8, predicted USM, predicted PSM), maps (H, W) in [0, 1] at the
     networks' working resolution."""
+    inference.check_composition(usm_floor, discrepancy_weight)
     user_embedding = check_embedding(psm_network, user_embedding)
     image, _ = load_image(Path(image_path), psm_network.working_size)
     usm = inference.predicted_usms(universal, [read_rgb(image_path)])
@@ -248,12 +251,26 @@ def predict_with_head(
     discrepancy_weight: float,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """As `predict`, for a person enrolled with Xu et al.'s path (`enroll_multi_task_head`)."""
+    inference.check_composition(usm_floor, discrepancy_weight)
     person = load_head(multi_task_cnn, head_path)
     image, _ = load_image(Path(image_path), multi_task_cnn.working_size)
     usm = inference.predicted_usms(universal, [read_rgb(image_path)])
     discrepancy = inference.predict_discrepancy(person, image[None], usm, np.zeros(1, np.int32))
     psm = inference.compose(person, usm, discrepancy, usm_floor, discrepancy_weight)
     return image, usm[0], psm[0]
+
+
+def check_adaptation(steps: int, learning_rate: float, batch_size: int = 16) -> None:
+    """A ValueError naming the flag (launch/enroll.py's) when `adapt_multi_task_head`'s steps or
+    batch size is below 1 or its learning rate is not finite and positive."""
+    for name, value in (("--steps", steps), ("batch_size", batch_size)):
+        if value < 1:
+            raise ValueError(f"{name}={value}: must be an integer, 1 or more.")
+    if not 0 < learning_rate < np.inf:
+        raise ValueError(
+            f"--learning_rate={learning_rate}: the SGD learning rate must be finite and positive "
+            "(default 0.02)."
+        )
 
 
 def adapt_multi_task_head(
@@ -285,6 +302,7 @@ def adapt_multi_task_head(
       training loss of every step.
     """
     _expect_multi_task(multi_task_cnn)
+    check_adaptation(steps, learning_rate, batch_size)
     trained = multi_task_cnn.model
     model = _one_observer_model(trained, seed)
     heads = jax.tree.map(
@@ -312,9 +330,9 @@ def adapt_multi_task_head(
         state, measurements = step(state, batch)
         history.append(float(measurements["loss"]))
     if int(state.nonfinite_step) >= 0:
-        raise FloatingPointError(
+        raise RuntimeError(  # a user error (launch/runner.py): the learning rate is too high
             f"The new head's loss became non-finite at step {int(state.nonfinite_step)}: "
-            "lower --learning_rate."
+            f"lower --learning_rate (it was {learning_rate})."
         )
     person = train_step.merge(graphdef, state)
     person.eval()

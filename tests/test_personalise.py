@@ -394,3 +394,46 @@ def test_image_names_that_leave_the_images_folder_are_refused(tmp_path):
         (tmp_path / "escape.csv").write_text(f"image,x,y\nown.png,1,2\n{name},3,4\n")
         with pytest.raises(ValueError, match=rf"escape.csv, line 3: image '{name}' .*--images_dir"):
             personalise.read_viewer(images_dir, tmp_path / "escape.csv")
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"steps": -3}, r"--steps=-3: .*1 or more"),
+        ({"steps": 0}, r"--steps=0: .*1 or more"),
+        ({"learning_rate": float("nan")}, r"--learning_rate=nan: .*finite and positive"),
+        ({"learning_rate": -0.1}, r"--learning_rate=-0.1: .*finite and positive"),
+        ({"batch_size": 0}, r"batch_size=0: .*1 or more"),
+    ],
+)
+def test_a_new_head_refuses_steps_and_learning_rates_out_of_range(options, message):
+    """`enroll.py --steps=-3` fitted a head in -3 steps (loss nan -> nan), exit 0."""
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (2, 120, 160, 3), dtype=np.uint8)
+    maps = rng.random((2, 120, 160), dtype=np.float32)
+    with pytest.raises(ValueError, match=message):
+        personalise.adapt_multi_task_head(_untrained_multi_task(), images, maps, maps, **options)
+
+
+@pytest.mark.parametrize("sigma_px", [0.0, -4.0, float("nan"), float("inf")])
+def test_a_psm_blur_out_of_range_is_refused_naming_the_flag(tmp_path, sigma_px):
+    images_dir = tmp_path / "images"
+    images_dir.mkdir()
+    Image.new("RGB", (16, 12)).save(images_dir / "own.png")
+    (tmp_path / "viewer.csv").write_text("image,x,y\nown.png,3,4\n")
+    with pytest.raises(ValueError, match=rf"--sigma_px={sigma_px}: .*finite and positive"):
+        personalise.read_viewer(images_dir, tmp_path / "viewer.csv", sigma_px=sigma_px)
+
+
+@pytest.mark.parametrize(
+    "usm_floor, discrepancy_weight, message",
+    [
+        (float("nan"), 0.5, r"--config.usm_floor must be in \[0, 1\], got nan"),
+        (0.3, -1.0, r"--config.discrepancy_weight must be in \[0, 2\], got -1.0"),
+    ],
+)
+def test_a_prediction_refuses_a_composition_out_of_range(usm_floor, discrepancy_weight, message):
+    """predict.py's --config.usm_floor=nan gave an all-NaN map; checked before any file is read."""
+    for predict in (personalise.predict, personalise.predict_with_head):
+        with pytest.raises(ValueError, match=message):
+            predict(None, None, None, "/nowhere/photo.jpg", usm_floor, discrepancy_weight)

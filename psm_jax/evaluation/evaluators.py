@@ -353,12 +353,7 @@ def check(config: ml_collections.ConfigDict) -> None:
         )
     for protocol in config.protocols:
         pairs.observer_group(protocol)
-    if not 0.0 <= config.usm_floor <= 1.0:
-        raise ValueError(f"--config.usm_floor must be in [0, 1], got {config.usm_floor}")
-    if not 0.0 <= config.discrepancy_weight <= 2.0:
-        raise ValueError(
-            f"--config.discrepancy_weight must be in [0, 2], got {config.discrepancy_weight}"
-        )
+    inference.check_composition(config.usm_floor, config.discrepancy_weight)
     if not 1 <= config.m:
         raise ValueError(inference.m_out_of_range(config.m))
     if config.seed < 0:
