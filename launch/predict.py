@@ -56,7 +56,13 @@ _UNIVERSAL = flags.DEFINE_string(
     "main job trained beside --psm_network or --multi_task.",
 )
 _IMAGE = flags.DEFINE_string("image", None, "The image.")
-_OUTPUT = flags.DEFINE_string("output", None, "Output path prefix.")
+_OUTPUT = flags.DEFINE_string(
+    "output",
+    None,
+    "Output path prefix: <output>.npy (the PSM at the working resolution, e.g. 120x160), "
+    "<output>.png and <output>_usm.png (overlays on the image shrunk to at most 1024 px on its "
+    "long side).",
+)
 
 
 def main(argv):

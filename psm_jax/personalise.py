@@ -38,23 +38,39 @@ from psm_jax.train import step as train_step
 
 OSIE_SIGMA_PX, OSIE_WIDTH = 24.0, 800.0
 
+MAX_SIDE = 1024
+"""The longest side, in pixels, a person's image is read at for the universal model and the
+overlays (`read_rgb`): twice the largest input a model reads (a backbone's 512x384), and the
+overlays' size. A photo's own resolution (8000x6000) read and drawn as it was peaked at 11 GB."""
+
+
+def _open_rgb(path: str | Path, size: tuple[int, int]) -> tuple[Image.Image, tuple[int, int]]:
+    """(the image as RGB, box-shrunk to fit (W, H) `size` keeping its aspect ratio, or as it is
+    when smaller; native (H, W)). A JPEG is decoded at a reduced scale (`Image.draft`, 1/2 to
+    1/8) no smaller than `size`, so a large photo is never held at its own resolution."""
+    with Image.open(path) as image:
+        native = (image.height, image.width)
+        image.draft("RGB", size)
+        image = image.convert("RGB")
+    if image.width > size[0] or image.height > size[1]:
+        image.thumbnail(size, Image.Resampling.BOX)
+    return image, native
+
 
 def load_image(path: Path, working_size) -> tuple[np.ndarray, tuple[int, int]]:
     """(image at `working_size` (H, W), uint8; native (H, W)); a ValueError names a bad file."""
     try:
-        with Image.open(path) as image:
-            native = (image.height, image.width)
-            image = image.convert("RGB").resize(working_size[::-1], Image.Resampling.BOX)
-            return np.asarray(image), native
+        image, native = _open_rgb(path, (2 * working_size[1], 2 * working_size[0]))
+        return np.asarray(image.resize(working_size[::-1], Image.Resampling.BOX)), native
     except Exception as error:  # noqa: BLE001 - name the file whatever PIL raised
         raise ValueError(f"Cannot read the image {path}: {error}") from error
 
 
 def read_rgb(path: str | Path) -> np.ndarray:
-    """The image at its own resolution, (H, W, 3) uint8 (for overlays); a ValueError names it."""
+    """The image, (H, W, 3) uint8, at most `MAX_SIDE` px on its long side (for the universal
+    model and the overlays); a ValueError names a bad file."""
     try:
-        with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"))
+        return np.asarray(_open_rgb(path, (MAX_SIDE, MAX_SIDE))[0])
     except Exception as error:  # noqa: BLE001 - name the file whatever PIL raised
         raise ValueError(f"Cannot read the image {path}: {error}") from error
 

@@ -437,3 +437,31 @@ def test_a_prediction_refuses_a_composition_out_of_range(usm_floor, discrepancy_
     for predict in (personalise.predict, personalise.predict_with_head):
         with pytest.raises(ValueError, match=message):
             predict(None, None, None, "/nowhere/photo.jpg", usm_floor, discrepancy_weight)
+
+
+def test_a_large_image_is_read_and_drawn_at_a_bounded_size(tmp_path):
+    """A 4000x3000 photo: predict.py read it at its own size and drew its overlays in float64 at
+    that size (an 8000x6000 one peaked at 11 GB and wrote 43-145 MB PNGs); now it is read at most
+    `personalise.MAX_SIDE` px on the long side and the overlays drawn at that size."""
+    import tracemalloc
+
+    photo = tmp_path / "photo.jpg"
+    Image.linear_gradient("L").resize((4000, 3000)).convert("RGB").save(photo, quality=90)
+    psm = np.random.default_rng(0).random((120, 160)).astype(np.float32)
+    figures.save_overlay(np.zeros((12, 16, 3), np.uint8), psm, tmp_path / "warm.png")  # imports
+    tracemalloc.start()
+    try:
+        native = personalise.read_rgb(photo)
+        figures.save_overlay(native, psm, tmp_path / "overlay.png", title="a large photo")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert max(native.shape[:2]) == personalise.MAX_SIDE == 1024
+    assert native.shape[:2] == (768, 1024)  # the aspect ratio kept
+    width, height = Image.open(tmp_path / "overlay.png").size
+    assert width <= 1.25 * 1024 and height <= 1.1 * 768
+    assert (tmp_path / "overlay.png").stat().st_size < 3e6
+    assert peak < 200e6, f"{peak / 1e6:.0f} MB"  # NumPy's and matplotlib's (PIL's untraced)
+    # An array drawn directly is bounded the same way.
+    figures.save_overlay(np.zeros((3000, 4000, 3), np.uint8), psm, tmp_path / "direct.png")
+    assert max(Image.open(tmp_path / "direct.png").size) <= 1.25 * 1024
