@@ -83,6 +83,8 @@ def main(argv):
         raise app.UsageError(
             f"--method={_METHOD.value} needs " + ", ".join(f"--{name}" for name in missing)
         )
+    if _METHOD.value == "multi_task_head":  # before any file is read or model restored
+        personalise.check_adaptation(_STEPS.value, _LEARNING_RATE.value)
     images, psms, names = personalise.read_viewer(
         _IMAGES.value, _FIXATIONS.value, subject=_SUBJECT.value, sigma_px=_SIGMA.value
     )

@@ -56,7 +56,13 @@ _UNIVERSAL = flags.DEFINE_string(
     "main job trained beside --psm_network or --multi_task.",
 )
 _IMAGE = flags.DEFINE_string("image", None, "The image.")
-_OUTPUT = flags.DEFINE_string("output", None, "Output path prefix.")
+_OUTPUT = flags.DEFINE_string(
+    "output",
+    None,
+    "Output path prefix: <output>.npy (the PSM at the working resolution, e.g. 120x160), "
+    "<output>.png and <output>_usm.png (overlays on the image shrunk to at most 1024 px on its "
+    "long side).",
+)
 
 
 def main(argv):
@@ -71,6 +77,7 @@ def main(argv):
         raise app.UsageError(
             "Give either --psm_network with --embedding, or --multi_task with --head."
         )
+    inference.check_composition(_CONFIG.value.usm_floor, _CONFIG.value.discrepancy_weight)
     universal_workdir = _UNIVERSAL.value or inference.universal_beside(
         _PSM_NETWORK.value, _MULTI_TASK.value
     )
@@ -82,8 +89,9 @@ def main(argv):
     universal = inference.restore(universal_workdir, kind="universal")
     if strohm:
         psm_network = inference.restore(_PSM_NETWORK.value, kind="psm_network")
+        embedding = personalise.load_embedding(_EMBEDDING.value)
         try:
-            embedding = personalise.check_embedding(psm_network, np.load(_EMBEDDING.value))
+            embedding = personalise.check_embedding(psm_network, embedding)
         except ValueError as error:
             raise app.UsageError(f"--embedding={_EMBEDDING.value}: {error}") from error
         image, usm, psm = personalise.predict(

@@ -150,15 +150,20 @@ def example_grid(
     plt.close(figure)
 
 
+OVERLAY_MAX_SIDE = 1024
+"""The longest side of an overlay's image, in pixels (a larger image is box-shrunk first)."""
+
+
 def save_overlay(
     image: np.ndarray, saliency: np.ndarray, path: str | Path, title: str = ""
 ) -> None:
-    """A PNG of the image at its own resolution with the map overlaid (jet, opacity 0.3 + 0.6 x
-    map where the map exceeds 0.05), a colour bar and a title.
+    """A PNG of the image, at most `OVERLAY_MAX_SIDE` px on its long side, with the map overlaid
+    (jet, opacity 0.3 + 0.6 x map where the map exceeds 0.05), a colour bar and a title.
 
     Args:
       image: (H, W, 3) uint8, at any resolution (the input image as the person gave it).
-      saliency: (h, w) in [0, 1] at the network's working resolution; resized to (H, W) bilinearly.
+      saliency: (h, w) in [0, 1] at the network's working resolution; resized to the image's size
+        bilinearly.
       path: the .png; title: what the map is (whose, which model).
     """
     import matplotlib
@@ -167,17 +172,21 @@ def save_overlay(
     import matplotlib.pyplot as plt
     from PIL import Image
 
+    if max(image.shape[:2]) > OVERLAY_MAX_SIDE:
+        shrunk = Image.fromarray(np.asarray(image, np.uint8))
+        shrunk.thumbnail((OVERLAY_MAX_SIDE, OVERLAY_MAX_SIDE), Image.Resampling.BOX)
+        image = np.asarray(shrunk)
     height, width = image.shape[:2]
     resized = np.asarray(
         Image.fromarray(np.asarray(saliency, np.float32)).resize((width, height), Image.BILINEAR)
     ).clip(0, 1)
-    colour = matplotlib.colormaps["jet"](resized)[..., :3]
-    alpha = np.where(resized > 0.05, 0.3 + 0.6 * resized, 0.0)[..., None]
-    blended = (1 - alpha) * (image / 255.0) + alpha * colour
+    colour = matplotlib.colormaps["jet"](resized, bytes=True)[..., :3].astype(np.float32) / 255
+    alpha = np.where(resized > 0.05, 0.3 + 0.6 * resized, 0.0).astype(np.float32)[..., None]
+    blended = (1 - alpha) * (image.astype(np.float32) / 255) + alpha * colour
     dpi = 100
     figure = plt.figure(figsize=(width / dpi * 1.18, height / dpi + (0.35 if title else 0.1)))
     axis = figure.add_axes((0.0, 0.0, 1 / 1.18, height / dpi / figure.get_figheight()))
-    axis.imshow(np.clip(blended, 0, 1), interpolation="nearest")
+    axis.imshow((np.clip(blended, 0, 1) * 255).round().astype(np.uint8), interpolation="nearest")
     axis.set_axis_off()
     if title:
         figure.suptitle(title, fontsize=max(6, min(11, width / 60)), y=0.995, va="top")

@@ -181,6 +181,15 @@ def compose_psm(
     return np.clip(usm + discrepancy_weight * resized, usm_floor * usm, 1.0)
 
 
+def check_composition(usm_floor: float, discrepancy_weight: float) -> None:
+    """A ValueError naming the flag when the composition's USM floor is outside [0, 1] or its
+    discrepancy weight outside [0, 2] (NaN included: it would make an all-NaN map)."""
+    if not 0.0 <= usm_floor <= 1.0:
+        raise ValueError(f"--config.usm_floor must be in [0, 1], got {usm_floor}")
+    if not 0.0 <= discrepancy_weight <= 2.0:
+        raise ValueError(f"--config.discrepancy_weight must be in [0, 2], got {discrepancy_weight}")
+
+
 def compose(
     restored: Restored,
     usm: np.ndarray,
@@ -347,6 +356,18 @@ def set_stream(
     )
 
 
+def m_out_of_range(m: int, train_images: int | None = None, dataset: str = "") -> str:
+    """Why m (pairs per enrolment set; `--config.m` of launch/evaluate.py,
+    `--config.evaluation.m` of launch/main.py) is out of range: a set is drawn from a window of
+    2 m of the train split's images, so m runs from 1 to half of them."""
+    upper = "half the train split's images" if train_images is None else str(train_images // 2)
+    where = f"; the train split of {dataset} has {train_images} images" if train_images else ""
+    return (
+        f"--config.m={m}: m must be an integer from 1 to {upper} (each set of m pairs is drawn "
+        f"from 2 m training images{where})."
+    )
+
+
 def embed_observers(
     encoder: Restored,
     source,
@@ -385,12 +406,8 @@ def embed_observers(
         it trained with (the ground truth, or its config's external USMs).
     """
     _expect(encoder, "embedding")
-    if len(source) < 2 * m:
-        # A set is drawn from a window of 2 m images: with fewer, no set exists.
-        raise ValueError(
-            f"Embedding observers from m = {m} pairs needs at least {2 * m} training images of "
-            f"{metadata.name}; it has {len(source)}."
-        )
+    if not 1 <= m <= len(source) // 2:
+        raise ValueError(m_out_of_range(m, len(source), metadata.name))
     stream = set_stream(
         source,
         metadata,

@@ -39,23 +39,39 @@ from psm_jax.train import step as train_step
 
 OSIE_SIGMA_PX, OSIE_WIDTH = 24.0, 800.0
 
+MAX_SIDE = 1024
+"""The longest side, in pixels, a person's image is read at for the universal model and the
+overlays (`read_rgb`): twice the largest input a model reads (a backbone's 512x384), and the
+overlays' size. A photo's own resolution (8000x6000) read and drawn as it was peaked at 11 GB."""
+
+
+def _open_rgb(path: str | Path, size: tuple[int, int]) -> tuple[Image.Image, tuple[int, int]]:
+    """(the image as RGB, box-shrunk to fit (W, H) `size` keeping its aspect ratio, or as it is
+    when smaller; native (H, W)). A JPEG is decoded at a reduced scale (`Image.draft`, 1/2 to
+    1/8) no smaller than `size`, so a large photo is never held at its own resolution."""
+    with Image.open(path) as image:
+        native = (image.height, image.width)
+        image.draft("RGB", size)
+        image = to_rgb(image)  # by its real range (16-bit, transparency)
+    if image.width > size[0] or image.height > size[1]:
+        image.thumbnail(size, Image.Resampling.BOX)
+    return image, native
+
 
 def load_image(path: Path, working_size) -> tuple[np.ndarray, tuple[int, int]]:
     """(image at `working_size` (H, W), uint8; native (H, W)); a ValueError names a bad file."""
     try:
-        with Image.open(path) as image:
-            native = (image.height, image.width)
-            image = to_rgb(image).resize(working_size[::-1], Image.Resampling.BOX)
-            return np.asarray(image), native
+        image, native = _open_rgb(path, (2 * working_size[1], 2 * working_size[0]))
+        return np.asarray(image.resize(working_size[::-1], Image.Resampling.BOX)), native
     except Exception as error:  # noqa: BLE001 - name the file whatever PIL raised
         raise ValueError(f"Cannot read the image {path}: {error}") from error
 
 
 def read_rgb(path: str | Path) -> np.ndarray:
-    """The image at its own resolution, (H, W, 3) uint8 (for overlays); a ValueError names it."""
+    """The image, (H, W, 3) uint8, at most `MAX_SIDE` px on its long side (for the universal
+    model and the overlays); a ValueError names a bad file."""
     try:
-        with Image.open(path) as image:
-            return np.asarray(to_rgb(image))
+        return np.asarray(_open_rgb(path, (MAX_SIDE, MAX_SIDE))[0])
     except Exception as error:  # noqa: BLE001 - name the file whatever PIL raised
         raise ValueError(f"Cannot read the image {path}: {error}") from error
 
@@ -80,8 +96,10 @@ def read_viewer(
         each image's width.
       weight_by_duration: weight fixations by their duration.
     """
+    if sigma_px is not None and not 0 < sigma_px < np.inf:
+        raise ValueError(f"--sigma_px={sigma_px}: the PSM blur must be finite and positive.")
     image_names, people, table, read_counts = table_lib.read_fixation_table(
-        fixations, one_person=True
+        fixations, one_person=True, images_folder=f"--images_dir={images_dir}"
     )
     if subject is not None:
         if subject not in people:
@@ -159,6 +177,53 @@ def enroll(
     return np.asarray(encoder.model(images[None], psms[None], batch_usms)[0])
 
 
+def read_numpy_file(path: str | Path, what: str, writer: str) -> np.ndarray | dict:
+    """A user's .npy (an array) or .npz (a dict of arrays, read in full); a missing, empty,
+    truncated or non-NumPy file is an OSError or ValueError naming it, its role `what` and the
+    command that writes it (`writer`), never NumPy's EOFError or zip errors.
+
+    Args:
+      path: the file; what: what it should hold ("embedding", "head"); writer: the command that
+        writes one.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"The {what} {path} does not exist (write one: {writer}).")
+    if path.stat().st_size == 0:
+        raise ValueError(f"The {what} {path} is empty (0 bytes); write it again: {writer}.")
+    try:
+        loaded = np.load(path, allow_pickle=False)
+        if isinstance(loaded, np.lib.npyio.NpzFile):
+            with loaded:
+                loaded = dict(loaded)  # reads every member: a cut-short one fails here
+        return loaded
+    except ValueError as error:
+        if "pickled" in str(error):  # np.load's word for a file without a NumPy header
+            raise ValueError(
+                f"The {what} {path} is not a NumPy file (.npy or .npz); give the one {writer} "
+                "wrote."
+            ) from error
+        reason = error
+    except Exception as error:  # noqa: BLE001 - EOFError, zipfile.BadZipFile, zlib.error, ...
+        reason = error
+    raise ValueError(
+        f"The {what} {path} is truncated or damaged ({type(reason).__name__}: {reason}); write "
+        f"it again: {writer}."
+    )
+
+
+def load_embedding(path: str | Path) -> np.ndarray:
+    """A person's embedding from the .npy `launch/enroll.py` wrote (`read_numpy_file`); its size
+    and values are checked against a PSM network by `check_embedding`."""
+    loaded = read_numpy_file(path, "embedding", "launch/enroll.py")
+    if isinstance(loaded, dict):
+        raise ValueError(
+            f"{path} is a .npz (a multi-task head?), not an embedding (.npy): give a head as "
+            "--head with --multi_task."
+        )
+    return loaded
+
+
 def check_embedding(psm_network: inference.Restored, user_embedding) -> np.ndarray:
     """The embedding as float32 (d,); a ValueError if its size is not the PSM network's or it
     holds NaN or infinite values (a network would turn it into an all-NaN map)."""
@@ -185,6 +250,7 @@ def predict(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(image (H, W, 3) uint8, predicted USM, predicted PSM), maps (H, W) in [0, 1] at the
     networks' working resolution."""
+    inference.check_composition(usm_floor, discrepancy_weight)
     user_embedding = check_embedding(psm_network, user_embedding)
     image, _ = load_image(Path(image_path), psm_network.working_size)
     usm = inference.predicted_usms(universal, [read_rgb(image_path)])
@@ -202,12 +268,26 @@ def predict_with_head(
     discrepancy_weight: float,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """As `predict`, for a person enrolled with Xu et al.'s path (`enroll_multi_task_head`)."""
+    inference.check_composition(usm_floor, discrepancy_weight)
     person = load_head(multi_task_cnn, head_path)
     image, _ = load_image(Path(image_path), multi_task_cnn.working_size)
     usm = inference.predicted_usms(universal, [read_rgb(image_path)])
     discrepancy = inference.predict_discrepancy(person, image[None], usm, np.zeros(1, np.int32))
     psm = inference.compose(person, usm, discrepancy, usm_floor, discrepancy_weight)
     return image, usm[0], psm[0]
+
+
+def check_adaptation(steps: int, learning_rate: float, batch_size: int = 16) -> None:
+    """A ValueError naming the flag (launch/enroll.py's) when `adapt_multi_task_head`'s steps or
+    batch size is below 1 or its learning rate is not finite and positive."""
+    for name, value in (("--steps", steps), ("batch_size", batch_size)):
+        if value < 1:
+            raise ValueError(f"{name}={value}: must be an integer, 1 or more.")
+    if not 0 < learning_rate < np.inf:
+        raise ValueError(
+            f"--learning_rate={learning_rate}: the SGD learning rate must be finite and positive "
+            "(default 0.02)."
+        )
 
 
 def adapt_multi_task_head(
@@ -239,6 +319,7 @@ def adapt_multi_task_head(
       training loss of every step.
     """
     _expect_multi_task(multi_task_cnn)
+    check_adaptation(steps, learning_rate, batch_size)
     trained = multi_task_cnn.model
     model = _one_observer_model(trained, seed)
     heads = jax.tree.map(
@@ -266,9 +347,9 @@ def adapt_multi_task_head(
         state, measurements = step(state, batch)
         history.append(float(measurements["loss"]))
     if int(state.nonfinite_step) >= 0:
-        raise FloatingPointError(
+        raise RuntimeError(  # a user error (launch/runner.py): the learning rate is too high
             f"The new head's loss became non-finite at step {int(state.nonfinite_step)}: "
-            "lower --learning_rate."
+            f"lower --learning_rate (it was {learning_rate})."
         )
     person = train_step.merge(graphdef, state)
     person.eval()
@@ -321,20 +402,23 @@ def load_head(multi_task_cnn: inference.Restored, head_path: str | Path) -> infe
     _expect_multi_task(multi_task_cnn)
     model = _one_observer_model(multi_task_cnn.model)
     expected = head_arrays(model)
-    try:
-        stored = np.load(head_path)
-    except (OSError, ValueError) as error:
-        raise ValueError(f"Cannot read the head {head_path}: {error}") from error
-    if not isinstance(stored, np.lib.npyio.NpzFile):
+    arrays = read_numpy_file(head_path, "head", "launch/enroll.py --method=multi_task_head")
+    if not isinstance(arrays, dict):
         raise ValueError(
             f"{head_path} is not a .npz head (launch/enroll.py --method=multi_task_head)."
         )
-    with stored:
-        arrays = dict(stored)
     if set(arrays) != set(expected) or any(arrays[k].shape != v.shape for k, v in expected.items()):
         raise ValueError(
             f"{head_path} is not a head of the multi-task CNN in {multi_task_cnn.workdir} "
             "(different layers or sizes)."
+        )
+    broken = [key for key, values in arrays.items() if not np.isfinite(values).all()]
+    if broken:
+        # The network would turn them into an all-NaN map, as it would a NaN embedding.
+        raise ValueError(
+            f"{head_path}: the head holds NaN or infinite values ({', '.join(broken)}); enrol "
+            "the person again (launch/enroll.py --method=multi_task_head, a lower "
+            "--learning_rate)."
         )
     state = nnx.state(model, layers.ObserverParam)
     for path, variable in nnx.to_flat_state(state):

@@ -642,3 +642,50 @@ def test_one_observers_predictions_equal_naming_them_per_example(tiny_data_dir, 
         inference.predict_discrepancy_of_observer(
             inference.restore(tiny_workdirs["psm_network"]), images, usm, 0
         )
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("m", 0, r"--config.m=0: m must be an integer from 1 to half the train split's images"),
+        ("seed", -1, r"--config.seed=-1: .*0 or more"),
+        ("usm_floor", float("nan"), r"--config.usm_floor must be in \[0, 1\], got nan"),
+        ("discrepancy_weight", float("inf"), r"--config.discrepancy_weight must be in \[0, 2\]"),
+        ("evals.precision.ms", (0, 4), r"--config.evals.precision.ms=\(0, 4\): .*1 or more"),
+        ("evals.precision.sets_per_observer", 0, r"--config.evals.precision.sets_per_observer=0"),
+        ("evals.alignment.sets_per_observer", -2, r"--config.evals.alignment.sets_per_observer"),
+        ("evals.activity.pairs", 0, r"--config.evals.activity.pairs=0: .*1 or more"),
+        ("evals.examples.images", -1, r"--config.evals.examples.images=-1: .*0 or more"),
+    ],
+)
+def test_every_number_of_the_evaluation_config_is_checked_naming_its_flag(field, value, message):
+    config = evaluation_configs.get_config()
+    config.update_from_flattened_dict({field: value})
+    with pytest.raises(ValueError, match=message):
+        evaluators.check(config)
+
+
+def test_an_m_larger_than_the_train_split_allows_names_the_split_and_its_images():
+    """A set of m pairs is drawn from a window of 2m training images: a larger m is refused
+    naming --config.m, its range and the train split's image count."""
+    import types
+
+    import ml_collections
+    from flax import nnx
+
+    from psm_jax.models import embedding
+
+    config = embedding.EncoderConfig(widths=(4, 4, 4, 4), embedding_size=6)
+    encoder = inference.Restored(
+        Path("/nowhere/embedding"),
+        ml_collections.ConfigDict({"model": "embedding"}),
+        embedding.UserEmbeddingEncoder(config, rngs=nnx.Rngs(0)),
+        1,
+    )
+    metadata = types.SimpleNamespace(name="tiny_dataset")
+    with pytest.raises(
+        ValueError,
+        match=r"--config.m=6: m must be an integer from 1 to 5 .*the train split of tiny_dataset "
+        r"has 10 images",
+    ):
+        inference.embed_observers(encoder, list(range(10)), metadata, group="test", m=6)

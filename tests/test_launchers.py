@@ -64,6 +64,26 @@ def _launch(script, *flags):
             "--config.usm_floor must be in [0, 1], got 2",
             marks=pytest.mark.slow,
         ),
+        pytest.param(  # checked before any file is read (it fitted a head in -3 steps, exit 0)
+            "enroll.py",
+            [
+                "--method=multi_task_head",
+                "--steps=-3",
+                "--multi_task_workdir=/nonexistent/multi_task",
+                "--images_dir=/nonexistent/images",
+                "--fixations=/nonexistent/viewer.csv",
+                "--output=/tmp/x",
+            ],
+            "--steps=-3: must be an integer, 1 or more.",
+            marks=pytest.mark.slow,
+        ),
+        pytest.param(
+            "predict.py",
+            ["--config.usm_floor=nan", "--psm_network=/x", "--embedding=/x", "--image=/x"]
+            + ["--output=/tmp/x"],
+            "--config.usm_floor must be in [0, 1], got nan",
+            marks=pytest.mark.slow,
+        ),
     ],
 )
 def test_bad_input_ends_in_a_message_not_a_traceback(script, flags, message):

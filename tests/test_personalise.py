@@ -298,7 +298,7 @@ def test_both_enrolments_and_predictions_through_the_launchers(
     np.save(tmp_path / "embedding.npy", np.zeros(8))
     with pytest.raises(ValueError, match="embedding.npy is not a .npz head"):
         personalise.load_head(trained, tmp_path / "embedding.npy")
-    with pytest.raises(ValueError, match="Cannot read the head .*missing.npz"):
+    with pytest.raises(FileNotFoundError, match="The head .*missing.npz does not exist"):
         personalise.load_head(trained, tmp_path / "missing.npz")
 
 
@@ -320,3 +320,148 @@ def test_a_discrepancy_encoder_enrols_only_with_usms():
         personalise.enroll(encoder, images, psms)
     vector = personalise.enroll(encoder, images, psms, usms=psms * 0.9)
     assert vector.shape == (6,) and abs(float(np.linalg.norm(vector)) - 1) < 1e-5
+
+
+def _untrained_multi_task() -> inference.Restored:
+    """A multi-task CNN as `inference.restore` returns one, untrained (for the head's checks)."""
+    import ml_collections
+
+    from psm_jax.models import multi_task
+
+    config = multi_task.MultiTaskConfig(trunk_widths=(4, 4, 4, 4), head_widths=(4, 4, 4))
+    model = multi_task.MultiTaskCNN(3, config, rngs=nnx.Rngs(0))
+    model.eval()
+    return inference.Restored(
+        Path("/nowhere/multi_task"), ml_collections.ConfigDict({"model": "multi_task"}), model, 1
+    )
+
+
+def test_a_head_holding_nan_is_refused_naming_the_file(tmp_path):
+    """A multi-task head with a NaN would give an all-NaN map: refused, as a NaN embedding is."""
+    trained = _untrained_multi_task()
+    arrays = personalise.head_arrays(personalise._one_observer_model(trained.model))
+    np.savez(tmp_path / "good.npz", **arrays)
+    personalise.load_head(trained, tmp_path / "good.npz")
+    first = sorted(arrays)[0]
+    arrays[first] = arrays[first].copy()
+    arrays[first].flat[0] = np.nan
+    np.savez(tmp_path / "nan_head.npz", **arrays)
+    with pytest.raises(ValueError, match=r"nan_head.npz.* NaN or infinite.*enrol the person again"):
+        personalise.load_head(trained, tmp_path / "nan_head.npz")
+
+
+@pytest.mark.parametrize(
+    "content, why",
+    [
+        (b"", "is empty"),
+        (b"image,x,y\nnew_0.png,1,2\n", "not a NumPy file"),
+        ("truncated", "truncated"),
+    ],
+)
+def test_an_unreadable_embedding_or_head_file_is_named(tmp_path, content, why):
+    """A zero-byte, truncated or non-NumPy file given as an embedding or a head: a ValueError
+    naming the file, never an EOFError or a zip error."""
+    if content == "truncated":
+        np.save(tmp_path / "whole.npy", np.ones(8, np.float32))
+        content = (tmp_path / "whole.npy").read_bytes()[:-10]
+    for name in ("alice.npy", "alice_head.npz"):
+        (tmp_path / name).write_bytes(content)
+    with pytest.raises(ValueError, match=rf"alice.npy.*{why}"):
+        personalise.load_embedding(tmp_path / "alice.npy")
+    with pytest.raises(ValueError, match=rf"alice_head.npz.*{why}"):
+        personalise.load_head(_untrained_multi_task(), tmp_path / "alice_head.npz")
+    if why == "truncated":  # a head cut short: the .npz's zip directory is gone
+        np.savez(tmp_path / "whole.npz", **personalise.head_arrays(_untrained_multi_task().model))
+        (tmp_path / "cut.npz").write_bytes((tmp_path / "whole.npz").read_bytes()[:-30])
+        with pytest.raises(ValueError, match="cut.npz.*truncated"):
+            personalise.load_head(_untrained_multi_task(), tmp_path / "cut.npz")
+
+
+def test_a_head_given_as_an_embedding_is_named(tmp_path):
+    np.savez(tmp_path / "head.npz", kernel=np.zeros(3))
+    with pytest.raises(ValueError, match=r"head.npz is a .npz .*--head with --multi_task"):
+        personalise.load_embedding(tmp_path / "head.npz")
+
+
+def test_image_names_that_leave_the_images_folder_are_refused(tmp_path):
+    """An enrolment table naming '../x.png' or an absolute path would read a file outside
+    --images_dir: refused with the table, the line and the name."""
+    images_dir = tmp_path / "images"
+    images_dir.mkdir()
+    Image.new("RGB", (16, 12)).save(images_dir / "own.png")
+    Image.new("RGB", (16, 12)).save(tmp_path / "outside.png")  # exists: it would be read
+    for name in ("../outside.png", str(tmp_path / "outside.png"), "sub/../../outside.png"):
+        (tmp_path / "escape.csv").write_text(f"image,x,y\nown.png,1,2\n{name},3,4\n")
+        with pytest.raises(ValueError, match=rf"escape.csv, line 3: image '{name}' .*--images_dir"):
+            personalise.read_viewer(images_dir, tmp_path / "escape.csv")
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"steps": -3}, r"--steps=-3: .*1 or more"),
+        ({"steps": 0}, r"--steps=0: .*1 or more"),
+        ({"learning_rate": float("nan")}, r"--learning_rate=nan: .*finite and positive"),
+        ({"learning_rate": -0.1}, r"--learning_rate=-0.1: .*finite and positive"),
+        ({"batch_size": 0}, r"batch_size=0: .*1 or more"),
+    ],
+)
+def test_a_new_head_refuses_steps_and_learning_rates_out_of_range(options, message):
+    """`enroll.py --steps=-3` fitted a head in -3 steps (loss nan -> nan), exit 0."""
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (2, 120, 160, 3), dtype=np.uint8)
+    maps = rng.random((2, 120, 160), dtype=np.float32)
+    with pytest.raises(ValueError, match=message):
+        personalise.adapt_multi_task_head(_untrained_multi_task(), images, maps, maps, **options)
+
+
+@pytest.mark.parametrize("sigma_px", [0.0, -4.0, float("nan"), float("inf")])
+def test_a_psm_blur_out_of_range_is_refused_naming_the_flag(tmp_path, sigma_px):
+    images_dir = tmp_path / "images"
+    images_dir.mkdir()
+    Image.new("RGB", (16, 12)).save(images_dir / "own.png")
+    (tmp_path / "viewer.csv").write_text("image,x,y\nown.png,3,4\n")
+    with pytest.raises(ValueError, match=rf"--sigma_px={sigma_px}: .*finite and positive"):
+        personalise.read_viewer(images_dir, tmp_path / "viewer.csv", sigma_px=sigma_px)
+
+
+@pytest.mark.parametrize(
+    "usm_floor, discrepancy_weight, message",
+    [
+        (float("nan"), 0.5, r"--config.usm_floor must be in \[0, 1\], got nan"),
+        (0.3, -1.0, r"--config.discrepancy_weight must be in \[0, 2\], got -1.0"),
+    ],
+)
+def test_a_prediction_refuses_a_composition_out_of_range(usm_floor, discrepancy_weight, message):
+    """predict.py's --config.usm_floor=nan gave an all-NaN map; checked before any file is read."""
+    for predict in (personalise.predict, personalise.predict_with_head):
+        with pytest.raises(ValueError, match=message):
+            predict(None, None, None, "/nowhere/photo.jpg", usm_floor, discrepancy_weight)
+
+
+def test_a_large_image_is_read_and_drawn_at_a_bounded_size(tmp_path):
+    """A 4000x3000 photo: predict.py read it at its own size and drew its overlays in float64 at
+    that size (an 8000x6000 one peaked at 11 GB and wrote 43-145 MB PNGs); now it is read at most
+    `personalise.MAX_SIDE` px on the long side and the overlays drawn at that size."""
+    import tracemalloc
+
+    photo = tmp_path / "photo.jpg"
+    Image.linear_gradient("L").resize((4000, 3000)).convert("RGB").save(photo, quality=90)
+    psm = np.random.default_rng(0).random((120, 160)).astype(np.float32)
+    figures.save_overlay(np.zeros((12, 16, 3), np.uint8), psm, tmp_path / "warm.png")  # imports
+    tracemalloc.start()
+    try:
+        native = personalise.read_rgb(photo)
+        figures.save_overlay(native, psm, tmp_path / "overlay.png", title="a large photo")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert max(native.shape[:2]) == personalise.MAX_SIDE == 1024
+    assert native.shape[:2] == (768, 1024)  # the aspect ratio kept
+    width, height = Image.open(tmp_path / "overlay.png").size
+    assert width <= 1.25 * 1024 and height <= 1.1 * 768
+    assert (tmp_path / "overlay.png").stat().st_size < 3e6
+    assert peak < 200e6, f"{peak / 1e6:.0f} MB"  # NumPy's and matplotlib's (PIL's untraced)
+    # An array drawn directly is bounded the same way.
+    figures.save_overlay(np.zeros((3000, 4000, 3), np.uint8), psm, tmp_path / "direct.png")
+    assert max(Image.open(tmp_path / "direct.png").size) <= 1.25 * 1024

@@ -353,14 +353,27 @@ def check(config: ml_collections.ConfigDict) -> None:
         )
     for protocol in config.protocols:
         pairs.observer_group(protocol)
-    if not 0.0 <= config.usm_floor <= 1.0:
-        raise ValueError(f"--config.usm_floor must be in [0, 1], got {config.usm_floor}")
-    if not 0.0 <= config.discrepancy_weight <= 2.0:
-        raise ValueError(
-            f"--config.discrepancy_weight must be in [0, 2], got {config.discrepancy_weight}"
-        )
-    if config.m < 1:
-        raise ValueError(f"--config.m must be positive, got {config.m}")
+    inference.check_composition(config.usm_floor, config.discrepancy_weight)
+    if not 1 <= config.m:
+        raise ValueError(inference.m_out_of_range(config.m))
+    if config.seed < 0:
+        raise ValueError(f"--config.seed={config.seed}: the seed must be an integer, 0 or more.")
+    # The evaluators' own counts: at least one of each (an example grid may have no rows).
+    counts = {
+        "precision.ms": config.evals.get("precision", {}).get("ms", ()),
+        "precision.sets_per_observer": config.evals.get("precision", {}).get("sets_per_observer"),
+        "alignment.sets_per_observer": config.evals.get("alignment", {}).get("sets_per_observer"),
+        "activity.pairs": config.evals.get("activity", {}).get("pairs"),
+    }
+    for name, values in counts.items():
+        values = values if isinstance(values, (tuple, list)) else (values,)
+        if any(value is not None and value < 1 for value in values):
+            raise ValueError(
+                f"--config.evals.{name}={counts[name]}: must be an integer, 1 or more."
+            )
+    images = config.evals.get("examples", {}).get("images", 0)
+    if images < 0:
+        raise ValueError(f"--config.evals.examples.images={images}: must be an integer, 0 or more.")
 
 
 def evaluate(
@@ -382,6 +395,10 @@ def evaluate(
     check(config)
     start = time.perf_counter()
     context = Context(models, config, output_dir)
+    if models.embedding is not None:  # before anything is computed (embed_observers checks too)
+        source, metadata = context.training_split
+        if config.m > len(source) // 2:
+            raise ValueError(inference.m_out_of_range(config.m, len(source), metadata.name))
     context.output_dir.mkdir(parents=True, exist_ok=True)
     # What the tables were computed with, for the record and for `launch/evaluate.py`, which
     # starts from it when it evaluates the same workdirs again.

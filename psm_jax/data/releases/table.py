@@ -22,6 +22,7 @@ Reading Parquet needs pyarrow (`pip install pyarrow`).
 from __future__ import annotations
 
 import csv
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -94,7 +95,7 @@ def _unique_rows(columns: dict[str, np.ndarray]) -> np.ndarray:
 
 
 def read_fixation_table(
-    path: str | Path, *, one_person: bool = False
+    path: str | Path, *, one_person: bool = False, images_folder: str = "the images folder"
 ) -> tuple[list[str], list[str], FixationTable, dict[str, int]]:
     """Parses a long-format fixation table (columns in the module docstring).
 
@@ -103,6 +104,7 @@ def read_fixation_table(
       one_person: a table of one person's fixations (enrolling a new viewer): the `subject` column
         may be absent (one observer, id ""), and so may `duration_ms` (every fixation 1 ms, which
         only matters for duration-weighted maps).
+      images_folder: what the `image` names are relative to, as the error names it.
 
     Returns:
       image_names: the distinct `image` values, sorted.
@@ -113,7 +115,8 @@ def read_fixation_table(
       counts: {"duplicate_rows_dropped": rows that repeated an earlier row exactly, dropped}.
 
     Raises:
-      ValueError naming the file: no header, no rows, missing columns, ragged rows, non-numbers.
+      ValueError naming the file: no header, no rows, missing columns, ragged rows, non-numbers,
+      an image name that leaves the images folder (absolute, or through '..').
     """
     path = Path(path)
     columns = _read_columns(path)
@@ -130,7 +133,15 @@ def read_fixation_table(
         columns["subject"] = np.full(rows, "", object)
     if "duration_ms" not in columns:
         columns["duration_ms"] = np.ones(rows)
-    image_names, image = np.unique(columns["image"].astype(str), return_inverse=True)
+    image_names, first, image = np.unique(
+        columns["image"].astype(str), return_index=True, return_inverse=True
+    )
+    for name, row in zip(image_names, first, strict=True):
+        if _leaves_folder(name):
+            raise ValueError(
+                f"{path}, line {lines[row]}: image {str(name)!r} leaves {images_folder} (an "
+                "absolute path or '..'); name each image by its path inside that folder."
+            )
     observer_ids, observer = np.unique(columns["subject"].astype(str), return_inverse=True)
     repeat_keys = [columns[c].astype(str) for c in OPTIONAL_COLUMNS if c in columns]
     if repeat_keys:
@@ -146,6 +157,13 @@ def read_fixation_table(
         duration_ms=_as_float(columns["duration_ms"], path, "duration_ms", lines),
     )
     return list(image_names), list(observer_ids), fixations, {"duplicate_rows_dropped": duplicates}
+
+
+def _leaves_folder(name: str) -> bool:
+    """Whether an image name, read relative to a folder, reaches outside it: an absolute path, or
+    one whose '..' climb above the folder (a table must not read files it was not given)."""
+    normal = os.path.normpath(name)
+    return os.path.isabs(name) or normal == ".." or normal.startswith(".." + os.sep)
 
 
 def write_fixation_table(path: str | Path, columns: dict[str, Sequence]) -> Path:
