@@ -162,7 +162,14 @@ def test_main_job_on_tiny(tiny_main_job):
         assert row in report
     for baseline in ("Centre bias", "observer's mean discrepancy", "observer's mean PSM"):
         assert report.count(baseline) >= 4  # closed and open tables, each with its USM table
-    assert report.count("#### Against the ground-truth USM") == 2 and "IG (bits/fix.)" in report
+    assert report.count("#### Against the ground-truth USM (closed set), over pairs") == 1
+    assert report.count("#### Against the ground-truth USM (open set), over people") == 1
+    assert "IG (bits/fix.)" in report
+    # Every row's per-pair scores, the tables' source, beside them.
+    for protocol in ("closed", "open"):
+        header = (run / "report" / f"{protocol}_scores.csv").read_text().splitlines()[0]
+        assert header == "row,image_id,observer_id,cc,sim,auc_judd,nss,kld,ig"
+    assert "given the training observers' mean embedding (control: what is personal" in report
     assert "ReLU activity of the PSM network" in report
     assert 0.0 <= result["activity"]["live_units/dynamic"] <= 1.0
     assert "| Layer | trunk_0 | trunk_1 | trunk_2 | dynamic | head |" in report  # model order

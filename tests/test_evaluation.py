@@ -29,7 +29,7 @@ def test_tables_from_trained_workdirs(tiny_data_dir, tiny_workdirs, tmp_path):
     models = methods.Models.restore(
         {name: tiny_workdirs[name] for name in ("embedding", "psm_network", "per_observer")}
     )
-    context = _context(models)
+    context = _context(models, output_dir=tmp_path / "unused")
     for protocol in ("closed", "open"):
         evaluation = context.evaluation_set(protocol)
         count = len(evaluation.image)
@@ -47,7 +47,8 @@ def test_tables_from_trained_workdirs(tiny_data_dir, tiny_workdirs, tmp_path):
             "density_ratio",
             "per_observer",
         ]
-        assert [row.id for row in rows] == ids + ["embedding", "embedding_shuffled"]
+        controls = ["embedding_shuffled", "embedding_mean"]
+        assert [row.id for row in rows] == ids + ["embedding", *controls]
         assert rows[5].name.endswith(", oracle") == (protocol == "open")
         assert all(values.shape == (count,) for values in scores["gt_usm"].values())
         expected_cc = metrics.cc(evaluation.pair_usm, evaluation.psm)
@@ -57,7 +58,22 @@ def test_tables_from_trained_workdirs(tiny_data_dir, tiny_workdirs, tmp_path):
         assert "| USM (ground truth) |" in path.read_text()
         assert "Against the ground-truth USM" in path.read_text()
         stored = json.loads((tmp_path / "report" / f"{protocol}.json").read_text())
-        assert list(stored["rows"]) == ids + ["embedding", "embedding_shuffled"]
+        assert list(stored["rows"]) == ids + ["embedding", *controls]
+        # The table is computed from the per-pair scores file beside it.
+        read = scoring.read_scores(tmp_path / "unused" / f"{protocol}_scores.csv")
+        assert list(read.rows) == [row.id for row in rows]
+        assert table.mean("embedding", "kld") == pytest.approx(
+            float(np.mean(read.rows["embedding"]["kld"])), rel=1e-12
+        )
+        assert sorted(set(read.observer_ids)) == sorted(set(evaluation.observer_ids))
+        people = stored["rows"]["embedding"]["cc"]["versus_usm"]["people"]
+        assert people["n"] == len(np.unique(evaluation.observer)) == table.people
+        versus_mean = stored["rows"]["embedding"]["cc"]["versus_mean_embedding"]
+        np.testing.assert_allclose(
+            versus_mean["difference"],
+            table.mean("embedding", "cc") - table.mean("embedding_mean", "cc"),
+            atol=1e-9,
+        )
         usm_row = stored["rows"]["gt_usm"]
         assert usm_row["information_gain"] == pytest.approx(0.0, abs=1e-6)
         assert usm_row["cc"]["versus_usm"]["p"] == 1.0
@@ -92,9 +108,10 @@ def test_every_row_of_the_closed_set_and_the_multi_task_row_only_there(
         "per_observer",
         "embedding",
         "embedding_shuffled",
+        "embedding_mean",
     ]
     given = {row.id for row in rows if row.given_predicted_usm}
-    assert given == {"multi_task", "per_observer", "embedding"}
+    assert given == {"multi_task", "per_observer", "embedding", "embedding_mean"}
     for row in rows:
         assert row.psm.shape == closed.psm.shape and np.isfinite(row.psm).all()
     assert rows[8].name.endswith("w/ predicted USM")
@@ -106,7 +123,7 @@ def test_every_row_of_the_closed_set_and_the_multi_task_row_only_there(
     predicted_cc = context.scores("closed")["predicted_usm"]["cc"]
     ours_cc = context.scores("closed")["embedding"]["cc"]
     np.testing.assert_allclose(versus["difference"], np.mean(ours_cc - predicted_cc), atol=1e-6)
-    assert len(versus["observer_differences"]) == len(np.unique(closed.observer))
+    assert versus["people"]["n"] == len(np.unique(closed.observer))
     assert "versus_predicted_usm" not in table.rows["centre_bias"]["cc"]
     assert 0.0 < table.predicted_usm_cc < 1.0
     markdown = report.real_use_markdown(table)
@@ -141,6 +158,7 @@ def test_models_trained_on_the_ground_truth_add_the_real_use_rows(tiny_data_dir,
         "embedding",
         "embedding_predicted_usm",
         "embedding_shuffled",
+        "embedding_mean",
     ]
     by_id = {row.id: row.psm for row in rows}
     assert not np.allclose(by_id["multi_task"], by_id["multi_task_predicted_usm"])
@@ -151,8 +169,8 @@ def test_models_trained_on_the_ground_truth_add_the_real_use_rows(tiny_data_dir,
     predicted_cc = context.scores("closed")["predicted_usm"]["cc"]
     ours_cc = context.scores("closed")["embedding_predicted_usm"]["cc"]
     np.testing.assert_allclose(versus["difference"], np.mean(ours_cc - predicted_cc), atol=1e-6)
-    assert len(versus["observer_differences"]) == len(np.unique(closed.observer))
-    findings = report.findings_markdown({"closed": table}, {}, 0.0, None)
+    assert versus["people"]["n"] == len(np.unique(closed.observer))
+    findings = report.findings_markdown({"closed": table}, {}, {}, None)
     assert "Closed set: the embedding network against the ground-truth USM" in findings
     assert "Real use, given the universal model's USM and enrolled on predicted USMs" in findings
 
@@ -265,43 +283,46 @@ def test_a_workdir_restores_computing_in_bfloat16_with_the_same_parameters(
         inference.restore(tiny_workdirs["psm_network"], compute_dtype="float16")
 
 
-def test_the_asterisk_marks_a_significant_win_over_the_strongest_row():
+def test_the_asterisk_marks_a_significant_win_over_the_strongest_row(tmp_path):
+    # Three people: the papers' Mann-Whitney over pairs (tests/test_people.py: over people).
     rng = np.random.default_rng(0)
     evaluation = _FakeSet()
-    base = {m: rng.normal(0.5, 0.05, 200) for m in scoring.METRICS}
+    base = {m: rng.normal(0.5, 0.05, 200) for m in (*scoring.METRICS, "information_gain")}
     strong = {m: v + (0.2 if m != "kld" else -0.2) for m, v in base.items()}
     rows = [
         methods.Row("gt_usm", "USM", None),
         methods.Row("per_observer", "Other", None),
         methods.Row("embedding", "Ours", None),
     ]
-    table = scoring.table(
-        evaluation,
-        rows,
-        {"gt_usm": base, "per_observer": dict(base), "embedding": strong},
-        usm_floor=0.3,
-        m=32,
-        discrepancy_weight=1.0,
-    )
-    assert all(table.rows["embedding"][m]["significant"] for m in scoring.METRICS)
-    assert not any(table.rows["gt_usm"][m]["significant"] for m in scoring.METRICS)
-    tie = scoring.table(
-        evaluation,
-        rows[::2],
-        {"gt_usm": base, "embedding": dict(base)},
-        usm_floor=0.3,
-        m=32,
-        discrepancy_weight=1.0,
-    )
+
+    def table(rows, scores):
+        path = scoring.write_scores(tmp_path / "closed_scores.csv", evaluation, scores)
+        return scoring.table(
+            evaluation,
+            rows,
+            scoring.read_scores(path),
+            usm_floor=0.3,
+            m=32,
+            discrepancy_weight=1.0,
+        )
+
+    table_ = table(rows, {"gt_usm": base, "per_observer": dict(base), "embedding": strong})
+    assert table_.significance == "pairs"
+    assert all(table_.rows["embedding"][m]["significant"] for m in scoring.METRICS)
+    assert not any(table_.rows["gt_usm"][m]["significant"] for m in scoring.METRICS)
+    tie = table(rows[::2], {"gt_usm": base, "embedding": dict(base)})
     assert not any(tie.rows["embedding"][m]["significant"] for m in scoring.METRICS)
-    assert "| Ours | 0.700* |" in report.table_markdown(table).replace(
-        f"{table.mean('embedding', 'cc'):.3f}", "0.700"
+    assert "| Ours | 0.700* |" in report.table_markdown(table_).replace(
+        f"{table_.mean('embedding', 'cc'):.3f}", "0.700"
     )
 
 
 class _FakeSet:
     dataset, protocol = "d", "closed"
-    image = np.zeros(200)
+    image = np.tile(np.arange(50), 4)[:200]
+    observer = np.repeat(np.arange(3), 67)[:200]
+    image_ids = [f"i{k}" for k in range(50)]
+    observer_ids = ["a", "b", "c"]
 
 
 def test_preference_alignment_tracks_true_preference_distances():
@@ -326,10 +347,30 @@ def test_precision_at_1_versus_m_is_nan_where_the_images_cannot_supply_a_set(
 
     encoder = inference.restore(tiny_workdirs["embedding"])
     source, metadata = pipeline.open_split(TINY, "train", tiny_data_dir)
+    details: dict = {}
     precision = embeddings.precision_at_1_versus_m(
-        encoder, source, metadata, ms=(4, 16), sets_per_observer=3
+        encoder, source, metadata, ms=(4, 16), sets_per_observer=3, details=details
     )
     assert 0.0 <= precision[4] <= 1.0 and np.isnan(precision[16])  # 24 training images
+    # An observer's sets share no image; at m = 16 nobody has two such sets in 24 images.
+    chosen = details[4]["image_index"]
+    assert chosen.shape == (2, 3, 4) and details[4]["people"] == 2
+    for own in chosen:
+        assert len(np.unique(own)) == own.size
+    assert details[4]["chance"] == pytest.approx(2 / 5)
+    assert details[16]["sets_per_observer"] == 1 and np.isnan(details[16]["chance"])
+    # The earlier draw from windows of 2 m images, kept as an option, shares images.
+    overlapping: dict = {}
+    windows = embeddings.precision_at_1_versus_m(
+        encoder,
+        source,
+        metadata,
+        ms=(8,),
+        sets_per_observer=3,
+        image_disjoint=False,
+        details=overlapping,
+    )
+    assert 0.0 <= windows[8] <= 1.0 and "image_index" not in overlapping[8]
     vectors, labels = embeddings.set_embeddings(
         encoder, source, metadata, group="test", m=4, sets_per_observer=3
     )

@@ -6,15 +6,17 @@
 `config.evals`); they run in the order of `EVALUATORS`, whatever the config's order:
 
     tables     per protocol of `config.protocols`: every row's predicted PSMs scored on the
-               protocol's pairs (`psm_jax.evaluation.methods`, `scoring`), the table with the
-               papers' asterisks, every row against the ground-truth USM, and the real-use rows
+               protocol's pairs (`psm_jax.evaluation.methods`, `scoring`), the per-pair scores
+               file `<protocol>_scores.csv` and from it the table with its asterisks, every row
+               against the ground-truth USM over pairs and over people, and the real-use rows
                (given the universal model's USM) against that USM alone
     examples   per protocol: a grid of images, the USM and two observers' ground-truth and
                predicted PSMs (the embedding network's; needs the tables)
     activity   the PSM network's ReLU activity on the closed set's first pairs
     precision  precision@1 of the unseen (test) observers' embeddings versus m (Strohm et al.,
-               Fig. 5), with a t-SNE of the sets at the largest scored m; with a universal model,
-               also the same sets enrolled on its USMs (real use)
+               Fig. 5) from image-disjoint sets, with the people and chance at each m and a t-SNE
+               of the sets at the largest scored m; with a universal model, also the same sets
+               enrolled on its USMs (real use)
     alignment  synthetic datasets: embedding distances against the simulated preference distances
 
 Evaluators compute; `psm_jax.evaluation.report` writes what they computed (report.md and one
@@ -174,6 +176,11 @@ class Context:
                 usm_floor=self.config.usm_floor,
                 discrepancy_weight=self.config.discrepancy_weight,
                 baselines=baselines,
+                training_embeddings=(
+                    self.observer_embeddings("train")[0]
+                    if self.models.psm_network is not None and self.models.embedding is not None
+                    else None
+                ),
             )
         return self._rows[protocol]
 
@@ -187,11 +194,18 @@ class Context:
         return self._scores[protocol]
 
     def table(self, protocol: str, baselines: bool = True) -> scoring.Table:
-        """The protocol's table (`scoring.table`)."""
+        """The protocol's table (`scoring.table`), computed from its per-pair scores file
+        (`scoring.write_scores`, in the output folder) as read back."""
+        rows = self.rows(protocol, baselines)
+        path = scoring.write_scores(
+            scoring.scores_path(self.output_dir, protocol),
+            self.evaluation_set(protocol),
+            self.scores(protocol),
+        )
         return scoring.table(
             self.evaluation_set(protocol),
-            self.rows(protocol, baselines),
-            self.scores(protocol),
+            rows,
+            scoring.read_scores(path),
             usm_floor=self.config.usm_floor,
             m=self.config.m,
             discrepancy_weight=self.config.discrepancy_weight,
@@ -247,7 +261,10 @@ def _precision(context: Context, settings) -> dict:
             **options,
         )
 
-    precision = precision_versus_m(sets=sets, pair_cache=context.pair_cache("test"))
+    details: dict[int, dict] = {}
+    precision = precision_versus_m(
+        sets=sets, pair_cache=context.pair_cache("test"), details=details
+    )
     # Real use: the same people enrolled on the universal model's USMs of their images (an
     # encoder trained on predicted USMs already read those above).
     real_use = context.models.universal is not None and not context.models.embedding.predicted_usm
@@ -255,11 +272,13 @@ def _precision(context: Context, settings) -> dict:
         result_predicted = precision_versus_m(
             usms=context.training_usms(), pair_cache=context.pair_cache("predicted_usm/test")
         )
-    observers = len(metadata.observers("test"))
     result = {
         "precision_at_1": precision,
-        # An embedding's nearest other set is one of the observer's own with this chance.
-        "precision_chance": (per_observer - 1) / max(observers * per_observer - 1, 1),
+        # Per m: the sets per observer, the people and the chance that a random embedding's
+        # nearest other set is one of the observer's own.
+        "precision_details": {
+            m: {k: v for k, v in d.items() if k != "image_index"} for m, d in details.items()
+        },
     }
     if real_use:
         result["precision_at_1_predicted_usm"] = result_predicted
@@ -274,7 +293,8 @@ def _precision(context: Context, settings) -> dict:
             labels,
             path,
             f"t-SNE of the unseen (test) observers' embeddings, {context.dataset}: "
-            f"{per_observer} sets of m = {tsne_m} pairs each",
+            f"{details[tsne_m]['sets_per_observer']} image-disjoint sets of m = {tsne_m} pairs "
+            "each",
             names=[str(metadata.observer_ids[o]) for o in metadata.observers("test")],
         )
         result["tsne"] = path
@@ -331,7 +351,8 @@ class Evaluation:
         {protocol: figure path}, "activity" {layer measure: fraction}, "precision_at_1" {m: p},
         "precision_at_1_predicted_usm" {m: p} (the same people enrolled on the universal model's
         USMs, where one is given and the encoder trained on the ground truth), "precision_usms"
-        ("predicted USMs" where the encoder trained and enrolled on them), "precision_chance",
+        ("predicted USMs" where the encoder trained and enrolled on them), "precision_details"
+        {m: {"sets_per_observer", "people", "chance"}},
         "tsne" (figure path), "preference_alignment" {group: statistics};
         an evaluator that had nothing to evaluate (its model absent) adds nothing.
       scores: protocol -> row id -> metric -> (pairs,) per-pair scores.

@@ -24,6 +24,10 @@ Rows (id: what it is), in table order; a row is left out when its model is not g
                   a control (ours): the same network given another observer's embedding (each
                   observer of the group the next one's, in group order). If it scores like the
                   embedding row, the network does not use who the person is.
+  embedding_mean  a control (ours): the same network given the training observers' mean
+                  embedding (scaled to unit norm, as the encoder's are), one "average person" for
+                  everybody. The embedding row's gain over it is the part of its gain over the USM
+                  that is the person's.
   multi_task_predicted_usm, per_observer_predicted_usm, embedding_predicted_usm
                   real use (the papers' "w/ DG" rows), where a universal model is given and the
                   model was trained on ground-truth USMs: the same model given the universal
@@ -55,6 +59,7 @@ CENTRE_BIAS, MEAN_DISCREPANCY, PRIOR_BLEND = "centre_bias", "mean_discrepancy", 
 DENSITY_RATIO = "density_ratio"
 MULTI_TASK, PER_OBSERVER, EMBEDDING = "multi_task", "per_observer", "embedding"
 EMBEDDING_SHUFFLED = "embedding_shuffled"
+EMBEDDING_MEAN = "embedding_mean"
 MULTI_TASK_PREDICTED = "multi_task_predicted_usm"
 PER_OBSERVER_PREDICTED = "per_observer_predicted_usm"
 EMBEDDING_PREDICTED = "embedding_predicted_usm"
@@ -80,7 +85,10 @@ ROW_IDS = (
     EMBEDDING,
     EMBEDDING_PREDICTED,
     EMBEDDING_SHUFFLED,
+    EMBEDDING_MEAN,
 )
+CONTROLS = (EMBEDDING_SHUFFLED, EMBEDDING_MEAN)
+"""The rows that test the embedding network rather than compete with it."""
 BASELINES = (CENTRE_BIAS, MEAN_DISCREPANCY, PRIOR_BLEND, DENSITY_RATIO)
 """The rows without learning (ours)."""
 OURS = EMBEDDING
@@ -304,6 +312,7 @@ def predict_rows(
     discrepancy_weight: float,
     baselines: bool = True,
     predicted_usm_embeddings: np.ndarray | None = None,
+    training_embeddings: np.ndarray | None = None,
 ) -> list[Row]:
     """Every row whose model is given, in table order (module docstring).
 
@@ -320,6 +329,8 @@ def predict_rows(
       baselines: add the rows without learning.
       predicted_usm_embeddings: (observers, d) the evaluated group embedded from the same sets
         with the universal model's USMs of the images (`needs_predicted_usm_embeddings`).
+      training_embeddings: (training observers, d) their embeddings, for the mean-embedding
+        control (left out when None).
     """
     if needs_embeddings(models, evaluation.protocol, baselines) and observer_embeddings is None:
         raise ValueError("These rows need the evaluated observers' embeddings (the encoder).")
@@ -442,6 +453,23 @@ def predict_rows(
                     EMBEDDING_SHUFFLED,
                     "... given another observer's embedding (control; ours)",
                     compose(models.psm_network, usm, discrepancy),
+                )
+            )
+        if training_embeddings is not None:
+            mean = np.mean(training_embeddings, axis=0)
+            mean = mean / max(float(np.linalg.norm(mean)), 1e-12)
+            discrepancy = inference.predict_discrepancy(
+                models.psm_network,
+                images,
+                usm,
+                np.broadcast_to(mean, embeddings[evaluation.observer].shape),
+            )
+            rows.append(
+                Row(
+                    EMBEDDING_MEAN,
+                    "... given the training observers' mean embedding (control; ours)",
+                    compose(models.psm_network, usm, discrepancy),
+                    usm is predicted_usm,
                 )
             )
     return rows

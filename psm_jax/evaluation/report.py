@@ -25,7 +25,8 @@ HEADERS = {"cc": "CC", "sim": "SIM", "auc_judd": "AUC-Judd", "nss": "NSS", "kld"
 
 
 def table_markdown(table: Table) -> str:
-    """The table as markdown: one row per method, an asterisk where significant."""
+    """The table as markdown: one row per method, an asterisk where significant, and what the
+    asterisk tested."""
     header = (
         "| Method | "
         + " | ".join(HEADERS[m] for m in METRICS)
@@ -39,12 +40,28 @@ def table_markdown(table: Table) -> str:
         + " |"
         for row in table.rows.values()
     ]
-    return f"### {table.title}\n\n" + header + "\n".join(lines) + "\n"
+    return f"### {table.title}\n\n" + header + "\n".join(lines) + "\n\n" + _asterisk(table) + "\n"
+
+
+def _asterisk(table: Table) -> str:
+    if table.significance == "people":
+        return (
+            "\\* the embedding network beats the strongest other row (controls aside) over people: "
+            f"Wilcoxon signed-rank test of the {table.people} observers' mean differences, "
+            "p < 0.05."
+        )
+    people = f"{table.people} observers" if table.people is not None else "few observers"
+    return (
+        "\\* the embedding network beats the strongest other row (controls aside) with a "
+        f"Mann-Whitney p < 0.05 over pairs (the papers' test; with {people} no test over people "
+        "is used for it, and pairs are not independent)."
+    )
 
 
 def versus_usm_markdown(table: Table) -> str:
-    """Each row against the ground-truth USM: the difference and the paired Wilcoxon p per
-    metric, and the information gain in bits per fixation."""
+    """Each row against the ground-truth USM: over pairs (the difference and the paired
+    Wilcoxon p per metric, and the information gain in bits per fixation), then over people
+    (`people_markdown`)."""
     header = (
         "| Method | "
         + " | ".join(f"{HEADERS[m]} diff. (p)" for m in METRICS)
@@ -63,10 +80,55 @@ def versus_usm_markdown(table: Table) -> str:
         lines.append(
             f"| {row['name']} | " + " | ".join(cells) + f" | {row[INFORMATION_GAIN]:+.3f} |"
         )
-    return (
-        f"#### Against the ground-truth USM ({table.protocol} set; paired Wilcoxon p, same "
-        "pairs)\n\n" + header + "\n".join(lines) + "\n"
+    text = (
+        f"#### Against the ground-truth USM ({table.protocol} set), over pairs: paired Wilcoxon "
+        "p on the same pairs, which treats every (image, observer) pair as independent\n\n"
+        + header
+        + "\n".join(lines)
+        + "\n"
     )
+    people = people_markdown(table, "versus_usm", "the ground-truth USM")
+    return text + ("\n" + people if people else "")
+
+
+def people_markdown(table: Table, key: str, reference: str) -> str:
+    """Each row's statistics over people against `reference` (the cells' `key`): the mean
+    difference with its 95% bootstrap interval over observers and images, the people better on
+    average (k of n) and the test over people (W: Wilcoxon signed-rank; S: the exact sign test,
+    below 6 people). "" for a table without them."""
+    rows = {
+        row_id: row
+        for row_id, row in table.rows.items()
+        if row_id != methods.GT_USM and "people" in row["cc"].get(key, {})
+    }
+    if not rows:
+        return ""
+    header = (
+        "| Method | "
+        + " | ".join(f"{HEADERS[m]} diff. [95% interval] k/n (p)" for m in METRICS)
+        + " |\n|---|"
+        + "---|" * len(METRICS)
+        + "\n"
+    )
+    lines = []
+    for row in rows.values():
+        cells = []
+        for metric in METRICS:
+            versus = row[metric][key]
+            cells.append(f"{versus['difference']:+.3f} {_people_cell(versus['people'])}")
+        lines.append(f"| {row['name']} | " + " | ".join(cells) + " |")
+    return (
+        f"#### Against {reference} ({table.protocol} set), over people: each observer's mean "
+        "difference; k of n people better; W = Wilcoxon signed-rank over people, S = exact sign "
+        "test (fewer than 6 people: no test over 5 people or fewer reaches p < 0.05); the "
+        "interval resamples observers and images\n\n" + header + "\n".join(lines) + "\n"
+    )
+
+
+def _people_cell(people: dict) -> str:
+    low, high = people["interval"]
+    test = {"wilcoxon": "W", "sign": "S"}.get(people["test"], "")
+    return f"[{low:+.3f}, {high:+.3f}] {people['better']}/{people['n']} ({test} {_p(people['p'])})"
 
 
 def real_use_markdown(table: Table) -> str:
@@ -95,21 +157,31 @@ def real_use_markdown(table: Table) -> str:
     if rows:
         text += (
             "| Method | "
-            + " | ".join(f"{HEADERS[m]} diff. (p) [people]" for m in ("cc", "sim", "kld"))
+            + " | ".join(f"{HEADERS[m]} diff. (pairs p) [people]" for m in ("cc", "sim", "kld"))
             + " |\n|---|---|---|---|\n"
         )
         for row in rows.values():
             cells = []
             for metric in ("cc", "sim", "kld"):
                 versus = row[metric]["versus_predicted_usm"]
-                differences = versus["observer_differences"]
-                better = observers_better(differences, metric)
-                cells.append(
-                    f"{versus['difference']:+.3f} ({_p(versus['p'])}) [{better} of "
-                    f"{len(differences)}]"
-                )
+                count = _people_count(versus, metric)
+                cells.append(f"{versus['difference']:+.3f} ({_p(versus['p'])}) [{count}]")
             text += f"| {row['name']} | " + " | ".join(cells) + " |\n"
+        people = people_markdown(table, "versus_predicted_usm", "the universal model's own map")
+        if people:
+            text += "\n" + people
     return text
+
+
+def _people_count(versus: dict, metric: str) -> str:
+    """ "k of n" people better, with the test over people where the table has one (tables written
+    before it kept only the observers' differences)."""
+    people = versus.get("people")
+    if people is None:
+        differences = versus["observer_differences"]
+        return f"{observers_better(differences, metric)} of {len(differences)}"
+    test = {"wilcoxon": "Wilcoxon", "sign": "sign test"}.get(people["test"], people["test"])
+    return f"{people['better']} of {people['n']}, {test} over people {_p_clause(people['p'])}"
 
 
 def write_table(table: Table, output_dir: str | Path) -> Path:
@@ -138,12 +210,21 @@ def precision_markdown(
     precision: dict[int, float],
     predicted_usm: dict[int, float] | None = None,
     usms: str = "ground-truth USMs",
+    details: dict[int, dict] | None = None,
 ) -> str:
     """Precision@1 versus m, the sets' pairs with `usms` (what the encoder read: its training's
     USMs); `predicted_usm`: the same people enrolled on the universal model's USMs of their
-    images (real use), a second row."""
+    images (real use), a second row; `details`: per m the sets per observer, the people and the
+    chance (`psm_jax.evaluation.embeddings.precision_at_1_versus_m`), rows beneath."""
+    people = {d["people"] for d in (details or {}).values()}
+    heading = "### Precision@1 of unseen (test) observers' embeddings versus m"
+    if details:
+        heading += (
+            f" ({', '.join(str(p) for p in sorted(people))} people; each person's sets share no "
+            "image)"
+        )
     lines = [
-        "### Precision@1 of unseen (test) observers' embeddings versus m\n",
+        heading + "\n",
         "| m | " + " | ".join(str(m) for m in precision) + " |",
         "|---|" + "---|" * len(precision),
         f"| precision@1 ({usms}{', real use' if usms == 'predicted USMs' else ''}) | "
@@ -155,6 +236,15 @@ def precision_markdown(
             "| precision@1 (predicted USMs, real use) | "
             + " | ".join(f"{predicted_usm[m]:.3f}" for m in precision)
             + " |"
+        )
+    if details:
+        lines.append(
+            "| sets per person | "
+            + " | ".join(str(details[m]["sets_per_observer"]) for m in precision)
+            + " |"
+        )
+        lines.append(
+            "| chance | " + " | ".join(f"{details[m]['chance']:.3f}" for m in precision) + " |"
         )
     return "\n".join(lines) + "\n"
 
@@ -239,7 +329,7 @@ def write_report(
         findings_markdown(
             tables,
             results.get("precision_at_1", {}),
-            chance=results.get("precision_chance", float("nan")),
+            details=results.get("precision_details", {}),
             activity=results.get("activity"),
         ),
     ]
@@ -260,6 +350,7 @@ def write_report(
                 results["precision_at_1"],
                 results.get("precision_at_1_predicted_usm"),
                 results.get("precision_usms", "ground-truth USMs"),
+                results.get("precision_details"),
             )
         )
     if "tsne" in results:
@@ -271,12 +362,16 @@ def write_report(
         f"# psm-jax report: {dataset}\n\n"
         + composition(usm_floor, discrepancy_weight, log_ratio_scale)
         + "; means over (test image, "
-        f"observer) pairs; * = the embedding network beats the strongest other row (Mann-Whitney "
-        f"p < 0.05); embeddings of evaluated observers from m = {m} pairs of their own training "
+        f"observer) pairs; * = the embedding network beats the strongest other row (under each "
+        "table: over people where it has 6 or more, else the papers' Mann-Whitney over pairs); "
+        f"embeddings of evaluated observers from m = {m} pairs of their own training "
         "images. Rows marked (ours) are baselines without learning, from the same data the "
-        "embedding gets. Each table is followed by every row against the ground-truth USM: the "
-        "difference of the means with the paired Wilcoxon p, and the information gain in bits "
-        "per fixation (each map made a density as 99% its distribution + 1% uniform). "
+        "embedding gets, or controls. Each table is followed by every row against the "
+        "ground-truth USM over pairs (the difference of the means with the paired Wilcoxon p, "
+        "which treats pairs as independent, and the information gain in bits per fixation, each "
+        "map made a density as 99% its distribution + 1% uniform) and over people (k of n "
+        "better, the test over people, a bootstrap interval over observers and images). "
+        "Every row's per-pair scores: report/<protocol>_scores.csv. "
         f"{wall_time}\n\n" + "\n".join(sections)
     )
     return path
@@ -339,37 +434,45 @@ def _p_clause(value: float) -> str:
 
 
 def _verdict(table: Table, row_id: str) -> str:
+    """CC, SIM and KLD of a row against the ground-truth USM: better or worse by the test over
+    people where there are 6 people or more, else by the pairs' (labelled so); k of n always."""
     parts = []
     for metric in ("cc", "sim", "kld"):
-        versus = table.rows[row_id][metric]["versus_usm"]
-        better = (versus["difference"] > 0) == metrics.HIGHER_IS_BETTER[metric]
-        if versus["p"] < 0.05:
-            word = "better" if better else "worse"
-            difference = versus["difference"]
-            parts.append(f"{HEADERS[metric]} {word} ({difference:+.3f}, {_p_clause(versus['p'])})")
-        else:
-            parts.append(f"{HEADERS[metric]} no different ({_p_clause(versus['p'])})")
+        parts.append(_clause(table.rows[row_id][metric]["versus_usm"], metric))
     return "; ".join(parts)
+
+
+def _clause(versus: dict, metric: str) -> str:
+    """ "<metric> better/worse/no different (difference, p <test>; k of n people better)": by
+    the Wilcoxon test over people where the table has 6 people or more, else by the pairs'
+    test, labelled as such, with the exact sign test over people beside it."""
+    difference = versus["difference"]
+    better = (difference > 0) == metrics.HIGHER_IS_BETTER[metric]
+    people = versus.get("people")
+    if people is not None and people["test"] == "wilcoxon":
+        p, label = people["p"], "Wilcoxon over people"
+        count = f"; {people['better']} of {people['n']} people better"
+    else:
+        p, label = versus["p"], "over pairs, which are not independent"
+        count = ""
+        if people is not None:
+            count = (
+                f"; {people['better']} of {people['n']} people better, sign test over people "
+                f"{_p_clause(people['p'])}"
+            )
+    word = ("better" if better else "worse") if p < 0.05 else "no different"
+    return f"{HEADERS[metric]} {word} ({difference:+.3f}, {_p_clause(p)} {label}{count})"
 
 
 def _real_use_clause(row: dict) -> str:
-    """A row's CC, SIM and KLD against the universal model's own map: the difference, p and the
-    people better on average."""
-    parts = []
-    for metric in ("cc", "sim", "kld"):
-        versus = row[metric]["versus_predicted_usm"]
-        differences = versus["observer_differences"]
-        parts.append(
-            f"{HEADERS[metric]} {versus['difference']:+.3f} ({_p_clause(versus['p'])}; "
-            f"{observers_better(differences, metric)} of {len(differences)} people better)"
-        )
-    return "; ".join(parts)
+    """A row's CC, SIM and KLD against the universal model's own map (`_clause`)."""
+    return "; ".join(_clause(row[m]["versus_predicted_usm"], m) for m in ("cc", "sim", "kld"))
 
 
 def findings_markdown(
     tables: dict[str, Table],
     precision: dict[int, float],
-    chance: float,
+    details: dict[int, dict],
     activity: dict[str, float] | None,
 ) -> str:
     """What the run's results say, in sentences generated from them (not pasted): does the
@@ -394,7 +497,7 @@ def findings_markdown(
                 f"- {protocol.capitalize()} set: the embedding network against the ground-truth "
                 f"USM: {_verdict(table, methods.OURS)}; information gain {gain:+.3f} bits/fixation."
             )
-        excluded = {methods.OURS, methods.GT_USM, methods.EMBEDDING_SHUFFLED}
+        excluded = {methods.OURS, methods.GT_USM, *methods.CONTROLS}
         if real_use:
             excluded.add(methods.PREDICTED_USM)
         beaten = [
@@ -414,6 +517,14 @@ def findings_markdown(
                 f"{control['cc']['mean']:.3f} / KLD {control['kld']['mean']:.3f} against "
                 f"{ours['cc']['mean']:.3f} / {ours['kld']['mean']:.3f} with the person's own."
             )
+        if "versus_mean_embedding" in ours["cc"]:
+            versus_mean = "; ".join(
+                _clause(ours[m]["versus_mean_embedding"], m) for m in ("cc", "sim", "kld")
+            )
+            lines.append(
+                "  Against the same network given the training observers' mean embedding "
+                f"(control: what is personal in the gain): {versus_mean}."
+            )
         enrolled = table.rows.get(methods.EMBEDDING_PREDICTED)
         if enrolled is not None:
             lines.append(
@@ -423,9 +534,14 @@ def findings_markdown(
     finite = {m: p for m, p in precision.items() if np.isfinite(p)}
     if finite:
         m = max(finite)
+        chance = details.get(m, {}).get("chance", float("nan"))
+        people = details.get(m, {}).get("people")
+        sets = details.get(m, {}).get("sets_per_observer")
+        who = f"{people} unseen (test) observers" if people else "unseen (test) observers"
         lines.append(
-            f"- The encoder on unseen (test) observers: precision@1 {finite[m]:.2f} at m = {m} "
-            f"(chance {chance:.2f})"
+            f"- The encoder on {who}: precision@1 {finite[m]:.2f} at m = {m}"
+            + (f", {sets} image-disjoint sets per person" if sets else "")
+            + f" (chance {chance:.2f})"
             + ("; it does not tell these people apart." if finite[m] < 2 * chance else ".")
         )
     if activity and "live_units/dynamic" in activity:

@@ -189,7 +189,7 @@ PAIR_CHUNK = 64
 """Pairs per encoder call when embedding through a pair cache (one compiled shape)."""
 
 
-def _cached_set_embeddings(encoder: UserEmbeddingEncoder, batch, cache: dict) -> np.ndarray:
+def cached_set_embeddings(encoder: UserEmbeddingEncoder, batch, cache: dict) -> np.ndarray:
     """A batch of sets' embeddings, each (observer, image) pair run through the encoder once.
 
     In eval mode a pair's features do not depend on the rest of its batch (no dropout, BatchNorm
@@ -249,7 +249,7 @@ def collect_embeddings(
       with_image_index: also return which images each embedded set holds (the batches'
         `image_index`).
       pair_cache: a dict that keeps each (observer, image) pair's encoder features, so a pair
-        that several sets share is encoded once (the same embeddings, `_cached_set_embeddings`);
+        that several sets share is encoded once (the same embeddings, `cached_set_embeddings`);
         give the same dict to calls on the same encoder, images and observer group only (the
         key is the batches' observer and image index). None: a new dict for this call.
 
@@ -262,7 +262,7 @@ def collect_embeddings(
         batches,
         num_observers,
         per_observer,
-        lambda batch: _cached_set_embeddings(encoder, batch, pair_cache),
+        lambda batch: cached_set_embeddings(encoder, batch, pair_cache),
         progress=progress,
         with_image_index=with_image_index,
     )

@@ -1,0 +1,151 @@
+"""Statistics over people (psm_jax/evaluation/people.py) and the per-pair scores file
+(psm_jax/evaluation/scoring.py): the observer, not the pair, is the unit that generalises."""
+
+import numpy as np
+import pytest
+
+from psm_jax.evaluation import methods, people, report, scoring
+
+
+def _design(observers: int, images: int):
+    """Every observer on every image: (observer ids, image ids) per pair."""
+    observer = np.repeat([f"o{k}" for k in range(observers)], images)
+    image = np.tile([f"i{k}" for k in range(images)], observers)
+    return observer, image
+
+
+def test_the_sign_test_below_six_people_and_wilcoxon_from_six():
+    assert people.over_people_p(np.array([0.1, 0.2, 0.3])) == ("sign", pytest.approx(0.25))
+    assert people.over_people_p(np.full(5, 0.1)) == ("sign", pytest.approx(0.0625))
+    test, p = people.over_people_p(np.linspace(0.1, 0.6, 6))
+    assert test == "wilcoxon" and p == pytest.approx(0.03125)  # exact: 2 / 2^6
+    assert people.over_people_p(np.zeros(7)) == ("wilcoxon", 1.0)
+    assert people.sign_test_p(np.array([0.1, -0.1, 0.0])) == 1.0
+
+
+def test_a_gain_of_one_person_is_not_a_gain_of_people():
+    # 10 people x 100 images; one person gains a lot, the other nine nothing (noise only).
+    rng = np.random.default_rng(0)
+    observer, image = _design(10, 100)
+    reference = rng.normal(0.5, 0.05, observer.size)
+    values = reference + rng.normal(0, 0.01, observer.size)
+    values[observer == "o3"] += 0.3
+    over = people.People(observer, image).versus(values, reference, "cc")
+    assert over["n"] == 10 and over["test"] == "wilcoxon"
+    assert over["p"] > 0.05  # one person of ten
+    # while the pairs' test calls it overwhelming
+    assert scoring.versus_usm(values, reference)["p"] < 1e-4
+    low, high = over["interval"]
+    assert low < 0.03 < high  # the mean gain is 0.03; resampling people makes it uncertain
+    assert over["differences"][3] == pytest.approx(0.3, abs=0.01)
+
+
+def test_a_gain_every_person_shares_is_found_over_people_and_counted_in_the_right_direction():
+    rng = np.random.default_rng(1)
+    observer, image = _design(8, 50)
+    reference = rng.normal(1.0, 0.1, observer.size)
+    lower = reference - 0.05 + rng.normal(0, 0.01, observer.size)  # KLD: lower is better
+    over = people.People(observer, image).versus(lower, reference, "kld")
+    assert over["better"] == 8 and over["n"] == 8
+    assert over["p"] < 0.01
+    low, high = over["interval"]
+    assert low < -0.05 < high and high < 0
+    worse = people.People(observer, image).versus(lower, reference, "cc")  # higher is better
+    assert worse["better"] == 0
+
+
+def test_an_observer_without_finite_scores_is_not_counted():
+    observer, image = _design(4, 10)
+    values, reference = np.ones(40), np.zeros(40)
+    values[observer == "o0"] = np.nan
+    over = people.People(observer, image).versus(values, reference, "cc")
+    assert over["n"] == 3 and over["better"] == 3 and np.isnan(over["differences"][0])
+
+
+class _Set:
+    """What `write_scores` and `table` read of an evaluation set."""
+
+    def __init__(self, observers: int, images: int):
+        self.dataset, self.protocol = "d", "closed"
+        self.image = np.tile(np.arange(images), observers)
+        self.observer = np.repeat(np.arange(observers), images)
+        self.image_ids = [f"img{k}" for k in range(images)]
+        self.observer_ids = [f"sub{k}" for k in range(observers)]
+
+
+def _scores(rows: dict[str, float], pairs: int, seed: int = 0, gain_of=None):
+    rng = np.random.default_rng(seed)
+    base = {m: rng.normal(0.5, 0.05, pairs) for m in (*scoring.METRICS, "information_gain")}
+    result = {}
+    for row_id, shift in rows.items():
+        values = {}
+        for metric, v in base.items():
+            step = shift * (-1 if metric == "kld" else 1)
+            values[metric] = v + (step if gain_of is None else step * gain_of)
+        result[row_id] = values
+    return result
+
+
+def test_the_scores_file_round_trips_and_names_itself_when_it_is_not_one(tmp_path):
+    evaluation = _Set(observers=3, images=4)
+    scores = _scores({"gt_usm": 0.0, "embedding": 0.1}, 12)
+    path = scoring.write_scores(tmp_path / "closed_scores.csv", evaluation, scores)
+    lines = path.read_text().splitlines()
+    assert lines[0] == "row,image_id,observer_id,cc,sim,auc_judd,nss,kld,ig"
+    assert lines[1].startswith("gt_usm,img0,sub0,") and len(lines) == 1 + 2 * 12
+    read = scoring.read_scores(path)
+    assert list(read.rows) == ["gt_usm", "embedding"]
+    assert list(read.observer_ids[:5]) == ["sub0"] * 4 + ["sub1"]
+    for row_id, values in scores.items():
+        for metric, column in values.items():
+            np.testing.assert_array_equal(read.rows[row_id][metric], column)
+    path.write_text("row,image\n")
+    with pytest.raises(ValueError, match="closed_scores.csv: not a scores file"):
+        scoring.read_scores(path)
+
+
+def _table(evaluation, scores, tmp_path):
+    rows = [methods.Row(row_id, row_id, None) for row_id in scores]
+    path = scoring.write_scores(tmp_path / "closed_scores.csv", evaluation, scores)
+    return scoring.table(
+        evaluation,
+        rows,
+        scoring.read_scores(path),
+        usm_floor=0.3,
+        m=32,
+        discrepancy_weight=1.0,
+    )
+
+
+def test_the_asterisk_tests_over_people_where_there_are_six_or_more(tmp_path):
+    # 8 people x 100 images: the embedding row's gain is one person's alone.
+    evaluation = _Set(observers=8, images=100)
+    one_person = (evaluation.observer == 2).astype(float)
+    scores = _scores({"gt_usm": 0.0, "per_observer": 0.0}, 800)
+    scores.update(_scores({"embedding": 0.5}, 800, gain_of=one_person))
+    table = _table(evaluation, scores, tmp_path)
+    assert table.people == 8 and table.significance == "people"
+    assert not any(table.rows["embedding"][m]["significant"] for m in scoring.METRICS)
+    assert table.rows["embedding"]["cc"]["versus_usm"]["p"] < 1e-3  # the pairs' test says yes
+    people_cc = table.rows["embedding"]["cc"]["versus_usm"]["people"]
+    assert (people_cc["better"], people_cc["n"], people_cc["test"]) == (1, 8, "wilcoxon")
+    markdown = report.versus_usm_markdown(table)
+    assert "over people" in markdown and "1/8 (W " in markdown
+    assert "Wilcoxon signed-rank test of the 8 observers" in report.table_markdown(table)
+    # Everybody's gain: the asterisk.
+    everyone = _scores({"gt_usm": 0.0, "per_observer": 0.0, "embedding": 0.2}, 800)
+    table = _table(evaluation, everyone, tmp_path)
+    assert all(table.rows["embedding"][m]["significant"] for m in scoring.METRICS)
+    sentence = report._verdict(table, "embedding")
+    assert "CC better (+0.200, p = 0.0078 Wilcoxon over people; 8 of 8 people better)" in sentence
+
+
+def test_with_fewer_than_six_people_the_sentences_say_the_test_is_over_pairs(tmp_path):
+    evaluation = _Set(observers=3, images=100)
+    scores = _scores({"gt_usm": 0.0, "embedding": 0.2}, 300)
+    table = _table(evaluation, scores, tmp_path)
+    assert table.significance == "pairs" and table.people == 3
+    sentence = report._verdict(table, "embedding")
+    assert "over pairs, which are not independent" in sentence
+    assert "3 of 3 people better, sign test over people p = 0.25" in sentence
+    assert "Mann-Whitney p < 0.05 over pairs" in report.table_markdown(table)
