@@ -76,7 +76,15 @@ def evaluation_config(workdir: str | None) -> ml_collections.ConfigDict:
     saved = Path(workdir or "") / "report" / evaluators.CONFIG_FILE
     if workdir and saved.exists():
         config = ml_collections.ConfigDict(json.loads(saved.read_text()))
-        config.update_from_flattened_dict(config_flags.get_override_values(flags.FLAGS["config"]))
+        overrides = config_flags.get_override_values(flags.FLAGS["config"])
+        for path, value in overrides.items():
+            try:
+                config.update_from_flattened_dict({path: value})
+            except (KeyError, AttributeError):
+                raise ValueError(
+                    f"--config.{path}: {saved}, the config this workdir was evaluated with, has "
+                    f"no such field. {runner.closest_fields(config, '--config.' + path)}"
+                ) from None
     return config
 
 

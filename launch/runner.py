@@ -16,10 +16,13 @@ are bugs and keep theirs.
 
 from __future__ import annotations
 
+import difflib
+import importlib.util
 import sys
 from pathlib import Path
 
 from absl import app, flags, logging
+from ml_collections import ConfigDict
 
 import tfds_builders
 from psm_jax import xla_defaults
@@ -63,19 +66,70 @@ def define_config(define, *args, **kwargs):
     try:
         return define(*args, **kwargs)
     except (AttributeError, KeyError) as error:
-        _unknown_config_field(error, sys.argv)
+        default = args[1] if len(args) > 1 else kwargs.get("default")
+        config = default if isinstance(default, ConfigDict) else _config_file(sys.argv, default)
+        _unknown_config_field(error, sys.argv, config)
 
 
-def _unknown_config_field(error: Exception, argv: list[str]) -> None:
+def _config_file(argv: list[str], default) -> ConfigDict | None:
+    """The config a `DEFINE_config_file` flag loads (`--config=<file>[:<arg>]` in `argv`, else
+    `default`), without the command line's overrides; None when it cannot be loaded."""
+    given = [a.split("=", 1)[1] for a in argv if a.startswith("--config=")]
+    spec = given[-1] if given else default
+    if not isinstance(spec, str) or not spec:
+        return None
+    path, _, argument = spec.partition(":")
+    try:
+        module_spec = importlib.util.spec_from_file_location("_psm_jax_config", path)
+        module = importlib.util.module_from_spec(module_spec)
+        module_spec.loader.exec_module(module)
+        return module.get_config(argument) if argument else module.get_config()
+    except Exception:  # noqa: BLE001 - only for a better message: fall back without it
+        return None
+
+
+def closest_fields(config, flag: str) -> str:
+    """ "Did you mean ...?" with the fields of `config` closest to the last part of `flag`
+    (`--config.<path>`), at the level the path names; "" when the level is not found.
+    ml_collections' own guess misses nested typos (`widht` for `widths`)."""
+    parts = flag.split("=")[0].removeprefix("--config.").split(".")
+    level = config
+    for part in parts[:-1]:
+        try:
+            level = level[part]
+        except (KeyError, TypeError, AttributeError):
+            return ""
+    if not isinstance(level, ConfigDict | dict):
+        return ""
+    fields = sorted(level.keys())
+    close = difflib.get_close_matches(parts[-1], fields, n=3, cutoff=0.5)
+    prefix = "--config." + "".join(f"{part}." for part in parts[:-1])
+    if close:
+        return "Did you mean " + " or ".join(prefix + name for name in close) + "?"
+    if len(fields) <= 15:
+        return "Its fields there: " + ", ".join(fields) + "."
+    return ""
+
+
+def _unknown_config_field(error: Exception, argv: list[str], config=None) -> None:
     """Ends the process with one line naming the `--config.` flag whose field does not exist
-    (ml_collections raises an AttributeError or KeyError with the field's name and its guess);
-    `--verbose` re-raises it."""
+    and the closest existing ones (`closest_fields`, or ml_collections' guess in the error when
+    the config is not at hand); `--verbose` re-raises it."""
     if "--verbose" in argv:
         raise error
     text = str(error).replace("\\n", " ").replace("\n", " ").replace("\\", "")
     field = text.replace("'", " ").replace('"', " ").split()[0]
     named = [a.split("=")[0] for a in argv if a.startswith("--config.") and field in a]
-    guess = text[text.index("Did you mean") :].rstrip("'\" ") if "Did you mean" in text else ""
+    if config is None:
+        try:
+            config = flags.FLAGS["config"].value
+        except Exception:  # noqa: BLE001 - not defined or loaded yet
+            config = None
+    if config is None:  # load the file the flag names
+        config = _config_file(argv, None)
+    guess = closest_fields(config, named[0]) if config is not None and named else ""
+    if not guess and "Did you mean" in text:
+        guess = text[text.index("Did you mean") :].rstrip("'\" ")
     sys.stderr.write(
         f"{Path(argv[0]).name}: error: {', '.join(named) or 'a --config. flag'}: the config has "
         f"no field {field!r}. {guess}\n".replace(" \n", "\n")

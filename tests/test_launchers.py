@@ -35,7 +35,18 @@ def _launch(script, *flags):
             "main.py",
             ["--config.models.embedding.num_step=5", "--config.data_dir=/nonexistent/data"],
             "--config.models.embedding.num_step: the config has no field 'num_step'. Did you "
-            'mean "num_steps"',
+            "mean --config.models.embedding.num_steps",
+        ),
+        pytest.param(  # a nested typo that ml_collections' own guess misses
+            "train.py",
+            [
+                "--config=psm_jax/configs/synthetic.py:embedding",
+                "--config.network.widht=3",
+                "--workdir=/nonexistent/run",
+            ],
+            "--config.network.widht: the config has no field 'widht'. Did you mean "
+            "--config.network.widths?",
+            marks=pytest.mark.slow,
         ),
         pytest.param(  # checked before any dataset is built or model trained
             "main.py",
@@ -180,3 +191,42 @@ def test_no_launcher_rewrites_argv_or_takes_a_config_field_as_its_own_flag():
         }
         shared = defined & _field_names(configs[path.name])
         assert not shared, f"{path.name} defines flags for config fields {sorted(shared)}"
+
+
+def test_the_closest_config_fields_are_named_at_the_level_the_flag_names(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "launch"))
+    import runner
+    from ml_collections import ConfigDict
+
+    config = ConfigDict({"num_steps": 1, "network": {"widths": (8,), "depth": 2}, "seed": 0})
+    assert (
+        runner.closest_fields(config, "--config.num_step=5") == "Did you mean --config.num_steps?"
+    )
+    assert (
+        runner.closest_fields(config, "--config.network.widht")
+        == "Did you mean --config.network.widths?"
+    )
+    assert (
+        runner.closest_fields(config, "--config.network.zzz") == "Its fields there: depth, widths."
+    )
+    assert runner.closest_fields(config, "--config.nothing.widht") == ""
+
+
+def test_an_override_the_saved_evaluation_config_lacks_is_named(tmp_path, monkeypatch):
+    """launch/evaluate.py re-evaluates a workdir with the config it was evaluated with: an
+    override of a field that config lacks names the flag and the file, no KeyError."""
+    monkeypatch.syspath_prepend(str(ROOT / "launch"))
+    import json
+
+    import evaluate
+    from ml_collections import config_flags
+
+    saved = tmp_path / "report" / "evaluation_config.json"
+    saved.parent.mkdir()
+    saved.write_text(json.dumps({"m": 3, "evals": {"tables": {}}}))
+    monkeypatch.setattr(
+        config_flags, "get_override_values", lambda flag: {"evals.precision.ms": (4,)}
+    )
+    monkeypatch.setattr(evaluate, "_CONFIG", type("Flag", (), {"value": None})())
+    with pytest.raises(ValueError, match="--config.evals.precision.ms: .*evaluation_config.json"):
+        evaluate.evaluation_config(str(tmp_path))
