@@ -50,11 +50,16 @@ def _asterisk(table: Table) -> str:
             f"Wilcoxon signed-rank test of the {table.people} observers' mean differences, "
             "p < 0.05."
         )
-    people = f"{table.people} observers" if table.people is not None else "few observers"
+    if table.people is None:
+        return (
+            "\\* the embedding network beats the strongest other row with a Mann-Whitney p < 0.05 "
+            "over pairs (the papers' test, which treats pairs as independent; a table computed "
+            "before the statistics over people)."
+        )
     return (
         "\\* the embedding network beats the strongest other row (controls aside) with a "
-        f"Mann-Whitney p < 0.05 over pairs (the papers' test; with {people} no test over people "
-        "is used for it, and pairs are not independent)."
+        f"Mann-Whitney p < 0.05 over pairs (the papers' test; with {table.people} observers no "
+        "test over people is used for it, and pairs are not independent)."
     )
 
 
