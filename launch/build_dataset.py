@@ -5,7 +5,9 @@ python launch/build_dataset.py --dataset=osie_personal --manual_dir=../shared/da
 
 A release in a known layout with other sizes (e.g. OSIE's format with 12 observers at 1024x768):
 --observer_split=6,3,3 --sigma_px=31 build the config "default+observers_6_3_3+sigma_31", whose
-full name (printed) is what --dataset of the other launchers takes.
+full name (printed) is what --dataset of the other launchers takes. --observer_fold=2/5 builds
+fold 2 of 5-fold cross-validation over observers, "default+fold_2_of_5" (studies/observer_folds.py
+runs the main job on every fold).
 """
 
 import runner
@@ -34,6 +36,12 @@ _OBSERVER_SPLIT = flags.DEFINE_list(
     None,
     "train,validation,test observer counts (default: the config's, e.g. OSIE 9,3,3).",
 )
+_OBSERVER_FOLD = flags.DEFINE_string(
+    "observer_fold",
+    None,
+    "k/K: fold k (0 .. K-1) of K-fold cross-validation over observers (test chunk k, validation "
+    "chunk k+1, training the rest), e.g. 2/5; instead of --observer_split.",
+)
 _SIGMA_PX = flags.DEFINE_float(
     "sigma_px",
     None,
@@ -42,10 +50,18 @@ _SIGMA_PX = flags.DEFINE_float(
 )
 
 
-def dataset_name(dataset: str, observer_split: list[str] | None, sigma_px: float | None) -> str:
-    """--dataset with the config derived from --observer_split and --sigma_px."""
-    if observer_split is None and sigma_px is None:
+def dataset_name(
+    dataset: str,
+    observer_split: list[str] | None,
+    sigma_px: float | None,
+    observer_fold: str | None = None,
+) -> str:
+    """--dataset with the config derived from --observer_split or --observer_fold, and
+    --sigma_px."""
+    if observer_split is None and sigma_px is None and observer_fold is None:
         return dataset
+    if observer_split is not None and observer_fold is not None:
+        raise app.UsageError("Give --observer_fold or --observer_split, not both.")
     name, _, config = dataset.partition("/")
     try:
         split = None if observer_split is None else tuple(int(c) for c in observer_split)
@@ -53,8 +69,18 @@ def dataset_name(dataset: str, observer_split: list[str] | None, sigma_px: float
         raise app.UsageError(
             f"--observer_split={','.join(observer_split)}: expected three integers."
         ) from None
+    fold = None
+    if observer_fold is not None:
+        try:
+            fold = tuple(int(c) for c in observer_fold.split("/"))
+            if len(fold) != 2:
+                raise ValueError
+        except ValueError:
+            raise app.UsageError(
+                f"--observer_fold={observer_fold}: expected k/K, e.g. 2/5."
+            ) from None
     try:
-        derived = builder_lib.config_name(config or "default", split, sigma_px)
+        derived = builder_lib.config_name(config or "default", split, sigma_px, fold)
     except ValueError as error:
         raise app.UsageError(str(error)) from None
     return f"{name}/{derived}"
@@ -62,7 +88,9 @@ def dataset_name(dataset: str, observer_split: list[str] | None, sigma_px: float
 
 def main(argv):
     del argv
-    name = dataset_name(_DATASET.value, _OBSERVER_SPLIT.value, _SIGMA_PX.value)
+    name = dataset_name(
+        _DATASET.value, _OBSERVER_SPLIT.value, _SIGMA_PX.value, _OBSERVER_FOLD.value
+    )
     builder = datasets.build_dataset(
         name,
         data_dir=_DATA_DIR.value,

@@ -214,3 +214,16 @@ def test_the_main_config_is_checked_before_anything_trains():
     evaluation.evals.tabels = {}
     with pytest.raises(ValueError, match="unknown evaluators \\['tabels'\\]"):
         evaluators.check(evaluation)
+
+
+def test_a_derived_dataset_config_keeps_its_family_and_the_tiny_networks():
+    """A fold of the tiny dataset ("tiny+fold_0_of_3") is still the tiny dataset: its schedules
+    and networks are the tiny ones, and the main config on it passes the check."""
+    assert main_configs.family(TINY + "+fold_0_of_3") == TINY
+    assert main_configs.family("osie_personal/default+fold_2_of_5") == "osie_personal"
+    config = main_configs.get_config(TINY)
+    config.dataset = TINY + "+fold_0_of_3"
+    main_configs.check(config)
+    fold = main_configs.get_config(TINY + "+fold_1_of_3")
+    assert fold.models.embedding.network.widths == config.models.embedding.network.widths
+    assert fold.evaluation.m == config.evaluation.m == 3

@@ -303,6 +303,63 @@ def test_observer_split_and_sigma_come_from_the_dataset_name(tmp_path, caplog):
         datasets.builder("osie_personal/default+sigma_6+observers_2_2_1", data_dir=data_dir)
 
 
+def test_observer_folds_come_from_the_dataset_name(tmp_path):
+    from psm_jax.data import builder as builder_lib
+
+    data_dir, manual = str(tmp_path / "tfds"), str(DUMMY["osie_personal"])
+    assert builder_lib.config_name("default", sigma_px=6.0, observer_fold=(1, 3)) == (
+        "default+fold_1_of_3+sigma_6"
+    )
+    assert builder_lib.with_fold("synthetic_personal_saliency", 0, 3) == (
+        "synthetic_personal_saliency/default+fold_0_of_3"
+    )
+    assert builder_lib.with_fold("osie_personal/default+sigma_31", 2, 5) == (
+        "osie_personal/default+fold_2_of_5+sigma_31"
+    )
+    tested = []
+    for fold in range(3):  # the dummy release's 5 observers in 3 folds
+        name = builder_lib.with_fold("osie_personal", fold, 3)
+        metadata = datasets.build_dataset(name, data_dir=data_dir, manual_dir=manual).info.metadata
+        split = metadata["observer_split"]
+        assert metadata["observer_fold"] == {"fold": fold, "folds": 3}
+        groups = [set(split[s]) for s in ("train", "validation", "test")]
+        assert sum(len(g) for g in groups) == len(set.union(*groups)) == 5  # disjoint, all
+        assert split["test"] and split["validation"] and split["train"]
+        tested += split["test"]
+    assert sorted(tested) == sorted(metadata["observer_ids"])  # everyone tested exactly once
+    derived = datasets.builder("osie_personal/default+fold_1_of_3+sigma_6", data_dir=data_dir)
+    assert derived.builder_config.observer_fold == (1, 3)
+    assert derived.builder_config.sigma_px == 6.0
+
+
+@pytest.mark.parametrize(
+    ("config", "match"),
+    [
+        ("default+fold_3_of_3", r"'default\+fold_3_of_3'.*fold 3 of 3: folds are 0 to 2"),
+        ("default+fold_0_of_2", r"'default\+fold_0_of_2'.*at least 3 folds"),
+        ("default+fold_a_of_b", r"Cannot read 'fold_a_of_b'.*\+fold_<k>_of_<K>"),
+        ("default+observers_2_2_1+fold_0_of_3", r"either by \+observers_.* or by \+fold_"),
+        ("default+sigma_6+fold_0_of_3", r"as 'default\+fold_0_of_3\+sigma_6'"),
+    ],
+)
+def test_bad_fold_names_are_refused(tmp_path, config, match):
+    with pytest.raises(ValueError, match=match):
+        datasets.builder(f"osie_personal/{config}", data_dir=str(tmp_path))
+
+
+def test_more_folds_than_observers_are_refused_naming_the_config(tmp_path):
+    from psm_jax.data import builder as builder_lib
+
+    with pytest.raises(ValueError, match=r"osie_personal/default\+fold_0_of_6.*6 folds of 5 obs"):
+        datasets.build_dataset(
+            "osie_personal/default+fold_0_of_6",
+            data_dir=str(tmp_path),
+            manual_dir=str(DUMMY["osie_personal"]),
+        )
+    with pytest.raises(ValueError, match=r"already chooses its observers"):
+        builder_lib.with_fold("osie_personal/default+observers_3_1_1", 0, 3)
+
+
 def test_build_dataset_launcher_builds_the_derived_config(tmp_path):
     result = subprocess.run(
         [
@@ -321,6 +378,30 @@ def test_build_dataset_launcher_builds_the_derived_config(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "--dataset=osie_personal/default+observers_3_1_1+sigma_4" in result.stdout
     assert "observers: 5 (train 3, validation 1, test 1)" in result.stdout
+
+
+def test_build_dataset_launcher_builds_a_fold(tmp_path):
+    command = [
+        sys.executable,
+        str(ROOT / "launch" / "build_dataset.py"),
+        "--dataset=osie_personal",
+        f"--manual_dir={DUMMY['osie_personal']}",
+        f"--data_dir={tmp_path}",
+    ]
+    result = subprocess.run(
+        [*command, "--observer_fold=1/3"], capture_output=True, text=True, cwd=ROOT
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "--dataset=osie_personal/default+fold_1_of_3" in result.stdout
+    assert "observers: 5 (train 2, validation 1, test 2; fold 1 of 3)" in result.stdout
+    refused = subprocess.run(
+        [*command, "--observer_fold=1/3", "--observer_split=3,1,1"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert refused.returncode != 0
+    assert "--observer_fold or --observer_split, not both" in refused.stderr
 
 
 def test_an_explicit_observer_split_that_does_not_fit_the_release_is_refused(tmp_path):

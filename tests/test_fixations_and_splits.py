@@ -56,3 +56,34 @@ def test_observer_split_counts_and_fallback():
     assert [len(fallback[s]) for s in splits.SPLIT_NAMES] == [3, 1, 1]
     with pytest.raises(ValueError, match="not unique"):
         splits.split_observers(["a", "a", "b"], (1, 1, 1))
+
+
+def test_observer_folds_put_every_observer_in_exactly_one_test_set():
+    observers = [f"o{i:02d}" for i in range(15)]
+    folds = [splits.fold_observers(observers, fold, 5) for fold in range(5)]
+    for fold in folds:  # OSIE with 5 folds: 9 / 3 / 3, disjoint, everyone somewhere
+        assert [len(fold[s]) for s in splits.SPLIT_NAMES] == [9, 3, 3]
+        assert sorted(sum(fold.values(), [])) == observers
+    tested = sum((fold["test"] for fold in folds), [])
+    assert sorted(tested) == observers  # each observer tested exactly once
+    for k in range(5):  # one permutation for every fold: fold k validates fold k+1's test set
+        assert folds[k]["validation"] == folds[(k + 1) % 5]["test"]
+    assert splits.fold_observers(list(reversed(observers)), 2, 5) == folds[2]  # order-free
+    assert splits.fold_observers(observers, 2, 5, seed=1) != folds[2]
+    # Nearly equal chunks where the folds do not divide the observers: 10 into 4 -> 3 3 2 2.
+    sizes = [len(splits.fold_observers(observers[:10], k, 4)["test"]) for k in range(4)]
+    assert sorted(sizes) == [2, 2, 3, 3]
+
+
+@pytest.mark.parametrize(
+    ("fold", "folds", "match"),
+    [
+        (0, 2, "at least 3 folds"),
+        (3, 3, r"fold 3 of 3: folds are 0 to 2"),
+        (-1, 3, "fold -1"),
+        (0, 6, "6 folds of 5 observers"),
+    ],
+)
+def test_observer_folds_refuse_impossible_folds(fold, folds, match):
+    with pytest.raises(ValueError, match=match):
+        splits.fold_observers([f"o{i}" for i in range(5)], fold, folds)

@@ -149,3 +149,80 @@ def test_with_fewer_than_six_people_the_sentences_say_the_test_is_over_pairs(tmp
     assert "over pairs, which are not independent" in sentence
     assert "3 of 3 people better, sign test over people p = 0.25" in sentence
     assert "Mann-Whitney p < 0.05 over pairs" in report.table_markdown(table)
+
+
+def _fold(first_observer: int, observers: int, images: int, rows: dict[str, float], seed: int):
+    """One fold's open-set scores: observers sub<first_observer>... on images img0..."""
+    observer_ids = np.repeat([f"sub{first_observer + k}" for k in range(observers)], images)
+    image_ids = np.tile([f"img{k}" for k in range(images)], observers)
+    return scoring.PairScores(image_ids, observer_ids, _scores(rows, observers * images, seed))
+
+
+def _scores_table(pair_scores, title="d, open set"):
+    names = {row_id: row_id.replace("_", " ") for row_id in pair_scores.rows}
+    return scoring.table_from_scores(
+        pair_scores,
+        names,
+        title=title,
+        protocol="open",
+        usm_floor=0.3,
+        m=32,
+        discrepancy_weight=1.0,
+    )
+
+
+def test_folds_pooled_test_over_every_person_where_one_fold_cannot(tmp_path):
+    # 3 folds of 3 unseen people each, on the same 20 images: the embedding row beats the GT USM
+    # by 0.05 and the strongest other row (per_observer, +0.02) by 0.03 for everybody.
+    shifts = {
+        "gt_usm": 0.0,
+        "per_observer": 0.02,
+        "centre_bias": -0.1,
+        "embedding": 0.05,
+        "embedding_mean": 0.01,
+    }
+    folds = [
+        _fold(3 * k, 3, 20, {**shifts, **({"multi_task": 0.0} if k else {})}, seed=k)
+        for k in range(3)
+    ]
+    pooled = scoring.pool_scores(folds)
+    assert list(pooled.rows) == list(shifts)  # multi_task is not scored in fold 0
+    assert len(pooled.observer_ids) == 180 and len(set(pooled.observer_ids)) == 9
+    np.testing.assert_array_equal(pooled.observer_ids[60:120], folds[1].observer_ids)
+    np.testing.assert_array_equal(
+        pooled.rows["embedding"]["kld"][60:120], folds[1].rows["embedding"]["kld"]
+    )
+    path = scoring.write_pair_scores(tmp_path / "pooled_open_scores.csv", pooled)
+    again = scoring.read_scores(path)  # anyone can recompute from the file
+    np.testing.assert_array_equal(again.image_ids, pooled.image_ids)
+    np.testing.assert_array_equal(again.rows["embedding"]["nss"], pooled.rows["embedding"]["nss"])
+
+    table = _scores_table(again, "d, open set pooled over 3 folds")
+    assert (table.people, table.significance, table.pairs) == (9, "people", 180)
+    cc = table.rows["embedding"]["cc"]
+    assert cc["mean"] == pytest.approx(np.mean(pooled.rows["embedding"]["cc"]))
+    over_people = cc["versus_usm"]["people"]
+    assert (over_people["better"], over_people["n"], over_people["test"]) == (9, 9, "wilcoxon")
+    assert over_people["p"] == pytest.approx(2 / 2**9)
+    assert over_people["interval"] == pytest.approx([0.05, 0.05])
+    assert cc["versus_mean_embedding"]["people"]["better"] == 9
+    strongest = table.rows["embedding"]["kld"]["versus_strongest"]
+    assert strongest["row"] == "per_observer" and strongest["difference"] == pytest.approx(-0.03)
+    assert strongest["people"]["better"] == 9 and all(
+        table.rows["embedding"][m]["significant"] for m in scoring.METRICS
+    )
+    markdown = report.pooled_markdown(table)
+    assert "9/9 (W 0.0039)" in markdown and "per observer" in markdown
+    assert "mean-embedding control" in markdown and "strongest other row" in markdown
+    # One fold alone: 3 people, whose sign test cannot go below p = 0.25.
+    alone = _scores_table(folds[0]).rows["embedding"]["cc"]["versus_usm"]["people"]
+    assert (alone["better"], alone["n"], alone["p"]) == (3, 3, pytest.approx(0.25))
+
+
+def test_pooling_counts_each_person_once():
+    fold = _fold(0, 3, 5, {"gt_usm": 0.0, "embedding": 0.1}, seed=0)
+    with pytest.raises(ValueError, match="sub0 is scored in parts 0 and 1"):
+        scoring.pool_scores([fold, fold])
+    with pytest.raises(ValueError, match="no row is scored in every part"):
+        other = _fold(3, 3, 5, {"centre_bias": 0.0}, seed=0)
+        scoring.pool_scores([fold, other])

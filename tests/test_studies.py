@@ -4,6 +4,7 @@ import importlib.util
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 _PATH = Path(__file__).resolve().parents[1] / "studies" / "embedding_pool_study.py"
 
@@ -79,3 +80,52 @@ def test_the_layout_embedding_reads_each_categorys_share_beyond_the_usm(tiny_dat
     first = categories[0]
     assert vector[first] > 0.1
     assert vector[first] == max(vector)
+
+
+@pytest.mark.slow
+def test_observer_folds_test_every_tiny_observer_once_and_pool_them(tmp_path):
+    """studies/observer_folds.py on the tiny dataset (8 observers) with 3 folds: the main job on
+    each fold, every observer unseen exactly once, the open-set scores pooled over all 8 people;
+    a second run reuses the finished folds."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT, TINY
+
+    from psm_jax.evaluation import scoring
+
+    command = [
+        sys.executable,
+        str(ROOT / "studies" / "observer_folds.py"),
+        f"--config={ROOT / 'psm_jax' / 'configs' / 'main.py'}:{TINY}",
+        f"--config.data_dir={tmp_path / 'tfds'}",
+        "--folds=3",
+        f"--workdir={tmp_path / 'folds'}",
+    ]
+    first = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=1800)
+    assert first.returncode == 0, first.stderr[-3000:]
+    for fold in range(3):
+        assert f"[fold {fold + 1}/3] {TINY}+fold_{fold}_of_3" in first.stdout
+    folds = tmp_path / "folds"
+    tested = [
+        set(
+            scoring.read_scores(
+                folds / f"fold_{k}_of_3" / "report" / "open_scores.csv"
+            ).observer_ids
+        )
+        for k in range(3)
+    ]
+    assert sum(len(t) for t in tested) == len(set.union(*tested)) == 8  # each observer once
+    pooled = scoring.read_scores(folds / "pooled_open_scores.csv")
+    assert set(pooled.observer_ids) == set.union(*tested)
+    assert {"gt_usm", "embedding", "embedding_mean"} <= set(pooled.rows)
+    markdown = (folds / "pooled_open.md").read_text()
+    assert "open set pooled over 3 folds" in markdown and "8 people)" in markdown
+    assert "/8 (W " in markdown  # 8 people: the Wilcoxon test over people
+    assert "against the strongest other row" in markdown
+    for k in range(3):
+        assert f"(fold_{k}_of_3/report/open.md)" in markdown
+    again = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout.count("finished earlier, reused") == 3
+    assert (folds / "pooled_open.md").read_text() == markdown

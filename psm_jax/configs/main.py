@@ -62,13 +62,19 @@ SHARED_FIELDS = ("dataset", "data_dir", "manual_dir")
 """Fields every model's config refers to (ml_collections references to the main config's)."""
 
 
+def _tiny(dataset: str) -> bool:
+    """Whether `dataset` is the tiny synthetic dataset or a config derived from it
+    ("synthetic_personal_saliency/tiny+fold_0_of_3", `psm_jax.data.builder.config_name`)."""
+    return dataset.partition("/")[2].split("+")[0] == "tiny"
+
+
 def training_config(dataset: str, model: str) -> ml_collections.ConfigDict:
     """The main job's config of `model` on `dataset` ("name" or "name/builder_config")."""
     name = dataset.split("/")[0]
     if name not in CONFIG_FILES:
         raise ValueError(f"The main job knows no dataset {dataset!r}; known: {list(CONFIG_FILES)}.")
     if name == "synthetic_personal_saliency":
-        config = synthetic.get_config(model + (",tiny" if dataset.endswith("/tiny") else ""))
+        config = synthetic.get_config(model + (",tiny" if _tiny(dataset) else ""))
         config.dataset = dataset  # e.g. synthetic_personal_saliency/seed1
         return config
     return CONFIG_FILES[name].get_config(model + ",quick")
@@ -77,7 +83,7 @@ def training_config(dataset: str, model: str) -> ml_collections.ConfigDict:
 def evaluation_config(dataset: str) -> ml_collections.ConfigDict:
     """The main job's evaluation settings on `dataset`."""
     config = evaluation.get_config()
-    if dataset.endswith("/tiny"):
+    if _tiny(dataset):
         config.m = training_config(dataset, "embedding").m
     return config
 
@@ -104,7 +110,7 @@ def get_config(dataset: str = "synthetic_personal_saliency") -> ml_collections.C
 def family(dataset: str) -> str:
     """The dataset without its builder config, "/tiny" kept (it has its own networks)."""
     name = dataset.split("/")[0]
-    return name + "/tiny" if dataset.endswith("/tiny") else name
+    return name + "/tiny" if _tiny(dataset) else name
 
 
 def check(config: ml_collections.ConfigDict) -> None:

@@ -19,15 +19,17 @@ Record layout (one example per image; every observer of the dataset in every exa
                   observer (int32 index into observer_ids), viewing (int32 repeated viewing)
 
 Dataset metadata (`builder.info.metadata`, stored as metadata.json beside the records):
-`observer_ids`, `observer_split` and `image_split` (train / validation / test ids), `psm` (how the
-maps were made), `quality` (fixations dropped / clipped, empty (image, observer) pairs), `release`
-(dataset-specific facts, e.g. the synthetic observers' true preferences).
+`observer_ids`, `observer_split` and `image_split` (train / validation / test ids),
+`observer_fold` ({"fold": k, "folds": K} where the observer split is a fold, `config_name`),
+`psm` (how the maps were made), `quality` (fixations dropped / clipped, empty (image, observer)
+pairs), `release` (dataset-specific facts, e.g. the synthetic observers' true preferences).
 """
 
 from __future__ import annotations
 
 import abc
 import dataclasses
+import re
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -55,6 +57,8 @@ class PersonalSaliencyConfig(tfds.core.BuilderConfig):
       split_seed: seed of the image and observer splits.
       sigma_px: Gaussian sigma of the PSMs in native image pixels (both axes) for every image;
         None keeps the release's own (e.g. OSIE's 24 px at 800x600).
+      observer_fold: (k, K): the observers are split by fold k of K-fold cross-validation over
+        observers (`psm_jax.data.splits.fold_observers`) instead of by `observer_split`.
     """
 
     working_size: tuple[int, int] = saliency_maps.WORKING_SIZE
@@ -63,18 +67,37 @@ class PersonalSaliencyConfig(tfds.core.BuilderConfig):
     observer_split_chosen: bool = False
     split_seed: int = splits.DEFAULT_SEED
     sigma_px: float | None = None
+    observer_fold: tuple[int, int] | None = None
 
 
 def config_name(
     base: str = "default",
     observer_split: tuple[int, int, int] | None = None,
     sigma_px: float | None = None,
+    observer_fold: tuple[int, int] | None = None,
 ) -> str:
-    """The name of a builder config derived from config `base` with another observer split or
-    sigma: "default+observers_6_2_2+sigma_12". Any psm-jax builder understands such names
+    """The name of a builder config derived from config `base` with another observer split, a
+    fold of the observers or another sigma: "default+observers_6_2_2+sigma_12",
+    "default+fold_2_of_5+sigma_12" (in this order). Any psm-jax builder understands such names
     (`PersonalSaliencyBuilder.get_builder_config`), so "osie_personal/default+observers_6_2_2"
-    works wherever a dataset name does, and its records live in a folder of their own."""
+    works wherever a dataset name does, and its records live in a folder of their own.
+
+    Args:
+      base: the builder config derived from.
+      observer_split: (train, validation, test) observer counts.
+      sigma_px: the PSMs' sigma in native pixels.
+      observer_fold: (k, K): fold k of K-fold cross-validation over observers
+        (`psm_jax.data.splits.fold_observers`); not with `observer_split`.
+    """
+    if observer_split is not None and observer_fold is not None:
+        raise ValueError(
+            "choose the observers either by +observers_<train>_<validation>_<test> or by "
+            "+fold_<k>_of_<K>, not both."
+        )
     name = base
+    if observer_fold is not None:
+        splits.check_fold(*observer_fold)
+        name += "+fold_{}_of_{}".format(*(int(c) for c in observer_fold))
     if observer_split is not None:
         if len(observer_split) != 3 or min(observer_split) < 0:
             raise ValueError(
@@ -89,9 +112,8 @@ def config_name(
     return name
 
 
-def _derive_config(
-    base: PersonalSaliencyConfig, name: str, parts: list[str]
-) -> PersonalSaliencyConfig:
+def _read_parts(name: str, parts: list[str]) -> dict:
+    """The config fields that the parts after "+" of the dataset config `name` set."""
     changes = {}
     for part in parts:
         key, _, value = part.partition("_")
@@ -99,6 +121,11 @@ def _derive_config(
             if key == "observers":
                 changes["observer_split"] = tuple(int(c) for c in value.split("_"))
                 changes["observer_split_chosen"] = True
+            elif key == "fold":
+                fold = re.fullmatch(r"(\d+)_of_(\d+)", value)
+                if fold is None:
+                    raise ValueError
+                changes["observer_fold"] = (int(fold[1]), int(fold[2]))
             elif key == "sigma":
                 changes["sigma_px"] = float(value)
             else:
@@ -106,10 +133,42 @@ def _derive_config(
         except ValueError:
             raise ValueError(
                 f"Cannot read {part!r} of the dataset config {name!r}: expected "
-                "<config>+observers_<train>_<validation>_<test> and/or +sigma_<native px>, "
-                "e.g. default+observers_6_2_2+sigma_12."
+                "<config>+observers_<train>_<validation>_<test> or +fold_<k>_of_<K>, and/or "
+                "+sigma_<native px>, e.g. default+observers_6_2_2+sigma_12, default+fold_2_of_5."
             ) from None
-    canonical = config_name(base.name, changes.get("observer_split"), changes.get("sigma_px"))
+    return changes
+
+
+def with_fold(dataset: str, fold: int, folds: int) -> str:
+    """Dataset `dataset` ("name" or "name/config") with its observers split by fold `fold` of
+    `folds` (`config_name`): "osie_personal/default+sigma_31" ->
+    "osie_personal/default+fold_2_of_5+sigma_31". A ValueError where its config already chooses
+    its observers or the fold is impossible."""
+    name, _, config = dataset.partition("/")
+    base, *parts = (config or "default").split("+")
+    changes = _read_parts(config, parts)
+    if "observer_split" in changes or "observer_fold" in changes:
+        raise ValueError(
+            f"{dataset} already chooses its observers; give its folds the dataset without "
+            "+observers_... or +fold_...."
+        )
+    derived = config_name(base, sigma_px=changes.get("sigma_px"), observer_fold=(fold, folds))
+    return f"{name}/{derived}"
+
+
+def _derive_config(
+    base: PersonalSaliencyConfig, name: str, parts: list[str]
+) -> PersonalSaliencyConfig:
+    changes = _read_parts(name, parts)
+    try:
+        canonical = config_name(
+            base.name,
+            changes.get("observer_split"),
+            changes.get("sigma_px"),
+            changes.get("observer_fold"),
+        )
+    except ValueError as error:
+        raise ValueError(f"The dataset config {name!r}: {error}") from None
     if canonical != name:
         raise ValueError(f"Write the dataset config {name!r} as {canonical!r}.")
     return dataclasses.replace(base, name=name, **changes)
@@ -214,9 +273,17 @@ class PersonalSaliencyBuilder(tfds.core.GeneratorBasedBuilder, skip_registration
                 f"{release.num_observers}, e.g. --observer_split={fitting}."
             )
         image_split = splits.split_images(release.image_ids, seed=config.split_seed)
-        observer_split = splits.split_observers(
-            release.observer_ids, config.observer_split, seed=config.split_seed
-        )
+        if config.observer_fold is None:
+            observer_split = splits.split_observers(
+                release.observer_ids, config.observer_split, seed=config.split_seed
+            )
+        else:
+            try:
+                observer_split = splits.fold_observers(
+                    release.observer_ids, *config.observer_fold, seed=config.split_seed
+                )
+            except ValueError as error:
+                raise ValueError(f"{self.name}/{config.name}: {error}") from None
         with_fixations = np.zeros((release.num_images, release.num_observers), bool)
         has = _pairs_with_fixations(fixations, release.num_observers, config.weight_by_duration)
         with_fixations[: len(has)] = has
@@ -245,6 +312,9 @@ class PersonalSaliencyBuilder(tfds.core.GeneratorBasedBuilder, skip_registration
             quality=quality,
             release=release.metadata,
         )
+        if config.observer_fold is not None:
+            fold, folds = config.observer_fold
+            self.info.metadata["observer_fold"] = {"fold": fold, "folds": folds}
         if self.MANUAL_DOWNLOAD_INSTRUCTIONS:
             # What `psm_jax.data.datasets.build_dataset` checks a later --manual_dir against.
             self.info.metadata["release_fingerprint"] = fingerprint(dl_manager.manual_dir)

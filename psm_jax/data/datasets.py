@@ -176,6 +176,11 @@ def summarise(builder: tfds.core.DatasetBuilder) -> str:
         + ")",
         f"  observers: {md['num_observers']} ("
         + ", ".join(f"{s} {len(ids)}" for s, ids in md["observer_split"].items())
+        + (
+            "; fold {fold} of {folds}".format(**md["observer_fold"])
+            if "observer_fold" in md
+            else ""
+        )
         + ")",
         f"  fixations: {quality['fixations']} "
         f"({quality['fixations'] / max(md['num_images'] * md['num_observers'], 1):.1f} per "

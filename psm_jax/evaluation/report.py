@@ -136,6 +136,44 @@ def _people_cell(people: dict) -> str:
     return f"[{low:+.3f}, {high:+.3f}] {people['better']}/{people['n']} ({test} {_p(people['p'])})"
 
 
+def strongest_markdown(table: Table) -> str:
+    """The embedding network against the strongest other row (controls aside) per metric, over
+    pairs and over people, as `people_markdown` writes them; "" without that comparison."""
+    row = table.rows.get(methods.OURS, {})
+    if "versus_strongest" not in row.get("cc", {}):
+        return ""
+    names = {row_id: other["name"] for row_id, other in table.rows.items()}
+    lines = []
+    for metric in METRICS:
+        versus = row[metric]["versus_strongest"]
+        lines.append(
+            f"| {HEADERS[metric]} | {names.get(versus['row'], versus['row'])} | "
+            f"{versus['difference']:+.3f} ({_p(versus['p'])}) | {_people_cell(versus['people'])} |"
+        )
+    return (
+        f"#### {row['name']} against the strongest other row (controls aside) per metric "
+        f"({table.protocol} set): over pairs the difference (paired Wilcoxon p), over people the "
+        "95% interval resampling observers and images, k of n people better and the test over "
+        "people (W = Wilcoxon signed-rank, S = exact sign test)\n\n"
+        "| Metric | Strongest other row | Diff. (p over pairs) | Over people [95% interval] k/n "
+        "(p) |\n|---|---|---|---|\n" + "\n".join(lines) + "\n"
+    )
+
+
+def pooled_markdown(table: Table) -> str:
+    """A table of pooled scores (`scoring.pool_scores`: the folds of
+    `studies/observer_folds.py`): the means, every row against the ground-truth USM, the
+    embedding network against the mean-embedding control and against the strongest other
+    row."""
+    sections = [
+        table_markdown(table),
+        versus_usm_markdown(table),
+        people_markdown(table, "versus_mean_embedding", "the mean-embedding control"),
+        strongest_markdown(table),
+    ]
+    return "\n".join(section for section in sections if section)
+
+
 def real_use_markdown(table: Table) -> str:
     """The real-use rows (given the predicted USM) against the universal model's own map: the
     difference, the paired Wilcoxon p over pairs and how many observers are better on average,

@@ -4,7 +4,9 @@ marks, every row against the ground-truth USM over pairs and over people. Number
 
 Every row's per-pair scores are written to `<protocol>_scores.csv` (`write_scores`: one line per
 (row, image, observer), columns `SCORE_COLUMNS`) and the table is computed from that file as read
-back (`read_scores`), so anyone can recompute a table or another statistic from it.
+back (`read_scores`), so anyone can recompute a table or another statistic from it. The scores of
+several evaluations of disjoint people (the folds of `studies/observer_folds.py`) pool into one
+(`pool_scores`), and a table is computed from any scores alone (`table_from_scores`).
 
 A table row is the mean of the five reported metrics (`psm_jax.metrics.saliency_metrics`) over the
 protocol's pairs. The asterisk marks a metric where the embedding network (the `embedding` row)
@@ -89,15 +91,24 @@ def write_scores(
 ) -> Path:
     """Writes every row's per-pair scores (`score`) as CSV, columns `SCORE_COLUMNS`, rows in
     `scores`' order, pairs in the evaluation set's; atomically (a temporary file renamed)."""
+    pair_scores = PairScores(
+        image_ids=np.array([evaluation.image_ids[i] for i in evaluation.image]),
+        observer_ids=np.array([evaluation.observer_ids[o] for o in evaluation.observer]),
+        rows=scores,
+    )
+    return write_pair_scores(path, pair_scores)
+
+
+def write_pair_scores(path: str | Path, pair_scores: PairScores) -> Path:
+    """Writes per-pair scores as `write_scores` does (what `read_scores` reads back)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    image_ids = [evaluation.image_ids[i] for i in evaluation.image]
-    observer_ids = [evaluation.observer_ids[o] for o in evaluation.observer]
+    image_ids, observer_ids = pair_scores.image_ids, pair_scores.observer_ids
     temporary = path.with_name(path.name + ".tmp")
     with temporary.open("w", newline="") as file:
         writer = csv.writer(file)
         writer.writerow(SCORE_COLUMNS)
-        for row_id, values in scores.items():
+        for row_id, values in pair_scores.rows.items():
             columns = [np.asarray(values[m], np.float64) for m in (*METRICS, INFORMATION_GAIN)]
             for pair in range(len(image_ids)):
                 writer.writerow(
@@ -145,6 +156,37 @@ def read_scores(path: str | Path) -> PairScores:
     )
 
 
+def pool_scores(parts: list[PairScores]) -> PairScores:
+    """The per-pair scores of evaluations of disjoint people as one: their pairs one after the
+    other, the rows scored in every part (in the first part's order).
+
+    A ValueError where an observer is scored in two parts (pooling counts each person once) or
+    no row is scored in every part."""
+    seen: dict[str, int] = {}
+    for index, part in enumerate(parts):
+        for observer in np.unique(part.observer_ids):
+            if observer in seen:
+                raise ValueError(
+                    f"Observer {observer} is scored in parts {seen[observer]} and {index}: "
+                    "pooled scores count each person once."
+                )
+            seen[observer] = index
+    rows = [row_id for row_id in parts[0].rows if all(row_id in part.rows for part in parts)]
+    if not rows:
+        raise ValueError("Nothing to pool: no row is scored in every part.")
+    return PairScores(
+        image_ids=np.concatenate([part.image_ids for part in parts]),
+        observer_ids=np.concatenate([part.observer_ids for part in parts]),
+        rows={
+            row_id: {
+                metric: np.concatenate([part.rows[row_id][metric] for part in parts])
+                for metric in parts[0].rows[row_id]
+            }
+            for row_id in rows
+        },
+    )
+
+
 def observers_better(observer_differences: list[float], metric: str) -> int:
     """How many observers' mean difference is in the metric's better direction."""
     sign = 1.0 if metrics.HIGHER_IS_BETTER[metric] else -1.0
@@ -183,7 +225,8 @@ class Table:
         per fixation}, in table order; a row given the universal model's USM
         (`methods.Row.given_predicted_usm`) also has, per metric, "versus_predicted_usm"
         (`versus_reference` against the universal model's own map); the embedding network's row
-        also "versus_mean_embedding" (against the mean-embedding control).
+        also "versus_mean_embedding" (against the mean-embedding control) and "versus_strongest"
+        (against the strongest other row, the asterisk's comparison; its id under "row").
       predicted_usm_cc: the mean per-image CC between the universal model's USM and the
         ground-truth USM (None without a universal model).
       people: the observers the table scores.
@@ -218,6 +261,14 @@ class Table:
         return path
 
 
+def strongest_other(scores: dict[str, dict[str, np.ndarray]], row_id: str, metric: str):
+    """The row with the best mean `metric` other than `row_id` and the controls (which test the
+    embedding network rather than compete with it); None when there is none."""
+    sign = 1.0 if metrics.HIGHER_IS_BETTER[metric] else -1.0
+    others = [other for other in scores if other not in (row_id, *methods.CONTROLS)]
+    return max(others, key=lambda o: sign * np.nanmean(scores[o][metric]), default=None)
+
+
 def table(
     evaluation: EvaluationSet,
     rows: list[methods.Row],
@@ -236,45 +287,6 @@ def table(
       pair_scores: their per-pair scores as the scores file holds them (`read_scores`).
       usm_floor, m, discrepancy_weight: recorded in the table.
     """
-    scores = pair_scores.rows
-    people = people_lib.People(pair_scores.observer_ids, pair_scores.image_ids)
-    by_people = people.n >= people_lib.MIN_PEOPLE_FOR_WILCOXON
-    cells = {}
-    for row in rows:
-        values = scores[row.id]
-        # The asterisk compares methods; the controls are not ones.
-        others = {
-            other: s for other, s in scores.items() if other not in (row.id, *methods.CONTROLS)
-        }
-        cells[row.id] = {"name": row.name}
-        usm_scores = scores[methods.GT_USM]
-        for metric in METRICS:
-            significant = False
-            if row.id == methods.OURS and others:
-                sign = 1.0 if metrics.HIGHER_IS_BETTER[metric] else -1.0
-                strongest = max(others, key=lambda o: sign * np.nanmean(others[o][metric]))
-                if by_people:
-                    versus = people.versus(values[metric], others[strongest][metric], metric)
-                    better = sign * np.nanmean(versus["differences"]) > 0
-                    significant = bool(better and versus["p"] < 0.05)
-                else:
-                    comparison = metrics.compare(values, others[strongest], [metric])[metric]
-                    significant = bool(comparison["significant"])
-            cells[row.id][metric] = {
-                "mean": float(np.nanmean(values[metric])),
-                "significant": significant,
-                "versus_usm": versus_reference(values[metric], usm_scores[metric], metric, people),
-            }
-            if row.id == methods.OURS and methods.EMBEDDING_MEAN in scores:
-                cells[row.id][metric]["versus_mean_embedding"] = versus_reference(
-                    values[metric], scores[methods.EMBEDDING_MEAN][metric], metric, people
-                )
-            if row.given_predicted_usm and methods.PREDICTED_USM in scores:
-                cells[row.id][metric]["versus_predicted_usm"] = versus_reference(
-                    values[metric], scores[methods.PREDICTED_USM][metric], metric, people
-                )
-        gain = values.get(INFORMATION_GAIN)
-        cells[row.id][INFORMATION_GAIN] = float(np.nanmean(gain)) if gain is not None else np.nan
     predicted_usm_cc = None
     predicted = [row for row in rows if row.id == methods.PREDICTED_USM]
     if predicted:
@@ -282,16 +294,90 @@ def table(
         predicted_usm_cc = float(
             np.mean(metrics.cc(predicted[0].psm[first], evaluation.pair_usm[first]))
         )
-    title = (
-        f"{evaluation.dataset}, {evaluation.protocol} set "
-        f"({len(evaluation.image)} (image, observer) pairs, {people.n} people)"
-    )
-    return Table(
-        title=title,
+    return table_from_scores(
+        pair_scores,
+        {row.id: row.name for row in rows},
+        title=f"{evaluation.dataset}, {evaluation.protocol} set",
         protocol=evaluation.protocol,
+        usm_floor=usm_floor,
+        m=m,
+        discrepancy_weight=discrepancy_weight,
+        given_predicted_usm={row.id for row in rows if row.given_predicted_usm},
+        predicted_usm_cc=predicted_usm_cc,
+    )
+
+
+def table_from_scores(
+    pair_scores: PairScores,
+    names: dict[str, str],
+    *,
+    title: str,
+    protocol: str,
+    usm_floor: float,
+    m: int,
+    discrepancy_weight: float,
+    given_predicted_usm: set[str] | frozenset[str] = frozenset(),
+    predicted_usm_cc: float | None = None,
+) -> Table:
+    """`table` from per-pair scores alone (e.g. the pooled scores of several folds).
+
+    Args:
+      pair_scores: every row's per-pair scores (`read_scores`, `pool_scores`); the ground-truth
+        USM's row among them.
+      names: row id -> display name, in table order (rows without scores are left out).
+      title: the table's heading, before "(P (image, observer) pairs, n people)".
+      protocol, usm_floor, m, discrepancy_weight, predicted_usm_cc: recorded in the table.
+      given_predicted_usm: the rows given the universal model's USM (compared with it too).
+
+    Returns:
+      The table; the embedding network's row also holds, per metric, "versus_strongest"
+      (`versus_reference` against the strongest other row, controls aside, whose id is under
+      "row"), the comparison its asterisk tests.
+    """
+    scores = pair_scores.rows
+    people = people_lib.People(pair_scores.observer_ids, pair_scores.image_ids)
+    by_people = people.n >= people_lib.MIN_PEOPLE_FOR_WILCOXON
+    cells = {}
+    for row_id, name in names.items():
+        if row_id not in scores:
+            continue
+        values = scores[row_id]
+        cells[row_id] = {"name": name}
+        usm_scores = scores[methods.GT_USM]
+        for metric in METRICS:
+            cell = {"mean": float(np.nanmean(values[metric])), "significant": False}
+            cell["versus_usm"] = versus_reference(
+                values[metric], usm_scores[metric], metric, people
+            )
+            strongest = strongest_other(scores, row_id, metric) if row_id == methods.OURS else None
+            if strongest is not None:
+                versus = versus_reference(values[metric], scores[strongest][metric], metric, people)
+                cell["versus_strongest"] = {"row": strongest, **versus}
+                if by_people:
+                    sign = 1.0 if metrics.HIGHER_IS_BETTER[metric] else -1.0
+                    better = sign * np.nanmean(versus["people"]["differences"]) > 0
+                    cell["significant"] = bool(better and versus["people"]["p"] < 0.05)
+                else:
+                    comparison = metrics.compare(values, scores[strongest], [metric])[metric]
+                    cell["significant"] = bool(comparison["significant"])
+            if row_id == methods.OURS and methods.EMBEDDING_MEAN in scores:
+                cell["versus_mean_embedding"] = versus_reference(
+                    values[metric], scores[methods.EMBEDDING_MEAN][metric], metric, people
+                )
+            if row_id in given_predicted_usm and methods.PREDICTED_USM in scores:
+                cell["versus_predicted_usm"] = versus_reference(
+                    values[metric], scores[methods.PREDICTED_USM][metric], metric, people
+                )
+            cells[row_id][metric] = cell
+        gain = values.get(INFORMATION_GAIN)
+        cells[row_id][INFORMATION_GAIN] = float(np.nanmean(gain)) if gain is not None else np.nan
+    pairs = len(pair_scores.image_ids)
+    return Table(
+        title=f"{title} ({pairs} (image, observer) pairs, {people.n} people)",
+        protocol=protocol,
         usm_floor=float(usm_floor),
         m=int(m),
-        pairs=len(evaluation.image),
+        pairs=pairs,
         rows=cells,
         discrepancy_weight=float(discrepancy_weight),
         predicted_usm_cc=predicted_usm_cc,
