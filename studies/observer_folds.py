@@ -86,20 +86,11 @@ def main(argv):
         unseen = sorted(set(parts[-1].observer_ids))
         print(f"{step}: {len(unseen)} unseen observers scored: {', '.join(unseen)}", flush=True)
 
-    pooled = scoring.pool_scores(parts)
-    scores_path = scoring.write_pair_scores(workdir / "pooled_open_scores.csv", pooled)
-    first = tables[0]
-    table = scoring.table_from_scores(
-        scoring.read_scores(scores_path),  # the table as the file gives it, as the main job does
-        {row_id: row["name"] for row_id, row in first.rows.items()},
+    scores_path, table = scoring.pooled_table(
+        parts,
+        tables,
+        workdir / "pooled_open_scores.csv",
         title=f"{config.dataset}, open set pooled over {folds} folds",
-        protocol="open",
-        usm_floor=first.usm_floor,
-        m=first.m,
-        discrepancy_weight=first.discrepancy_weight,
-        given_predicted_usm={
-            row_id for row_id, row in first.rows.items() if "versus_predicted_usm" in row["cc"]
-        },
     )
     each_fold = "\n".join(
         f"### Fold {k} of {folds}: [{fold_workdir('.', k, folds).name}/report/open.md]"

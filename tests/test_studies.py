@@ -129,3 +129,39 @@ def test_observer_folds_test_every_tiny_observer_once_and_pool_them(tmp_path):
     assert again.returncode == 0, again.stderr[-3000:]
     assert again.stdout.count("finished earlier, reused") == 3
     assert (folds / "pooled_open.md").read_text() == markdown
+
+
+def test_open_sets_of_different_people_pool_into_one_table(tiny_main_job, tmp_path):
+    """studies/pool_open_sets.py: two evaluations' open sets (here the tiny main job's, named
+    twice: its observers prefixed by each name count as other people) in one table whose people
+    are both's, computed from the pooled scores file."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    from psm_jax.evaluation import scoring
+
+    folder = tiny_main_job["root"] / "runs" / "synthetic_personal_saliency" / "report"
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "studies" / "pool_open_sets.py"),
+            f"--reports=a={folder},b={folder}",
+            f"--output_dir={tmp_path}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    single = scoring.read_scores(folder / "open_scores.csv")
+    pooled = scoring.read_scores(tmp_path / "pooled_open_scores.csv")
+    people = sorted(set(single.observer_ids))
+    assert sorted(set(pooled.observer_ids)) == [f"{n}/{o}" for n in "ab" for o in people]
+    text = (tmp_path / "pooled_open.md").read_text()
+    assert (
+        f"{2 * len(pooled.image_ids) // 2} (image, observer) pairs, {2 * len(people)} people"
+        in text
+    )
+    assert "over people" in text and "### a:" in text and "### b:" in text

@@ -187,6 +187,30 @@ def pool_scores(parts: list[PairScores]) -> PairScores:
     )
 
 
+def pooled_table(
+    parts: list[PairScores], tables: list[Table], path: str | Path, *, title: str
+) -> tuple[Path, Table]:
+    """The open-set scores of evaluations of disjoint people (folds, generator draws) pooled
+    (`pool_scores`), written to `path` (`write_pair_scores`), and the table over all of them
+    computed from that file as read back (`table_from_scores`; names and settings from the first
+    evaluation's table `tables[0]`). Returns (the file, the table)."""
+    scores_path = write_pair_scores(path, pool_scores(parts))
+    first = tables[0]
+    table = table_from_scores(
+        read_scores(scores_path),
+        {row_id: row["name"] for row_id, row in first.rows.items()},
+        title=title,
+        protocol=first.protocol,
+        usm_floor=first.usm_floor,
+        m=first.m,
+        discrepancy_weight=first.discrepancy_weight,
+        given_predicted_usm={
+            row_id for row_id, row in first.rows.items() if "versus_predicted_usm" in row["cc"]
+        },
+    )
+    return scores_path, table
+
+
 def observers_better(observer_differences: list[float], metric: str) -> int:
     """How many observers' mean difference is in the metric's better direction."""
     sign = 1.0 if metrics.HIGHER_IS_BETTER[metric] else -1.0
