@@ -361,3 +361,47 @@ def test_an_encoder_on_combined_datasets_refuses_external_usms(data_dir):
     task = tasks.make_task(config, metadata)
     with pytest.raises(ValueError, match=r"combine_with .* config.usm='external' \(/runs/tiny"):
         task.stream(source, seed=0, shuffle=True, num_epochs=1)
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("num_steps", 0, "--config.num_steps=0: must be a whole number >= 1"),
+        ("num_steps", -5, "--config.num_steps=-5: must be a whole number >= 1"),
+        ("batch_size", 0, "--config.batch_size=0: must be a whole number >= 1"),
+        ("checkpoint_every", 0, "--config.checkpoint_every=0: must be a whole number >= 1"),
+        ("log_every", 0, "--config.log_every=0: must be a whole number >= 1"),
+        ("eval_batches", 0, "--config.eval_batches=0: must be a whole number >= 1"),
+        ("learning_rate", float("nan"), "--config.learning_rate=nan: must be a finite number >= 0"),
+        ("learning_rate", float("inf"), "--config.learning_rate=inf: must be a finite number >= 0"),
+        ("learning_rate", -0.1, "--config.learning_rate=-0.1: must be a finite number >= 0"),
+        ("momentum", 1.5, r"--config.momentum=1.5: must be a finite number in \[0, 1\]"),
+        ("weight_decay", float("nan"), "--config.weight_decay=nan: must be a finite number >= 0"),
+    ],
+)
+def test_a_number_out_of_range_is_refused_naming_its_flag_before_the_workdir_is_touched(
+    field, value, message, tmp_path
+):
+    """Issue 36 case 5/15: num_steps=0 used to exit 0 ("already holds step None") writing nothing,
+    learning_rate=nan trained, batch_size=0 or checkpoint_every=0 ended in a ZeroDivisionError."""
+    config = _config("universal", str(tmp_path / "no_data"), **{field: value})
+    with pytest.raises(ValueError, match=message):
+        loop.train_and_evaluate(config, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_main_job_checks_each_models_numbers_before_anything_trains():
+    from psm_jax.configs import main as main_configs
+
+    config = main_configs.get_config()
+    config.models.embedding.num_steps = 0
+    with pytest.raises(ValueError, match="--config.models.embedding: --config.num_steps=0: must"):
+        main_configs.check(config)
+
+
+def test_a_non_finite_loss_ends_in_the_launchers_one_line():
+    """NonFiniteError is what the runner turns into one line (launch/runner.py USER_ERRORS)."""
+    sys.path.insert(0, str(ROOT / "launch"))
+    import runner
+
+    assert issubclass(loop.NonFiniteError, runner.USER_ERRORS)

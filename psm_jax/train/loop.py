@@ -23,14 +23,16 @@ from flax import nnx
 from tqdm import tqdm
 
 from psm_jax import registry
+from psm_jax.configs import base
 from psm_jax.data import pipeline
 from psm_jax.models import embedding as embedding_lib
 from psm_jax.train import checkpoint, tasks
 from psm_jax.train import step as train_step
 
 
-class NonFiniteError(FloatingPointError):
-    """Raised when a train step produced a NaN or infinite loss or gradient."""
+class NonFiniteError(FloatingPointError, RuntimeError):
+    """Raised when a train step produced a NaN or infinite loss or gradient. A RuntimeError too,
+    so that the launchers end it in its one-line message (launch/runner.py)."""
 
 
 def _rngs(config) -> nnx.Rngs:
@@ -161,6 +163,7 @@ def train_and_evaluate(
       encoder: the PSM network's trained encoder, if the caller has it restored already (the
         main job); otherwise it is restored from `config.encoder_workdir`.
     """
+    base.check_numbers(config)  # before the workdir is touched
     workdir = Path(workdir)
     with checkpoint.workdir_lock(workdir, enabled=jax.process_index() == 0):
         return _train_and_evaluate(config, workdir, encoder)
