@@ -310,7 +310,9 @@ def test_paths_are_recorded_absolute_so_the_workdir_works_from_anywhere(
 # Orbax's reads of the damaged files leave exceptions in futures nobody awaits: expected here.
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
-@pytest.mark.parametrize("damage", ["truncated array files", "deleted iterator state"])
+@pytest.mark.parametrize(
+    "damage", ["truncated array files", "deleted iterator state", "truncated metrics"]
+)
 def test_a_corrupt_latest_checkpoint_is_set_aside_and_the_run_resumes_from_an_older_one(
     damage, data_dir, tmp_path, caplog
 ):
@@ -319,9 +321,13 @@ def test_a_corrupt_latest_checkpoint_is_set_aside_and_the_run_resumes_from_an_ol
     config = _config("universal", data_dir, num_steps=6, checkpoint_every=2, keep_best=3)
     loop.train_and_evaluate(config, tmp_path)
     latest = tmp_path / "checkpoints" / "6"
-    if damage == "truncated array files":
-        for array in (latest / "state" / "ocdbt.process_0" / "d").iterdir():
-            array.write_bytes(array.read_bytes()[:100])
+    if damage in ("truncated array files", "truncated metrics"):
+        if damage == "truncated metrics":
+            metrics = latest / "metrics" / "metrics"
+            metrics.write_text(metrics.read_text()[:5])
+        else:
+            for array in (latest / "state" / "ocdbt.process_0" / "d").iterdir():
+                array.write_bytes(array.read_bytes()[:100])
         # Evaluation skips it too (without moving anything: it does not change a workdir).
         assert checkpoint.restore_model(tmp_path, "latest")[2] == 4
         assert latest.exists()
@@ -405,3 +411,54 @@ def test_a_non_finite_loss_ends_in_the_launchers_one_line():
     import runner
 
     assert issubclass(loop.NonFiniteError, runner.USER_ERRORS)
+
+
+def _small_checkpoints(workdir, steps):
+    """Checkpoints of a small state at `steps` (validation loss 1/step: the latest is the best),
+    saved as the loop saves them; returns a state shaped like theirs."""
+    mgr = checkpoint.manager(workdir, keep_best=len(steps))
+    for step in steps:
+        state = {"w": np.full(3, float(step), np.float32)}
+        checkpoint.save(mgr, step, state, {"position": step}, validation_loss=1.0 / step)
+    mgr.wait_until_finished()
+    return {"w": np.zeros(3, np.float32)}
+
+
+def test_a_truncated_metrics_file_is_set_aside_and_the_run_resumes_from_an_older_step(
+    tmp_path, caplog
+):
+    """Issue 36 case 6: a truncated checkpoints/<step>/metrics/metrics stopped resuming (and
+    evaluation) with "Unterminated string starting at: line 1 column 2", naming no file."""
+    like = _small_checkpoints(tmp_path, [2, 4, 6])
+    metrics = tmp_path / "checkpoints" / "6" / "metrics" / "metrics"
+    metrics.write_text(metrics.read_text()[:5])
+    with caplog.at_level("WARNING"):
+        mgr = checkpoint.manager(tmp_path, keep_best=3)
+        state, iterator_state, step = checkpoint.restore_newest_intact(mgr, tmp_path, like)
+    assert step == 4 and iterator_state == {"position": 4} and state["w"][0] == 4
+    assert str(metrics) in caplog.text and "resuming from step 4" in caplog.text
+    assert (tmp_path / "checkpoints_corrupt" / "6" / "metrics" / "metrics").exists()  # kept
+    assert mgr.latest_step() == 4
+
+
+def test_a_truncated_metrics_file_of_an_older_step_is_named_and_set_aside_too(tmp_path, caplog):
+    like = _small_checkpoints(tmp_path, [2, 4, 6])
+    metrics = tmp_path / "checkpoints" / "2" / "metrics" / "metrics"
+    metrics.write_text("")
+    with caplog.at_level("WARNING"):
+        mgr = checkpoint.manager(tmp_path, keep_best=3)
+        assert checkpoint.restore_newest_intact(mgr, tmp_path, like)[2] == 6
+    assert str(metrics) in caplog.text
+    assert (tmp_path / "checkpoints_corrupt" / "2").is_dir()
+    assert mgr.all_steps() == [4, 6]
+
+
+def test_evaluation_reads_past_a_truncated_metrics_file_without_moving_it(tmp_path, caplog):
+    _small_checkpoints(tmp_path, [2, 4, 6])
+    metrics = tmp_path / "checkpoints" / "6" / "metrics" / "metrics"
+    metrics.write_text(metrics.read_text()[:5])
+    with caplog.at_level("WARNING"):
+        mgr = checkpoint.manager(tmp_path, keep_best=3)
+        assert mgr.best_step() == 4  # step 6's loss is unknown
+    assert str(metrics) in caplog.text
+    assert checkpoint.damaged_metrics(tmp_path).keys() == {6} and metrics.exists()
