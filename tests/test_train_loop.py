@@ -462,3 +462,91 @@ def test_evaluation_reads_past_a_truncated_metrics_file_without_moving_it(tmp_pa
         assert mgr.best_step() == 4  # step 6's loss is unknown
     assert str(metrics) in caplog.text
     assert checkpoint.damaged_metrics(tmp_path).keys() == {6} and metrics.exists()
+
+
+def test_checkpoint_saved_is_printed_once_the_step_is_on_disk(data_dir, tmp_path, monkeypatch):
+    """Issue 36 case 8: "step N: ... checkpoint saved" was printed while the asynchronous save was
+    still writing, so a kill right after it lost step N."""
+    on_disk_when_printed = {}
+    printed = loop.tqdm.write
+
+    def write(text, *args, **kwargs):
+        if "checkpoint saved" in text:
+            step = int(text.split()[1].rstrip(":"))
+            on_disk_when_printed[step] = (tmp_path / "checkpoints" / str(step)).is_dir()
+        printed(text, *args, **kwargs)
+
+    monkeypatch.setattr(loop.tqdm, "write", write)
+    config = _config("universal", data_dir, num_steps=6, checkpoint_every=1, keep_best=6)
+    loop.train_and_evaluate(config, tmp_path)
+    assert on_disk_when_printed == {step: True for step in range(1, 7)}
+
+
+@pytest.mark.parametrize("signum, status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_sigterm_or_ctrl_c_saves_a_checkpoint_and_stops_the_run(
+    signum, status, data_dir, tmp_path, monkeypatch
+):
+    """Issue 36 case 7: SIGTERM (a scheduler, `docker stop`) killed the run with 143, no message
+    and no checkpoint; Ctrl-C gave a KeyboardInterrupt traceback. Here the signal arrives during
+    step 3 (as its loss is logged); the run finishes that step and its save, stops, and restores
+    the handlers it replaced."""
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    logged = loop._write
+
+    def write(writer, step, values):
+        logged(writer, step, values)
+        if step == 3 and "loss" in values:
+            os.kill(os.getpid(), signum)
+
+    monkeypatch.setattr(loop, "_write", write)
+    config = _config("universal", data_dir, num_steps=50, checkpoint_every=3, log_every=1)
+    with pytest.raises(loop.Stopped) as stopped:
+        loop.train_and_evaluate(config, tmp_path)
+    name = signal.Signals(signum).name
+    assert str(stopped.value) == (
+        f"stopped by {name} at step 3: checkpoint saved in {tmp_path / 'checkpoints'}; "
+        "run the same command to resume."
+    )
+    assert stopped.value.exit_status == status
+    assert checkpoint.manager(tmp_path).latest_step() == 3
+    assert {s: signal.getsignal(s) for s in handlers} == handlers
+
+
+@pytest.mark.slow
+def test_a_run_sent_sigterm_saves_says_so_exits_143_and_resumes_there(data_dir, tmp_path):
+    log_path = tmp_path / "log.txt"
+    log = log_path.open("wb")
+    stopped = _launch(tmp_path / "run", data_dir, 4000, log)
+    deadline = time.time() + 300
+    while not (tmp_path / "run" / "checkpoints" / "4").is_dir() and stopped.poll() is None:
+        assert time.time() < deadline
+        time.sleep(0.05)
+    stopped.send_signal(signal.SIGTERM)
+    assert stopped.wait(timeout=120) == 143, log_path.read_text(errors="replace")[-3000:]
+    text = log_path.read_text(errors="replace")
+    found = re.findall(
+        r"train\.py: stopped by SIGTERM at step (\d+): checkpoint saved in (.*); "
+        r"run the same command to resume\.",
+        text,
+    )
+    assert found and "Traceback" not in text, text[-3000:]
+    step = int(found[-1][0])
+    assert checkpoint.manager(tmp_path / "run").latest_step() == step
+    resumed = _launch(tmp_path / "run", data_dir, step + 4, log)
+    assert resumed.wait(timeout=300) == 0
+    assert f"from step {step}." in log_path.read_text(errors="replace")
+
+
+def test_a_signal_between_checkpoints_saves_the_step_it_stops_at(data_dir, tmp_path, monkeypatch):
+    logged = loop._write
+
+    def write(writer, step, values):
+        logged(writer, step, values)
+        if step == 2 and "loss" in values:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(loop, "_write", write)
+    config = _config("universal", data_dir, num_steps=50, checkpoint_every=5, log_every=1)
+    with pytest.raises(loop.Stopped, match="at step 2: checkpoint saved"):
+        loop.train_and_evaluate(config, tmp_path)
+    assert checkpoint.manager(tmp_path).all_steps() == [2]
