@@ -550,3 +550,32 @@ def test_a_signal_between_checkpoints_saves_the_step_it_stops_at(data_dir, tmp_p
     with pytest.raises(loop.Stopped, match="at step 2: checkpoint saved"):
         loop.train_and_evaluate(config, tmp_path)
     assert checkpoint.manager(tmp_path).all_steps() == [2]
+
+
+def _disk_full(*args, **kwargs):
+    import errno
+
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_a_full_disk_writing_config_json_names_the_file(data_dir, tmp_path, monkeypatch):
+    """Issue 36 case 17: "[Errno 28] No space left on device" named no file."""
+    config = _config("universal", data_dir)
+    monkeypatch.setattr(Path, "write_text", _disk_full)
+    with pytest.raises(
+        OSError, match=f"disk is full: no space left to write {tmp_path}/config.json"
+    ):
+        checkpoint.save_config(tmp_path, config)
+
+
+def test_a_full_disk_while_saving_a_checkpoint_names_the_workdir(data_dir, tmp_path, monkeypatch):
+    """Orbax writes in a background thread: its ENOSPC reaches the loop when it waits."""
+    from orbax.checkpoint._src.handlers import json_checkpoint_handler
+
+    async def full(*args, **kwargs):
+        _disk_full()
+
+    monkeypatch.setattr(json_checkpoint_handler.JsonCheckpointHandler, "_save_fn", full)
+    config = _config("universal", data_dir, num_steps=2, checkpoint_every=1)
+    with pytest.raises(OSError, match=f"disk is full: no space left to write in {tmp_path}"):
+        loop.train_and_evaluate(config, tmp_path)

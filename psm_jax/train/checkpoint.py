@@ -33,7 +33,7 @@ from etils import epath
 from flax import nnx
 from orbax.checkpoint import checkpoint_managers
 
-from psm_jax import registry
+from psm_jax import disk, registry
 from psm_jax.configs import base
 from psm_jax.models import layers
 
@@ -281,7 +281,8 @@ def save_config(workdir: str | Path, config: ml_collections.ConfigDict) -> None:
             )
         if changed:
             path.rename(path.with_name(f"config.{step}.json"))
-    path.write_text(config.to_json_best_effort(indent=2, sort_keys=True))
+    with disk.writing(path, what_to_do="train in a --workdir on another disk"):
+        path.write_text(config.to_json_best_effort(indent=2, sort_keys=True))
 
 
 def load_config(workdir: str | Path) -> ml_collections.ConfigDict:

@@ -28,7 +28,7 @@ import numpy as np
 from flax import nnx
 from tqdm import tqdm
 
-from psm_jax import registry
+from psm_jax import disk, registry
 from psm_jax.configs import base
 from psm_jax.data import pipeline
 from psm_jax.models import embedding as embedding_lib
@@ -218,7 +218,14 @@ def train_and_evaluate(
     """
     base.check_numbers(config)  # before the workdir is touched
     workdir = Path(workdir)
-    with checkpoint.workdir_lock(workdir, enabled=jax.process_index() == 0):
+    # Checkpoints, TensorBoard logs, config.json: a full disk names the workdir (Orbax's own
+    # background writes included: their error reaches the loop where it waits for them).
+    full_disk = disk.writing(
+        workdir.absolute(),
+        folder=True,
+        what_to_do="train in a --workdir on another disk (the checkpoints saved before stay)",
+    )
+    with full_disk, checkpoint.workdir_lock(workdir, enabled=jax.process_index() == 0):
         return _train_and_evaluate(config, workdir, encoder)
 
 
