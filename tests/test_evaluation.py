@@ -642,3 +642,24 @@ def test_one_observers_predictions_equal_naming_them_per_example(tiny_data_dir, 
         inference.predict_discrepancy_of_observer(
             inference.restore(tiny_workdirs["psm_network"]), images, usm, 0
         )
+
+
+def test_a_full_disk_writing_the_report_names_the_file(tmp_path, monkeypatch):
+    """Issue 36 case 17: "[Errno 28] No space left on device" named no file."""
+    import errno
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", full)
+    with pytest.raises(OSError, match=f"disk is full: no space left to write {tmp_path}/report.md"):
+        report.write_report(
+            tmp_path / "report.md",
+            {},
+            dataset=TINY,
+            usm_floor=0.0,
+            discrepancy_weight=1.0,
+            m=3,
+            dataset_summary="",
+            runs={},
+        )
