@@ -11,7 +11,9 @@ Each launcher adopts this module's flags (`flags.adopt_module_key_flags(runner)`
 missing or malformed file, a bad flag value, a workdir of the wrong kind: OSError, ValueError,
 RuntimeError, ImportError with a message that says what and where) ends the launcher with that
 message and exit status 1, not a traceback; `--verbose` shows the traceback. Errors of other types
-are bugs and keep theirs.
+are bugs and keep theirs. A training run stopped by SIGTERM or Ctrl-C after saving its checkpoint
+(`psm_jax.train.loop.Stopped`) ends in its one line with its `exit_status` (143 for SIGTERM, 130
+for SIGINT); a Ctrl-C anywhere else ends in one line too, with 130.
 """
 
 from __future__ import annotations
@@ -46,14 +48,24 @@ def run(main) -> None:
     def guarded(argv):
         if not VERBOSE.value and not flags.FLAGS["verbosity"].present:
             logging.set_verbosity(logging.WARNING)
+        script = Path(sys.argv[0]).name
         try:
             return main(argv)
-        except USER_ERRORS as error:
+        except KeyboardInterrupt:
             if VERBOSE.value:
                 raise
             sys.stderr.write(
-                f"{Path(sys.argv[0]).name}: error: {error}\n(--verbose shows the traceback)\n"
+                f"\n{script}: interrupted (Ctrl-C). A training run resumes from its last "
+                "checkpoint when the same command runs again.\n"
             )
+            return 130
+        except USER_ERRORS as error:
+            if VERBOSE.value:
+                raise
+            if getattr(error, "exit_status", None):  # stopped on request, the checkpoint saved
+                sys.stderr.write(f"{script}: {error}\n")
+                return error.exit_status
+            sys.stderr.write(f"{script}: error: {error}\n(--verbose shows the traceback)\n")
             return 1
 
     app.run(guarded, flags_parser=_parse_flags)

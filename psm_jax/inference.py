@@ -34,7 +34,7 @@ import numpy as np
 from flax import nnx
 from tqdm import tqdm
 
-from psm_jax import registry
+from psm_jax import disk, registry
 from psm_jax.data import pipeline, saliency_maps
 from psm_jax.models import embedding as embedding_lib
 from psm_jax.models import layers
@@ -284,17 +284,27 @@ def export_usms(
         return output
     partial = output.with_name(output.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    config = universal.config
-    for split in ("train", "validation", "test"):
-        source, _ = pipeline.open_split(config.dataset, split, config.data_dir)
-        starts = range(0, len(source), batch_size)
-        for start in tqdm(starts, desc=f"USMs of {split}", disable=not progress):
-            records = [source[i] for i in range(start, min(start + batch_size, len(source)))]
-            images = [pipeline.decode_image(r["image"], universal.input_size) for r in records]
-            for record, usm in zip(records, predicted_usms(universal, images), strict=True):
-                stem = Path(pipeline.image_id(record)).stem
-                np.save(partial / f"{stem}.npy", usm.astype(np.float32))
+    full_disk = disk.writing(output, folder=True, what_to_do="export to another folder")
+    with full_disk:
+        try:
+            partial.mkdir(parents=True)
+            config = universal.config
+            for split in ("train", "validation", "test"):
+                source, _ = pipeline.open_split(config.dataset, split, config.data_dir)
+                starts = range(0, len(source), batch_size)
+                for start in tqdm(starts, desc=f"USMs of {split}", disable=not progress):
+                    records = [
+                        source[i] for i in range(start, min(start + batch_size, len(source)))
+                    ]
+                    images = [
+                        pipeline.decode_image(r["image"], universal.input_size) for r in records
+                    ]
+                    for record, usm in zip(records, predicted_usms(universal, images), strict=True):
+                        stem = Path(pipeline.image_id(record)).stem
+                        np.save(partial / f"{stem}.npy", usm.astype(np.float32))
+        except OSError:
+            shutil.rmtree(partial, ignore_errors=True)  # a partial export: free its space
+            raise
     partial.rename(output)
     return output
 

@@ -9,7 +9,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 STAGES = (
-    ("runtime", ("psm_jax.xla_defaults",)),
+    ("runtime", ("psm_jax.xla_defaults", "psm_jax.disk")),
     ("data", ("psm_jax.data",)),
     (
         "models",

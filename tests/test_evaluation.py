@@ -730,3 +730,24 @@ def test_an_m_larger_than_the_train_split_allows_names_the_split_and_its_images(
         r"has 10 images",
     ):
         inference.embed_observers(encoder, list(range(10)), metadata, group="test", m=6)
+
+
+def test_a_full_disk_writing_the_report_names_the_file(tmp_path, monkeypatch):
+    """Issue 36 case 17: "[Errno 28] No space left on device" named no file."""
+    import errno
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", full)
+    with pytest.raises(OSError, match=f"disk is full: no space left to write {tmp_path}/report.md"):
+        report.write_report(
+            tmp_path / "report.md",
+            {},
+            dataset=TINY,
+            usm_floor=0.0,
+            discrepancy_weight=1.0,
+            m=3,
+            dataset_summary="",
+            runs={},
+        )

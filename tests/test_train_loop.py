@@ -310,7 +310,9 @@ def test_paths_are_recorded_absolute_so_the_workdir_works_from_anywhere(
 # Orbax's reads of the damaged files leave exceptions in futures nobody awaits: expected here.
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
-@pytest.mark.parametrize("damage", ["truncated array files", "deleted iterator state"])
+@pytest.mark.parametrize(
+    "damage", ["truncated array files", "deleted iterator state", "truncated metrics"]
+)
 def test_a_corrupt_latest_checkpoint_is_set_aside_and_the_run_resumes_from_an_older_one(
     damage, data_dir, tmp_path, caplog
 ):
@@ -319,9 +321,13 @@ def test_a_corrupt_latest_checkpoint_is_set_aside_and_the_run_resumes_from_an_ol
     config = _config("universal", data_dir, num_steps=6, checkpoint_every=2, keep_best=3)
     loop.train_and_evaluate(config, tmp_path)
     latest = tmp_path / "checkpoints" / "6"
-    if damage == "truncated array files":
-        for array in (latest / "state" / "ocdbt.process_0" / "d").iterdir():
-            array.write_bytes(array.read_bytes()[:100])
+    if damage in ("truncated array files", "truncated metrics"):
+        if damage == "truncated metrics":
+            metrics = latest / "metrics" / "metrics"
+            metrics.write_text(metrics.read_text()[:5])
+        else:
+            for array in (latest / "state" / "ocdbt.process_0" / "d").iterdir():
+                array.write_bytes(array.read_bytes()[:100])
         # Evaluation skips it too (without moving anything: it does not change a workdir).
         assert checkpoint.restore_model(tmp_path, "latest")[2] == 4
         assert latest.exists()
@@ -361,3 +367,215 @@ def test_an_encoder_on_combined_datasets_refuses_external_usms(data_dir):
     task = tasks.make_task(config, metadata)
     with pytest.raises(ValueError, match=r"combine_with .* config.usm='external' \(/runs/tiny"):
         task.stream(source, seed=0, shuffle=True, num_epochs=1)
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("num_steps", 0, "--config.num_steps=0: must be a whole number >= 1"),
+        ("num_steps", -5, "--config.num_steps=-5: must be a whole number >= 1"),
+        ("batch_size", 0, "--config.batch_size=0: must be a whole number >= 1"),
+        ("checkpoint_every", 0, "--config.checkpoint_every=0: must be a whole number >= 1"),
+        ("log_every", 0, "--config.log_every=0: must be a whole number >= 1"),
+        ("eval_batches", 0, "--config.eval_batches=0: must be a whole number >= 1"),
+        ("learning_rate", float("nan"), "--config.learning_rate=nan: must be a finite number >= 0"),
+        ("learning_rate", float("inf"), "--config.learning_rate=inf: must be a finite number >= 0"),
+        ("learning_rate", -0.1, "--config.learning_rate=-0.1: must be a finite number >= 0"),
+        ("momentum", 1.5, r"--config.momentum=1.5: must be a finite number in \[0, 1\]"),
+        ("weight_decay", float("nan"), "--config.weight_decay=nan: must be a finite number >= 0"),
+    ],
+)
+def test_a_number_out_of_range_is_refused_naming_its_flag_before_the_workdir_is_touched(
+    field, value, message, tmp_path
+):
+    """Issue 36 case 5/15: num_steps=0 used to exit 0 ("already holds step None") writing nothing,
+    learning_rate=nan trained, batch_size=0 or checkpoint_every=0 ended in a ZeroDivisionError."""
+    config = _config("universal", str(tmp_path / "no_data"), **{field: value})
+    with pytest.raises(ValueError, match=message):
+        loop.train_and_evaluate(config, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_main_job_checks_each_models_numbers_before_anything_trains():
+    from psm_jax.configs import main as main_configs
+
+    config = main_configs.get_config()
+    config.models.embedding.num_steps = 0
+    with pytest.raises(ValueError, match="--config.models.embedding: --config.num_steps=0: must"):
+        main_configs.check(config)
+
+
+def test_a_non_finite_loss_ends_in_the_launchers_one_line():
+    """NonFiniteError is what the runner turns into one line (launch/runner.py USER_ERRORS)."""
+    sys.path.insert(0, str(ROOT / "launch"))
+    import runner
+
+    assert issubclass(loop.NonFiniteError, runner.USER_ERRORS)
+
+
+def _small_checkpoints(workdir, steps):
+    """Checkpoints of a small state at `steps` (validation loss 1/step: the latest is the best),
+    saved as the loop saves them; returns a state shaped like theirs."""
+    mgr = checkpoint.manager(workdir, keep_best=len(steps))
+    for step in steps:
+        state = {"w": np.full(3, float(step), np.float32)}
+        checkpoint.save(mgr, step, state, {"position": step}, validation_loss=1.0 / step)
+    mgr.wait_until_finished()
+    return {"w": np.zeros(3, np.float32)}
+
+
+def test_a_truncated_metrics_file_is_set_aside_and_the_run_resumes_from_an_older_step(
+    tmp_path, caplog
+):
+    """Issue 36 case 6: a truncated checkpoints/<step>/metrics/metrics stopped resuming (and
+    evaluation) with "Unterminated string starting at: line 1 column 2", naming no file."""
+    like = _small_checkpoints(tmp_path, [2, 4, 6])
+    metrics = tmp_path / "checkpoints" / "6" / "metrics" / "metrics"
+    metrics.write_text(metrics.read_text()[:5])
+    with caplog.at_level("WARNING"):
+        mgr = checkpoint.manager(tmp_path, keep_best=3)
+        state, iterator_state, step = checkpoint.restore_newest_intact(mgr, tmp_path, like)
+    assert step == 4 and iterator_state == {"position": 4} and state["w"][0] == 4
+    assert str(metrics) in caplog.text and "resuming from step 4" in caplog.text
+    assert (tmp_path / "checkpoints_corrupt" / "6" / "metrics" / "metrics").exists()  # kept
+    assert mgr.latest_step() == 4
+
+
+def test_a_truncated_metrics_file_of_an_older_step_is_named_and_set_aside_too(tmp_path, caplog):
+    like = _small_checkpoints(tmp_path, [2, 4, 6])
+    metrics = tmp_path / "checkpoints" / "2" / "metrics" / "metrics"
+    metrics.write_text("")
+    with caplog.at_level("WARNING"):
+        mgr = checkpoint.manager(tmp_path, keep_best=3)
+        assert checkpoint.restore_newest_intact(mgr, tmp_path, like)[2] == 6
+    assert str(metrics) in caplog.text
+    assert (tmp_path / "checkpoints_corrupt" / "2").is_dir()
+    assert mgr.all_steps() == [4, 6]
+
+
+def test_evaluation_reads_past_a_truncated_metrics_file_without_moving_it(tmp_path, caplog):
+    _small_checkpoints(tmp_path, [2, 4, 6])
+    metrics = tmp_path / "checkpoints" / "6" / "metrics" / "metrics"
+    metrics.write_text(metrics.read_text()[:5])
+    with caplog.at_level("WARNING"):
+        mgr = checkpoint.manager(tmp_path, keep_best=3)
+        assert mgr.best_step() == 4  # step 6's loss is unknown
+    assert str(metrics) in caplog.text
+    assert checkpoint.damaged_metrics(tmp_path).keys() == {6} and metrics.exists()
+
+
+def test_checkpoint_saved_is_printed_once_the_step_is_on_disk(data_dir, tmp_path, monkeypatch):
+    """Issue 36 case 8: "step N: ... checkpoint saved" was printed while the asynchronous save was
+    still writing, so a kill right after it lost step N."""
+    on_disk_when_printed = {}
+    printed = loop.tqdm.write
+
+    def write(text, *args, **kwargs):
+        if "checkpoint saved" in text:
+            step = int(text.split()[1].rstrip(":"))
+            on_disk_when_printed[step] = (tmp_path / "checkpoints" / str(step)).is_dir()
+        printed(text, *args, **kwargs)
+
+    monkeypatch.setattr(loop.tqdm, "write", write)
+    config = _config("universal", data_dir, num_steps=6, checkpoint_every=1, keep_best=6)
+    loop.train_and_evaluate(config, tmp_path)
+    assert on_disk_when_printed == {step: True for step in range(1, 7)}
+
+
+@pytest.mark.parametrize("signum, status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_sigterm_or_ctrl_c_saves_a_checkpoint_and_stops_the_run(
+    signum, status, data_dir, tmp_path, monkeypatch
+):
+    """Issue 36 case 7: SIGTERM (a scheduler, `docker stop`) killed the run with 143, no message
+    and no checkpoint; Ctrl-C gave a KeyboardInterrupt traceback. Here the signal arrives during
+    step 3 (as its loss is logged); the run finishes that step and its save, stops, and restores
+    the handlers it replaced."""
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    logged = loop._write
+
+    def write(writer, step, values):
+        logged(writer, step, values)
+        if step == 3 and "loss" in values:
+            os.kill(os.getpid(), signum)
+
+    monkeypatch.setattr(loop, "_write", write)
+    config = _config("universal", data_dir, num_steps=50, checkpoint_every=3, log_every=1)
+    with pytest.raises(loop.Stopped) as stopped:
+        loop.train_and_evaluate(config, tmp_path)
+    name = signal.Signals(signum).name
+    assert str(stopped.value) == (
+        f"stopped by {name} at step 3: checkpoint saved in {tmp_path / 'checkpoints'}; "
+        "run the same command to resume."
+    )
+    assert stopped.value.exit_status == status
+    assert checkpoint.manager(tmp_path).latest_step() == 3
+    assert {s: signal.getsignal(s) for s in handlers} == handlers
+
+
+@pytest.mark.slow
+def test_a_run_sent_sigterm_saves_says_so_exits_143_and_resumes_there(data_dir, tmp_path):
+    log_path = tmp_path / "log.txt"
+    log = log_path.open("wb")
+    stopped = _launch(tmp_path / "run", data_dir, 4000, log)
+    deadline = time.time() + 300
+    while not (tmp_path / "run" / "checkpoints" / "4").is_dir() and stopped.poll() is None:
+        assert time.time() < deadline
+        time.sleep(0.05)
+    stopped.send_signal(signal.SIGTERM)
+    assert stopped.wait(timeout=120) == 143, log_path.read_text(errors="replace")[-3000:]
+    text = log_path.read_text(errors="replace")
+    found = re.findall(
+        r"train\.py: stopped by SIGTERM at step (\d+): checkpoint saved in (.*); "
+        r"run the same command to resume\.",
+        text,
+    )
+    assert found and "Traceback" not in text, text[-3000:]
+    step = int(found[-1][0])
+    assert checkpoint.manager(tmp_path / "run").latest_step() == step
+    resumed = _launch(tmp_path / "run", data_dir, step + 4, log)
+    assert resumed.wait(timeout=300) == 0
+    assert f"from step {step}." in log_path.read_text(errors="replace")
+
+
+def test_a_signal_between_checkpoints_saves_the_step_it_stops_at(data_dir, tmp_path, monkeypatch):
+    logged = loop._write
+
+    def write(writer, step, values):
+        logged(writer, step, values)
+        if step == 2 and "loss" in values:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(loop, "_write", write)
+    config = _config("universal", data_dir, num_steps=50, checkpoint_every=5, log_every=1)
+    with pytest.raises(loop.Stopped, match="at step 2: checkpoint saved"):
+        loop.train_and_evaluate(config, tmp_path)
+    assert checkpoint.manager(tmp_path).all_steps() == [2]
+
+
+def _disk_full(*args, **kwargs):
+    import errno
+
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_a_full_disk_writing_config_json_names_the_file(data_dir, tmp_path, monkeypatch):
+    """Issue 36 case 17: "[Errno 28] No space left on device" named no file."""
+    config = _config("universal", data_dir)
+    monkeypatch.setattr(Path, "write_text", _disk_full)
+    with pytest.raises(
+        OSError, match=f"disk is full: no space left to write {tmp_path}/config.json"
+    ):
+        checkpoint.save_config(tmp_path, config)
+
+
+def test_a_full_disk_while_saving_a_checkpoint_names_the_workdir(data_dir, tmp_path, monkeypatch):
+    """Orbax writes in a background thread: its ENOSPC reaches the loop when it waits."""
+    from orbax.checkpoint._src.handlers import json_checkpoint_handler
+
+    async def full(*args, **kwargs):
+        _disk_full()
+
+    monkeypatch.setattr(json_checkpoint_handler.JsonCheckpointHandler, "_save_fn", full)
+    config = _config("universal", data_dir, num_steps=2, checkpoint_every=1)
+    with pytest.raises(OSError, match=f"disk is full: no space left to write in {tmp_path}"):
+        loop.train_and_evaluate(config, tmp_path)

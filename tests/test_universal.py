@@ -199,3 +199,21 @@ def test_resizing_and_blurring_by_matrices_equal_jax_image_resize_and_shifted_su
     rows = sum(t * padded[:, k : k + 20, :] for k, t in enumerate(taps))
     expected = sum(t * rows[:, :, k : k + 25] for k, t in enumerate(taps))
     np.testing.assert_allclose(universal.gaussian_blur(x, sigma, radius), expected, atol=1e-5)
+
+
+def test_a_full_disk_exporting_usms_names_the_folder(tiny_data_dir, tmp_path, monkeypatch):
+    """Issue 36 case 17: "[Errno 28] No space left on device" named no file."""
+    import errno
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    config = tiny_config("universal", tiny_data_dir)
+    restored = inference.Restored(workdir=tmp_path, config=config, model=None, step=0)
+    monkeypatch.setattr(
+        inference, "predicted_usms", lambda universal, images: np.zeros((len(images), 4, 4))
+    )
+    monkeypatch.setattr(np, "save", full)
+    with pytest.raises(OSError, match=f"disk is full: no space left to write in {tmp_path}/usm"):
+        inference.export_usms(restored, tmp_path / "usm", progress=False)
+    assert not (tmp_path / "usm").exists()

@@ -18,6 +18,8 @@ and marked as such.
 
 from __future__ import annotations
 
+import math
+
 import ml_collections
 
 from psm_jax import registry
@@ -113,3 +115,57 @@ def parse_options(argument: str | None) -> tuple[str, set[str]]:
     """ "model,option,option" -> (model, {options})."""
     parts = [part.strip() for part in (argument or "psm_network").split(",") if part.strip()]
     return parts[0], set(parts[1:])
+
+
+_WHOLE_AT_LEAST = {
+    "num_steps": 1,
+    "batch_size": 1,
+    "log_every": 1,
+    "checkpoint_every": 1,
+    "eval_batches": 1,
+    "keep_best": 1,
+    "m": 1,
+    "sets_per_observer": 1,
+    "embedding_pool_size": 1,
+    "num_workers": 0,
+    "seed": 0,
+}
+_FINITE_AT_LEAST = {
+    "learning_rate": 0.0,
+    "weight_decay": 0.0,
+    "lr_halving_epochs": 0.0,
+    "composed_kld_weight": 0.0,
+    "margin": 0.0,
+}
+_FINITE_IN = {"momentum": (0.0, 1.0)}
+_FINITE_ABOVE_ZERO = ("temperature", "log_ratio_scale")
+
+
+def check_numbers(config: ml_collections.ConfigDict) -> None:
+    """A ValueError naming the `--config.<field>` flag and its accepted range when a number of the
+    training config is out of range: counts and intervals (steps, batch size, logging and
+    checkpoint intervals, ...) must be whole numbers >= 1 (a 0 divides by zero or trains nothing),
+    rates and weights finite numbers >= 0 (a NaN learning rate trains NaNs). Fields the config
+    lacks are not checked."""
+
+    def refuse(field, wanted):
+        raise ValueError(f"--config.{field}={config[field]}: must be {wanted}.")
+
+    for field, least in _WHOLE_AT_LEAST.items():
+        value = config.get(field)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not float(value).is_integer() or value < least:
+            refuse(field, f"a whole number >= {least}")
+    for field, least in _FINITE_AT_LEAST.items():
+        value = config.get(field)
+        if value is not None and not (math.isfinite(value) and value >= least):
+            refuse(field, f"a finite number >= {least:g}")
+    for field, (low, high) in _FINITE_IN.items():
+        value = config.get(field)
+        if value is not None and not (math.isfinite(value) and low <= value <= high):
+            refuse(field, f"a finite number in [{low:g}, {high:g}]")
+    for field in _FINITE_ABOVE_ZERO:
+        value = config.get(field)
+        if value is not None and not (math.isfinite(value) and value > 0):
+            refuse(field, "a finite number > 0")

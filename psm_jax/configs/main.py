@@ -42,7 +42,7 @@ from __future__ import annotations
 import ml_collections
 
 from psm_jax import registry
-from psm_jax.configs import evaluation, individual_differences, osie, ps, synthetic
+from psm_jax.configs import base, evaluation, individual_differences, osie, ps, synthetic
 
 CONFIG_FILES = {
     "synthetic_personal_saliency": synthetic,
@@ -136,5 +136,6 @@ def check(config: ml_collections.ConfigDict) -> None:
         try:
             registry.get(name).architecture(model_config)  # unknown or bad network fields
             registry.get(name).loss(model_config)
+            base.check_numbers(model_config)
         except (KeyError, TypeError, ValueError) as error:
             raise ValueError(f"--config.models.{name}: {error}") from error

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from psm_jax import metrics
+from psm_jax import disk, metrics
 from psm_jax.evaluation import methods
 from psm_jax.evaluation.scoring import INFORMATION_GAIN, METRICS, Table, observers_better
 
@@ -401,7 +401,7 @@ def write_report(
         sections.append(f"![t-SNE of unseen observers' embeddings]({figure_dir}/{name})\n")
     if results.get("preference_alignment"):
         sections.append(alignment_markdown(results["preference_alignment"]))
-    path.write_text(
+    text = (
         f"# psm-jax report: {dataset}\n\n"
         + composition(usm_floor, discrepancy_weight, log_ratio_scale)
         + "; means over (test image, "
@@ -417,6 +417,8 @@ def write_report(
         "Every row's per-pair scores: report/<protocol>_scores.csv. "
         f"{wall_time}\n\n" + "\n".join(sections)
     )
+    with disk.writing(path, what_to_do="write it on another disk"):
+        path.write_text(text)
     return path
 
 

@@ -33,7 +33,7 @@ from etils import epath
 from flax import nnx
 from orbax.checkpoint import checkpoint_managers
 
-from psm_jax import registry
+from psm_jax import disk, registry
 from psm_jax.configs import base
 from psm_jax.models import layers
 
@@ -85,7 +85,38 @@ def manager(workdir: str | Path, keep_best: int = 1) -> ocp.CheckpointManager:
         best_mode="min",
         create=True,
     )
-    return ocp.CheckpointManager(Path(workdir).absolute() / "checkpoints", options=options)
+    return _Manager(Path(workdir).absolute() / "checkpoints", options=options)
+
+
+class _Manager(ocp.CheckpointManager):
+    """Orbax's manager, where a step whose metrics file does not read (truncated, emptied) counts
+    as a step without metrics, with a warning naming the file, instead of stopping every read of
+    the workdir with a bare JSON error (`damaged_metrics` finds them; training sets them aside)."""
+
+    def _get_metrics(self, step: int):
+        try:
+            return super()._get_metrics(step)
+        except ValueError as error:  # json.JSONDecodeError
+            path = Path(self.directory) / str(step) / "metrics" / "metrics"
+            logging.warning("Checkpoint metrics %s do not read (%s).", path, _summary(error))
+            return None
+
+
+def damaged_metrics(workdir: str | Path) -> dict[int, Exception]:
+    """The steps of `workdir` whose `checkpoints/<step>/metrics/metrics` exists but does not read
+    as the validation loss the loop saves: step -> the error (naming the file)."""
+    damaged = {}
+    for path in sorted(Path(workdir).absolute().glob("checkpoints/*/metrics/metrics")):
+        step_dir = path.parent.parent
+        if not step_dir.name.isdigit():
+            continue
+        try:
+            loss = json.loads(path.read_text())[VALIDATION_LOSS]
+            if not isinstance(loss, (int, float)):
+                raise ValueError(f"{VALIDATION_LOSS} is {loss!r}, not a number")
+        except (ValueError, KeyError, TypeError, OSError) as error:
+            damaged[int(step_dir.name)] = ValueError(f"{path} does not read: {_summary(error)}")
+    return damaged
 
 
 def save(mgr: ocp.CheckpointManager, step: int, state, iterator_state, validation_loss: float):
@@ -133,7 +164,11 @@ def restore_newest_intact(
       cause is then more likely the code or the config than the files).
     """
     failures = []
+    damaged = damaged_metrics(workdir)
     for step in sorted(mgr.all_steps(), reverse=True):
+        if step in damaged:
+            failures.append((step, damaged[step]))
+            continue
         try:
             state, iterator_state = restore(mgr, state_like, step)
         except Exception as error:  # noqa: BLE001 (whatever a damaged checkpoint raises)
@@ -147,7 +182,17 @@ def restore_newest_intact(
                 + (f". It was moved to {where} (not deleted)." if where else ".")
             )
             logging.warning(message)
-        if failures:
+        # A damaged metrics file of an older step: set aside too (the manager would delete that
+        # step at its next save, a step without metrics being no best one).
+        for bad in sorted(set(damaged) - {b for b, _ in failures}):
+            where = _set_aside(Path(workdir), bad) if set_aside else None
+            logging.warning(
+                "Checkpoint step %d: %s%s",
+                bad,
+                damaged[bad],
+                f"; it was moved to {where} (not deleted)." if where else ".",
+            )
+        if failures or damaged:
             mgr.reload()
         return state, iterator_state, step
     listed = "; ".join(f"step {step}: {_summary(error)}" for step, error in failures)
@@ -236,7 +281,8 @@ def save_config(workdir: str | Path, config: ml_collections.ConfigDict) -> None:
             )
         if changed:
             path.rename(path.with_name(f"config.{step}.json"))
-    path.write_text(config.to_json_best_effort(indent=2, sort_keys=True))
+    with disk.writing(path, what_to_do="train in a --workdir on another disk"):
+        path.write_text(config.to_json_best_effort(indent=2, sort_keys=True))
 
 
 def load_config(workdir: str | Path) -> ml_collections.ConfigDict:
@@ -311,8 +357,9 @@ def restore_model(workdir: str | Path, which: str = "best", compute_dtype: str |
     )
     # A damaged checkpoint is skipped (said, not moved: evaluation does not change a workdir).
     others = sorted((s for s in mgr.all_steps() if s != chosen), reverse=True)
-    failures = []
-    for step in (chosen, *others):
+    damaged = damaged_metrics(workdir)
+    failures = [(step, damaged[step]) for step in (chosen, *others) if step in damaged]
+    for step in (s for s in (chosen, *others) if s not in damaged):
         try:
             restored = mgr.restore(step, args=args).state
         except Exception as error:  # noqa: BLE001 (whatever a damaged checkpoint raises)

@@ -8,11 +8,17 @@ TensorBoard every `log_every` steps, and every `checkpoint_every` steps (and at 
 the validation loss and save; for the PSM networks it also logs how alive each ReLU layer is on the
 validation batches (`psm_jax.registry.relu_activity`: a dying layer shows as its live fraction
 falling to 0). A non-finite loss or gradient stops the run with the step named;
-the checkpoints saved before it stay.
+the checkpoints saved before it stay. SIGTERM (a scheduler, `docker stop`) or SIGINT (Ctrl-C)
+during the steps ends the step under way, saves its checkpoint, waits until it is on disk and
+stops the run with `Stopped` (a second signal stops at once, the default way).
 """
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import sys
+import threading
 import time
 from pathlib import Path
 
@@ -22,15 +28,64 @@ import numpy as np
 from flax import nnx
 from tqdm import tqdm
 
-from psm_jax import registry
+from psm_jax import disk, registry
+from psm_jax.configs import base
 from psm_jax.data import pipeline
 from psm_jax.models import embedding as embedding_lib
 from psm_jax.train import checkpoint, tasks
 from psm_jax.train import step as train_step
 
 
-class NonFiniteError(FloatingPointError):
-    """Raised when a train step produced a NaN or infinite loss or gradient."""
+class NonFiniteError(FloatingPointError, RuntimeError):
+    """Raised when a train step produced a NaN or infinite loss or gradient. A RuntimeError too,
+    so that the launchers end it in its one-line message (launch/runner.py)."""
+
+
+class Stopped(RuntimeError):
+    """The run was stopped by SIGTERM or SIGINT after saving the step it had reached. The
+    launchers end it in its one line with `exit_status`: 128 + the signal (143 for SIGTERM, 130
+    for SIGINT), what shells and schedulers read as "stopped by that signal"."""
+
+    def __init__(self, message: str, exit_status: int):
+        super().__init__(message)
+        self.exit_status = exit_status
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+@contextlib.contextmanager
+def _stop_requests():
+    """Yields a list that receives the signal's number when SIGTERM or SIGINT arrives, for the
+    loop to stop at the next step boundary; the handlers in place before are restored after. A
+    second signal stops at once through the previous handler. A signal the process ignores (SIGINT
+    in a shell's background job) stays ignored; outside the main thread nothing is installed."""
+    requested: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield requested
+        return
+    previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
+
+    def handler(signum, frame):
+        if requested:  # the second one: stop now
+            for sig, old in previous.items():
+                signal.signal(sig, old)
+            signal.raise_signal(signum)
+            return
+        requested.append(signum)
+        sys.stderr.write(
+            f"\n{signal.Signals(signum).name} received: saving a checkpoint at the end of this "
+            "step, then stopping (send it again to stop at once, without saving).\n"
+        )
+
+    for sig, old in previous.items():
+        if old is not signal.SIG_IGN:
+            signal.signal(sig, handler)
+    try:
+        yield requested
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def _rngs(config) -> nnx.Rngs:
@@ -161,8 +216,16 @@ def train_and_evaluate(
       encoder: the PSM network's trained encoder, if the caller has it restored already (the
         main job); otherwise it is restored from `config.encoder_workdir`.
     """
+    base.check_numbers(config)  # before the workdir is touched
     workdir = Path(workdir)
-    with checkpoint.workdir_lock(workdir, enabled=jax.process_index() == 0):
+    # Checkpoints, TensorBoard logs, config.json: a full disk names the workdir (Orbax's own
+    # background writes included: their error reaches the loop where it waits for them).
+    full_disk = disk.writing(
+        workdir.absolute(),
+        folder=True,
+        what_to_do="train in a --workdir on another disk (the checkpoints saved before stay)",
+    )
+    with full_disk, checkpoint.workdir_lock(workdir, enabled=jax.process_index() == 0):
         return _train_and_evaluate(config, workdir, encoder)
 
 
@@ -222,7 +285,10 @@ def _train_and_evaluate(config, workdir: Path, encoder) -> dict:
         total=config.num_steps, initial=start, desc=f"train {config.model}", disable=not is_main
     )
     window_start, window_steps = time.perf_counter(), 0
+    stop_requests = contextlib.ExitStack()
+    unsaid = None  # (step, what to say) of the save in flight
     try:
+        stop_requested = stop_requests.enter_context(_stop_requests())
         for step in range(start, config.num_steps):
             batch = train_step.global_batch(task.prepare(next(iterator), step), mesh)
             state, step_measurements = step_fn(state, batch)
@@ -237,7 +303,7 @@ def _train_and_evaluate(config, workdir: Path, encoder) -> dict:
                 window_start, window_steps = time.perf_counter(), 0
                 progress.set_postfix(loss=f"{measurements['loss']:.4g}")
                 _write(writer, done, measurements)
-            if done % config.checkpoint_every == 0 or last:
+            if done % config.checkpoint_every == 0 or last or stop_requested:
                 _check_finite(state, mgr, workdir)
                 validation_loss = float(
                     np.mean([float(validation_loss_fn(state, batch)) for batch in validation])
@@ -246,23 +312,49 @@ def _train_and_evaluate(config, workdir: Path, encoder) -> dict:
                 activity = _mean_activity(activity_fn, state, validation)
                 measurements.update(activity)
                 _write(writer, done, {"validation_loss": validation_loss, **activity})
+                unsaid = _say_saved(mgr, unsaid, wait=True)  # orbax waits for it anyway
                 checkpoint.save(mgr, done, state, iterator.get_state(), validation_loss)
                 if is_main:
                     live = activity.get("live_units/dynamic")
                     alive = "" if live is None else f", dynamic layer {100 * live:.2g}% live"
-                    tqdm.write(
-                        f"step {done}: validation loss {validation_loss:.5g}{alive}, "
-                        "checkpoint saved"
-                    )
+                    unsaid = (done, f"validation loss {validation_loss:.5g}{alive}")
             progress.update(1)
+            unsaid = _say_saved(mgr, unsaid, wait=bool(stop_requested))
+            if stop_requested:
+                name = signal.Signals(stop_requested[0]).name
+                raise Stopped(
+                    f"stopped by {name} at step {done}: checkpoint saved in "
+                    f"{workdir.absolute() / 'checkpoints'}; run the same command to resume.",
+                    exit_status=128 + stop_requested[0],
+                )
     finally:
-        # Whatever stops the run (the end, a non-finite step, an exception), saves in flight
-        # complete before it exits, so the last checkpoint is usable.
+        # Whatever stops the run (the end, a non-finite step, a signal, an exception), saves in
+        # flight complete before it exits, so the last checkpoint is usable.
+        stop_requests.close()
         progress.close()
         mgr.wait_until_finished()
+        _say_saved(mgr, unsaid, wait=True)
         if writer is not None:
             writer.close()
     return measurements
+
+
+def _say_saved(mgr, unsaid: tuple[int, str] | None, *, wait: bool) -> tuple[int, str] | None:
+    """Prints "step N: <what>, checkpoint saved" once step N is on disk, so that a kill right
+    after the line loses nothing; returns what is still unsaid. Orbax saves in the background
+    while the next steps train: `wait=False` says it only if that save has finished (a check at
+    each step boundary), `wait=True` waits for it. Waiting at every save instead cost a quarter of
+    the steps/s of the tiny universal config saving every 30 steps (19.6 against 26, 2-core VM)."""
+    if unsaid is None:
+        return None
+    if wait:
+        mgr.wait_until_finished()
+    elif mgr.is_saving_in_progress():
+        return unsaid
+    mgr.check_for_errors()
+    step, what = unsaid
+    tqdm.write(f"step {step}: {what}, checkpoint saved")
+    return None
 
 
 def _validation_loss(graphdef, task: tasks.Task):
