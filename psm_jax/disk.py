@@ -1,5 +1,9 @@
-"""`writing(where)`: a full disk (ENOSPC) while psm-jax writes ends in a message naming what was
+"""Files psm-jax writes and holds.
+
+`writing(where)`: a full disk (ENOSPC) while psm-jax writes ends in a message naming what was
 being written and what to do, instead of a bare "[Errno 28] No space left on device".
+`exclusive(path, refusal)`: an flock held while one process works in a folder (a training
+workdir, a dataset's config folder), a second process refused with `refusal`.
 
 Used where runs write: config.json, a training run's workdir (checkpoints, which Orbax writes in
 background threads whose error reaches the loop when it waits, and TensorBoard logs), exported
@@ -10,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 from pathlib import Path
 
 
@@ -32,3 +37,21 @@ def writing(where: str | Path, *, folder: bool = False, what_to_do: str = ""):
         )
         full.errno = errno.ENOSPC
         raise full from error
+
+
+@contextlib.contextmanager
+def exclusive(path: str | Path, refusal: str):
+    """Holds an flock on `path` (created with its folder; the kernel releases the lock even when
+    the process is killed), or raises RuntimeError(`refusal`) at once while another process
+    holds it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RuntimeError(refusal) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

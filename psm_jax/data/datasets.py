@@ -12,7 +12,6 @@ below them imports it, so the data layer has no import cycle.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import shutil
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from absl import logging
 
+from psm_jax import disk
 from psm_jax.data.releases.base import fingerprint, fingerprint_differences
 
 DEFAULT_DATA_DIR = "data/tfds"
@@ -115,19 +115,12 @@ def _build_lock(prepared, name: str, data_dir: str):
     process is killed) while this process builds the config: a second build of it at the same
     time is refused by name, and the folders of a build that is not running can be told apart."""
     path = Path(prepared.data_path).parent / BUILD_LOCK
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RuntimeError(
-                f"Another process is building {name} in {data_dir} (it holds {path}): wait for "
-                "it to finish, then run again."
-            ) from None
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with disk.exclusive(
+        path,
+        f"Another process is building {name} in {data_dir} (it holds {path}): wait for it to "
+        "finish, then run again.",
+    ):
+        yield
 
 
 def _remove_interrupted_builds(prepared) -> None:

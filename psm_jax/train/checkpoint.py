@@ -21,7 +21,6 @@ checkpoint. Training restores whole states with `restore`.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 from pathlib import Path
 
@@ -51,19 +50,12 @@ def workdir_lock(workdir: str | Path, enabled: bool = True):
         yield
         return
     path = Path(workdir) / LOCK
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RuntimeError(
-                f"Another run is training in {workdir} (it holds {path}): wait for it to finish, "
-                "or train in another --workdir."
-            ) from None
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with disk.exclusive(
+        path,
+        f"Another run is training in {workdir} (it holds {path}): wait for it to finish, or "
+        "train in another --workdir.",
+    ):
+        yield
 
 
 def manager(workdir: str | Path, keep_best: int = 1) -> ocp.CheckpointManager:
