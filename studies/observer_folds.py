@@ -27,7 +27,7 @@ observers and images), written to `<workdir>/pooled_open.md` with each fold's ow
 import copy
 from pathlib import Path
 
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 import tfds_builders
@@ -63,6 +63,8 @@ def _finished(workdir: Path) -> bool:
 
 def main(argv):
     del argv
+    if not flags.FLAGS["verbosity"].present:  # the libraries' INFO logs, as the launchers do
+        logging.set_verbosity(logging.WARNING)
     config, folds, workdir = _CONFIG.value, _FOLDS.value, Path(_WORKDIR.value)
     if _MANUAL_DIR.value:
         config.manual_dir = _MANUAL_DIR.value
