@@ -226,3 +226,40 @@ def test_pooling_counts_each_person_once():
     with pytest.raises(ValueError, match="no row is scored in every part"):
         other = _fold(3, 3, 5, {"centre_bias": 0.0}, seed=0)
         scoring.pool_scores([fold, other])
+
+
+def test_in_real_use_the_strongest_other_row_is_one_a_new_image_allows():
+    """The embedding network given the universal model's USM competes with the rows a new image
+    allows (the predicted USM, the centre bias, other models given that USM), not with a baseline
+    that reads the test image's ground-truth USM."""
+    rng = np.random.default_rng(2)
+    observer, image = _design(8, 30)
+    base = {m: rng.normal(0.5, 0.05, observer.size) for m in scoring.METRICS}
+
+    def shifted(step):
+        return {m: v + (-step if m == "kld" else step) for m, v in base.items()}
+
+    scores = {
+        "gt_usm": shifted(0.3),
+        "predicted_usm": shifted(0.0),
+        "prior_blend": shifted(0.35),  # reads the ground-truth USM of the test image
+        "per_observer": shifted(0.05),
+        "embedding": shifted(0.1),
+    }
+    given = {"per_observer", "embedding"}
+    for metric in scoring.METRICS:
+        assert scoring.strongest_other(scores, "embedding", metric, given) == "per_observer"
+        assert scoring.strongest_other(scores, "embedding", metric) == "prior_blend"
+    table = scoring.table_from_scores(
+        scoring.PairScores(image, observer, scores),
+        {row_id: row_id for row_id in scores},
+        title="t",
+        protocol="open",
+        usm_floor=0.3,
+        m=32,
+        discrepancy_weight=1.0,
+        given_predicted_usm=given,
+    )
+    assert table.rows["embedding"]["cc"]["versus_strongest"]["row"] == "per_observer"
+    assert all(table.rows["embedding"][m]["significant"] for m in scoring.METRICS)
+    assert "Real use: against the universal model's own map" in report.pooled_markdown(table)

@@ -46,7 +46,8 @@ def table_markdown(table: Table) -> str:
 def _asterisk(table: Table) -> str:
     if table.significance == "people":
         return (
-            "\\* the embedding network beats the strongest other row (controls aside) over people: "
+            "\\* the embedding network beats the strongest other row (controls aside; given the "
+            "universal model's USM, among the rows a new image allows) over people: "
             f"Wilcoxon signed-rank test of the {table.people} observers' mean differences, "
             "p < 0.05."
         )
@@ -168,6 +169,7 @@ def pooled_markdown(table: Table) -> str:
     sections = [
         table_markdown(table),
         versus_usm_markdown(table),
+        real_use_markdown(table),
         people_markdown(table, "versus_mean_embedding", "the mean-embedding control"),
         strongest_markdown(table),
     ]

@@ -285,11 +285,27 @@ class Table:
         return path
 
 
-def strongest_other(scores: dict[str, dict[str, np.ndarray]], row_id: str, metric: str):
+REAL_USE_COMPETITORS = (methods.PREDICTED_USM, methods.PRETRAINED_USM, methods.CENTRE_BIAS)
+"""The rows without a personalised model that a new image allows: the universal models' USMs and
+the centre bias (a training statistic). The other baselines read the test image's ground-truth
+USM, which real use does not have."""
+
+
+def strongest_other(
+    scores: dict[str, dict[str, np.ndarray]],
+    row_id: str,
+    metric: str,
+    given_predicted_usm: set[str] | frozenset[str] = frozenset(),
+):
     """The row with the best mean `metric` other than `row_id` and the controls (which test the
-    embedding network rather than compete with it); None when there is none."""
+    embedding network rather than compete with it), among the rows that could stand in its place:
+    for a row given the universal model's USM (real use, `given_predicted_usm`), only the rows a
+    new image allows too (`REAL_USE_COMPETITORS` and the other rows given that USM), not the rows
+    that read the test image's ground-truth USM; None when there is none."""
     sign = 1.0 if metrics.HIGHER_IS_BETTER[metric] else -1.0
     others = [other for other in scores if other not in (row_id, *methods.CONTROLS)]
+    if row_id in given_predicted_usm:
+        others = [o for o in others if o in given_predicted_usm or o in REAL_USE_COMPETITORS]
     return max(others, key=lambda o: sign * np.nanmean(scores[o][metric]), default=None)
 
 
@@ -373,7 +389,11 @@ def table_from_scores(
             cell["versus_usm"] = versus_reference(
                 values[metric], usm_scores[metric], metric, people
             )
-            strongest = strongest_other(scores, row_id, metric) if row_id == methods.OURS else None
+            strongest = (
+                strongest_other(scores, row_id, metric, given_predicted_usm)
+                if row_id == methods.OURS
+                else None
+            )
             if strongest is not None:
                 versus = versus_reference(values[metric], scores[strongest][metric], metric, people)
                 cell["versus_strongest"] = {"row": strongest, **versus}
