@@ -50,6 +50,11 @@ _WORKDIRS = {
     name: flags.DEFINE_string(name, None, f"The trained {name} workdir ({spec.summary}).")
     for name, spec in registry.MODELS.items()
 }
+_WORKDIRS["no_embedding"] = flags.DEFINE_string(
+    "no_embedding",
+    None,
+    "A PSM network trained with --config.embedding_input=none: the no-embedding control's row.",
+)
 
 
 def model_workdirs(root: str | None, given: dict[str, str]) -> dict[str, str]:

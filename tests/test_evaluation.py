@@ -751,3 +751,47 @@ def test_a_full_disk_writing_the_report_names_the_file(tmp_path, monkeypatch):
             dataset_summary="",
             runs={},
         )
+
+
+@pytest.mark.slow
+def test_the_no_embedding_control_trains_one_embedding_for_everybody_and_adds_its_row(
+    tiny_data_dir, tiny_workdirs, tmp_path
+):
+    """Issue 37's no-embedding control: the PSM network's recipe with one fixed unit vector for
+    every observer (`--config.embedding_input=none`), a universal refiner of the USM; given to the
+    evaluation as `no_embedding`, it adds its row among the controls."""
+    from psm_jax.data import pipeline
+
+    trained = tiny_workdirs["psm_network"]
+    data_dir = checkpoint.load_config(trained).data_dir  # the tiny main job's, as the others
+    config = tiny_config(
+        "psm_network",
+        data_dir,
+        encoder_workdir=tiny_workdirs["embedding"],
+        embedding_input="none",
+    )
+    _, metadata = pipeline.open_split(TINY, "train", data_dir)
+    with config.unlocked():
+        config.network.embedding_size = 8
+    pool = loop.constant_embedding_pool(config, metadata)
+    assert pool.shape == (len(metadata.observers("train")), config.embedding_pool_size, 8)
+    assert (pool == loop.constant_embedding(8)).all()
+    loop.train_and_evaluate(config, str(tmp_path / "no_embedding"))
+    models = methods.Models.restore(
+        {
+            "embedding": tiny_workdirs["embedding"],
+            "psm_network": trained,
+            "no_embedding": str(tmp_path / "no_embedding"),
+        }
+    )
+    context = _context(models, output_dir=tmp_path / "report")
+    rows = {row.id: row for row in context.rows("closed")}
+    assert "no_embedding" in rows and np.isfinite(rows["no_embedding"].psm).all()
+    assert not np.allclose(rows["no_embedding"].psm, rows["embedding"].psm)
+    table = context.table("closed")
+    assert not any(table.rows["no_embedding"][m]["significant"] for m in scoring.METRICS)
+    with pytest.raises(ValueError, match="not the no-embedding control"):
+        methods.Models.restore({"embedding": tiny_workdirs["embedding"], "no_embedding": trained})
+    config.embedding_input = "nothing"
+    with pytest.raises(ValueError, match="--config.embedding_input='nothing'"):
+        loop.no_embedding(config)

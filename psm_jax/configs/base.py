@@ -87,6 +87,11 @@ def get_config(model: str = "psm_network") -> ml_collections.ConfigDict:
     config.temperature = 0.1
     config.encoder_workdir = ""  # psm_network: the trained embedding encoder's workdir
     config.embedding_pool_size = 100
+    # psm_network: what conditions the dynamic layer. "encoder" (the method): each observer's
+    # embeddings from the trained encoder; "none" (issue 37's no-embedding control, ours): one
+    # fixed unit vector for everybody, so the same architecture, composition, loss and budget
+    # learn a universal refiner of the USM (the encoder_workdir only gives the embedding size).
+    config.embedding_input = "encoder"
     # Recorded at training from the dataset, so that a trained model restores from its workdir
     # alone (psm_jax.train.checkpoint.restore_model): 0 / () until then.
     config.num_observers = 0  # training observers (the per-observer models' observer axis)

@@ -24,6 +24,10 @@ Rows (id: what it is), in table order; a row is left out when its model is not g
                   a control (ours): the same network given another observer's embedding (each
                   observer of the group the next one's, in group order). If it scores like the
                   embedding row, the network does not use who the person is.
+  no_embedding    a control (ours), where its workdir is given: a PSM network of the same
+                  architecture, composition, loss and budget trained with one fixed embedding for
+                  everybody (`--config.embedding_input=none`), a universal refiner of the USM; the
+                  embedding row's gain over it is what knowing the person adds;
   embedding_mean  a control (ours): the same network given the training observers' mean
                   embedding (scaled to unit norm, as the encoder's are), one "average person" for
                   everybody. The embedding row's gain over it is the part of its gain over the USM
@@ -53,6 +57,7 @@ from psm_jax import inference, registry
 from psm_jax.data import saliency_maps
 from psm_jax.evaluation import priors as priors_lib
 from psm_jax.evaluation.pairs import EvaluationSet
+from psm_jax.train import loop
 
 GT_USM, PRETRAINED_USM, PREDICTED_USM = "gt_usm", "pretrained_usm", "predicted_usm"
 CENTRE_BIAS, MEAN_DISCREPANCY, PRIOR_BLEND = "centre_bias", "mean_discrepancy", "prior_blend"
@@ -60,6 +65,7 @@ DENSITY_RATIO = "density_ratio"
 MULTI_TASK, PER_OBSERVER, EMBEDDING = "multi_task", "per_observer", "embedding"
 EMBEDDING_SHUFFLED = "embedding_shuffled"
 EMBEDDING_MEAN = "embedding_mean"
+NO_EMBEDDING = "no_embedding"
 MULTI_TASK_PREDICTED = "multi_task_predicted_usm"
 PER_OBSERVER_PREDICTED = "per_observer_predicted_usm"
 EMBEDDING_PREDICTED = "embedding_predicted_usm"
@@ -86,8 +92,9 @@ ROW_IDS = (
     EMBEDDING_PREDICTED,
     EMBEDDING_SHUFFLED,
     EMBEDDING_MEAN,
+    NO_EMBEDDING,
 )
-CONTROLS = (EMBEDDING_SHUFFLED, EMBEDDING_MEAN)
+CONTROLS = (EMBEDDING_SHUFFLED, EMBEDDING_MEAN, NO_EMBEDDING)
 """The rows that test the embedding network rather than compete with it."""
 BASELINES = (CENTRE_BIAS, MEAN_DISCREPANCY, PRIOR_BLEND, DENSITY_RATIO)
 """The rows without learning (ours)."""
@@ -122,6 +129,7 @@ class Models:
     per_observer: inference.Restored | None = None
     universal: inference.Restored | None = None
     pretrained_universal: inference.Restored | None = None
+    no_embedding: inference.Restored | None = None
 
     @classmethod
     def restore(
@@ -140,7 +148,13 @@ class Models:
         restored = dict(restored or {})
         for name, path in workdirs.items():
             if path and name not in restored:
-                restored[name] = inference.restore(path, kind=name, compute_dtype=compute_dtype)
+                kind = "psm_network" if name == NO_EMBEDDING else name
+                restored[name] = inference.restore(path, kind=kind, compute_dtype=compute_dtype)
+                if name == NO_EMBEDDING and restored[name].config.get("embedding_input") != "none":
+                    raise ValueError(
+                        f"{path} is a PSM network trained with embeddings, not the no-embedding "
+                        "control (--config.embedding_input=none)."
+                    )
         universal = restored.get("universal")
         if universal is not None and universal.config.get("init_from"):
             restored["pretrained_universal"] = inference.restore(
@@ -453,6 +467,21 @@ def predict_rows(
                     EMBEDDING_SHUFFLED,
                     "... given another observer's embedding (control; ours)",
                     compose(models.psm_network, usm, discrepancy),
+                )
+            )
+        if models.no_embedding is not None:
+            control = models.no_embedding
+            usm = base_usm(control)
+            size = embeddings.shape[-1]
+            constant = np.broadcast_to(loop.constant_embedding(size), (len(images), size))
+            discrepancy = inference.predict_discrepancy(control, images, usm, constant)
+            rows.append(
+                Row(
+                    NO_EMBEDDING,
+                    "... no embedding: the same network trained as a universal refiner "
+                    "(control; ours)",
+                    compose(control, usm, discrepancy),
+                    usm is predicted_usm,
                 )
             )
         if training_embeddings is not None:

@@ -134,6 +134,37 @@ def embedding_pool(
         return embedding_lib.collect_embeddings(encoder, stream, observers, pool_size, progress)
 
 
+EMBEDDING_INPUTS = ("encoder", "none")
+"""What conditions the PSM network (`config.embedding_input`, psm_jax/configs/base.py)."""
+
+
+def no_embedding(config: ml_collections.ConfigDict) -> bool:
+    """Whether a PSM network's config trains the no-embedding control (`embedding_input="none"`);
+    a ValueError naming the flag for an unknown value."""
+    value = config.get("embedding_input", "encoder")
+    if value not in EMBEDDING_INPUTS:
+        raise ValueError(
+            f"--config.embedding_input={value!r}: must be one of {', '.join(EMBEDDING_INPUTS)}."
+        )
+    return value == "none"
+
+
+def constant_embedding(size: int) -> np.ndarray:
+    """The no-embedding control's one embedding: the first unit vector of `size` dimensions."""
+    vector = np.zeros(size, np.float32)
+    vector[0] = 1.0
+    return vector
+
+
+def constant_embedding_pool(config: ml_collections.ConfigDict, metadata) -> np.ndarray:
+    """(training observers, pool size, d): `constant_embedding` for every observer and draw."""
+    size = registry.get(config.model).architecture(config).embedding_size
+    observers = len(metadata.observers("train"))
+    return np.broadcast_to(
+        constant_embedding(size), (observers, config.embedding_pool_size, size)
+    ).copy()
+
+
 def _initialise_from(model: nnx.Module, config) -> None:
     """Copies the parameters and batch statistics of `config.init_from`'s best checkpoint into
     `model` (fine-tuning); the optimiser starts afresh."""
@@ -243,7 +274,9 @@ def _train_and_evaluate(config, workdir: Path, encoder) -> dict:
     if is_main:
         checkpoint.save_config(workdir, config)
     pool = None
-    if registry.get(config.model).conditioned_on == "embedding":
+    if registry.get(config.model).conditioned_on == "embedding" and no_embedding(config):
+        pool = constant_embedding_pool(config, metadata)
+    elif registry.get(config.model).conditioned_on == "embedding":
         if encoder is None:
             if not config.encoder_workdir:
                 raise ValueError(
