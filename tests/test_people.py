@@ -245,8 +245,9 @@ def test_in_real_use_the_strongest_other_row_is_one_a_new_image_allows():
         "prior_blend": shifted(0.35),  # reads the ground-truth USM of the test image
         "per_observer": shifted(0.05),
         "embedding": shifted(0.1),
+        "no_embedding": shifted(0.2),  # a control: never the strongest other row
     }
-    given = {"per_observer", "embedding"}
+    given = {"per_observer", "embedding", "no_embedding"}
     for metric in scoring.METRICS:
         assert scoring.strongest_other(scores, "embedding", metric, given) == "per_observer"
         assert scoring.strongest_other(scores, "embedding", metric) == "prior_blend"
@@ -262,4 +263,8 @@ def test_in_real_use_the_strongest_other_row_is_one_a_new_image_allows():
     )
     assert table.rows["embedding"]["cc"]["versus_strongest"]["row"] == "per_observer"
     assert all(table.rows["embedding"][m]["significant"] for m in scoring.METRICS)
-    assert "Real use: against the universal model's own map" in report.pooled_markdown(table)
+    markdown = report.pooled_markdown(table)
+    assert "Real use: against the universal model's own map" in markdown
+    versus_none = table.rows["embedding"]["kld"]["versus_no_embedding"]
+    assert versus_none["difference"] == pytest.approx(0.1) and versus_none["people"]["better"] == 0
+    assert "#### Against the no-embedding control (open set), over people" in markdown

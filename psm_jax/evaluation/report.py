@@ -171,6 +171,7 @@ def pooled_markdown(table: Table) -> str:
         versus_usm_markdown(table),
         real_use_markdown(table),
         people_markdown(table, "versus_mean_embedding", "the mean-embedding control"),
+        people_markdown(table, "versus_no_embedding", "the no-embedding control"),
         strongest_markdown(table),
     ]
     return "\n".join(section for section in sections if section)
@@ -571,6 +572,14 @@ def findings_markdown(
             lines.append(
                 "  Against the same network given the training observers' mean embedding "
                 f"(control: what is personal in the gain): {versus_mean}."
+            )
+        if "versus_no_embedding" in ours["cc"]:
+            versus_none = "; ".join(
+                _clause(ours[m]["versus_no_embedding"], m) for m in ("cc", "sim", "kld")
+            )
+            lines.append(
+                "  Against the same recipe trained with no embedding (control: a universal "
+                f"refiner of the USM): {versus_none}."
             )
         enrolled = table.rows.get(methods.EMBEDDING_PREDICTED)
         if enrolled is not None:

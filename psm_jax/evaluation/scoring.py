@@ -285,6 +285,12 @@ class Table:
         return path
 
 
+CONTROL_COMPARISONS = {
+    methods.EMBEDDING_MEAN: "versus_mean_embedding",
+    methods.NO_EMBEDDING: "versus_no_embedding",
+}
+"""The controls the embedding network's row is compared with, and the key of each comparison."""
+
 REAL_USE_COMPETITORS = (methods.PREDICTED_USM, methods.PRETRAINED_USM, methods.CENTRE_BIAS)
 """The rows without a personalised model that a new image allows: the universal models' USMs and
 the centre bias (a training statistic). The other baselines read the test image's ground-truth
@@ -404,10 +410,11 @@ def table_from_scores(
                 else:
                     comparison = metrics.compare(values, scores[strongest], [metric])[metric]
                     cell["significant"] = bool(comparison["significant"])
-            if row_id == methods.OURS and methods.EMBEDDING_MEAN in scores:
-                cell["versus_mean_embedding"] = versus_reference(
-                    values[metric], scores[methods.EMBEDDING_MEAN][metric], metric, people
-                )
+            for control, key in CONTROL_COMPARISONS.items():
+                if row_id == methods.OURS and control in scores:
+                    cell[key] = versus_reference(
+                        values[metric], scores[control][metric], metric, people
+                    )
             if row_id in given_predicted_usm and methods.PREDICTED_USM in scores:
                 cell["versus_predicted_usm"] = versus_reference(
                     values[metric], scores[methods.PREDICTED_USM][metric], metric, people
