@@ -3,7 +3,8 @@
     python launch/evaluate.py --workdir=runs/synthetic_personal_saliency
 
 reads a main job's workdir (one trained workdir per model below it: embedding, psm_network,
-multi_task, per_observer, universal; those absent are left out) and writes
+multi_task, per_observer, universal, and the controls no_embedding, multi_task_alike,
+per_observer_alike; those absent are left out) and writes
 `<workdir>/report.md` with `<workdir>/report/` (`<protocol>.md` / `.json` per protocol, the
 figures), as the main job did. Models trained apart are given one by one, and then
 `--output_dir` says where the report goes:
@@ -29,6 +30,7 @@ from ml_collections import config_flags
 
 from psm_jax import registry
 from psm_jax.configs import evaluation as evaluation_config
+from psm_jax.configs import main as main_configs
 from psm_jax.evaluation import evaluators, methods
 
 flags.adopt_module_key_flags(runner)  # --verbose shows in --help
@@ -50,11 +52,16 @@ _WORKDIRS = {
     name: flags.DEFINE_string(name, None, f"The trained {name} workdir ({spec.summary}).")
     for name, spec in registry.MODELS.items()
 }
-_WORKDIRS["no_embedding"] = flags.DEFINE_string(
-    "no_embedding",
-    None,
-    "A PSM network trained with --config.embedding_input=none: the no-embedding control's row.",
-)
+_CONTROL_HELP = {
+    "no_embedding": "A PSM network trained with --config.embedding_input=none: the no-embedding "
+    "control's row.",
+    "multi_task_alike": "A multi-task CNN trained alike the embedding network (log-ratio "
+    "composition; the main job's --config.controls): its row.",
+    "per_observer_alike": "Per-observer networks trained alike the embedding network (log-ratio "
+    "composition; the main job's --config.controls): their row.",
+}
+for _name in main_configs.CONTROLS:
+    _WORKDIRS[_name] = flags.DEFINE_string(_name, None, _CONTROL_HELP[_name])
 
 
 def model_workdirs(root: str | None, given: dict[str, str]) -> dict[str, str]:
@@ -64,7 +71,7 @@ def model_workdirs(root: str | None, given: dict[str, str]) -> dict[str, str]:
     if root is not None:
         if not Path(root).is_dir():
             raise FileNotFoundError(f"--workdir={root} does not exist.")
-        for name in registry.MODELS:
+        for name in (*registry.MODELS, *main_configs.CONTROLS):
             if (Path(root) / name / "config.json").exists():
                 workdirs[name] = str(Path(root) / name)
         if not workdirs:

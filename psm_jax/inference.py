@@ -73,9 +73,10 @@ class Restored:
 
     @property
     def composition(self) -> tuple[str, float]:
-        """(form, scale) of how its output makes a PSM (`compose_psm`); only a PSM network can
-        have been trained with "log_ratio" (`psm_jax.registry.composition`)."""
-        form = self.config.get("composition", "additive") if self.kind == "psm_network" else None
+        """(form, scale) of how its output makes a PSM (`compose_psm`): "log_ratio" where a
+        discrepancy model was trained with it (`psm_jax.registry.composition`)."""
+        discrepancy_model = registry.get(self.kind).conditioned_on is not None
+        form = self.config.get("composition", "additive") if discrepancy_model else None
         return (form or "additive", float(self.config.get("log_ratio_scale", 2.0)))
 
     @property

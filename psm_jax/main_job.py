@@ -9,6 +9,9 @@ last checkpoint):
      default) the universal model trains first and writes its USM of every image to
      `<workdir>/predicted_usm`, which the four others then train on (what a new person's images
      have; `psm_jax.configs.main`);
+  then the controls the config names (`psm_jax.configs.main`, `controls`: the no-embedding
+     control, the multi-task CNN and per-observer networks trained alike the PSM network), from
+     the trained models' configs;
   7. evaluate: the evaluators of the evaluation config (`psm_jax.evaluation.evaluators`: the
      closed- and open-set tables, example grids, the PSM network's activity, precision@1 versus
      m with a t-SNE, the preference alignment), then `<workdir>/report.md` (what was trained, what
@@ -35,7 +38,7 @@ from psm_jax.configs import main as main_configs
 from psm_jax.data import datasets, pipeline
 from psm_jax.data.releases import table as table_lib
 from psm_jax.evaluation import evaluators, methods, report
-from psm_jax.train import loop
+from psm_jax.train import checkpoint, loop
 
 
 class _Stages:
@@ -81,7 +84,8 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path | None = None) ->
     evaluators.check(config.evaluation)
     dataset, data_dir = config.dataset, config.data_dir
     manual_dir = config.manual_dir or None
-    stages = _Stages(total=len(config.models) + 2)
+    controls = main_configs.controls(config)
+    stages = _Stages(total=len(config.models) + len(controls) + 2)
     workdir = Path(workdir or Path("runs") / dataset.replace("/", "_"))
     stages.begin(f"Preparing {dataset} in {data_dir} (reused if already built)...")
     builder = datasets.build_dataset(dataset, data_dir=data_dir, manual_dir=manual_dir)
@@ -117,6 +121,16 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path | None = None) ->
             universal = inference.restore(workdirs[model], kind="universal")
             inference.export_usms(universal, predicted_usm_dir)
         stages.done(f"{model} trained")
+    trained = {name: checkpoint.load_config(path) for name, path in workdirs.items() if controls}
+    for control in controls:  # trained from the configs as the models were trained
+        control_config = main_configs.control_config(control, trained)
+        workdirs[control] = workdir / control
+        stages.begin(
+            f"Training the {control} control ({control_config.num_steps} steps, batch "
+            f"{control_config.batch_size}) in {workdirs[control]} ..."
+        )
+        loop.train_and_evaluate(control_config, workdirs[control])
+        stages.done(f"{control} trained")
 
     stages.begin("Evaluating...")
     models = methods.Models.restore(

@@ -191,15 +191,17 @@ COMPOSITIONS = ("additive", "log_ratio")
 
 
 def composition(config) -> str:
-    """The config's composition: "additive" (the papers') or "log_ratio" (ours, the PSM network
-    only, with `log_ratio_scale` > 0)."""
+    """The config's composition: "additive" (the papers') or "log_ratio" (ours, a discrepancy
+    model's: the PSM network's default in the quick schedules; the multi-task CNN and the
+    per-observer networks take it to be trained alike, `psm_jax.configs.experiments.trained_alike`;
+    with `log_ratio_scale` > 0)."""
     value = config.get("composition", "additive")
     if value not in COMPOSITIONS:
         raise ValueError(f"--config.composition must be one of {COMPOSITIONS}, got {value!r}")
-    if value == "log_ratio" and config.model != "psm_network":
+    if value == "log_ratio" and get(config.model).conditioned_on is None:
         raise ValueError(
-            f"--config.composition=log_ratio is the PSM network's; {config.model} predicts an "
-            "additive discrepancy (leave it at 'additive')."
+            f"--config.composition=log_ratio is a discrepancy model's; {config.model} predicts no "
+            "discrepancy (leave it at 'additive')."
         )
     if value == "log_ratio" and not config.get("log_ratio_scale", 2.0) > 0:
         raise ValueError(f"--config.log_ratio_scale must be > 0, got {config.log_ratio_scale}")
@@ -234,8 +236,20 @@ def _psm_network_loss(config) -> LossFn:
 
 
 def _per_observer_loss(config) -> LossFn:
-    composition(config)  # only the additive form: refuse a log_ratio setting, do not ignore it
     discrepancy_loss = _deep_supervised(config)
+    if composition(config) == "log_ratio":  # trained alike the PSM network (ours)
+        if config.composed_kld_weight:
+            raise ValueError(
+                "--config.composed_kld_weight adds the KLD of the additive composition; a "
+                "log_ratio network is trained on its own map's KLD already (set one of them)."
+            )
+        scale = config.get("log_ratio_scale", 2.0)
+
+        def log_ratio_loss_fn(model, batch, observer):
+            outputs = discrepancy_outputs(model, batch["image"], batch["usm"], observer)
+            return losses.log_ratio_kld(outputs, batch["usm"], batch["psm"], scale), {}
+
+        return log_ratio_loss_fn
 
     def loss_fn(model, batch, observer):
         outputs = discrepancy_outputs(model, batch["image"], batch["usm"], observer)
@@ -244,7 +258,12 @@ def _per_observer_loss(config) -> LossFn:
     return loss_fn
 
 
+def _per_observer_batch_keys(config) -> tuple[str, ...]:
+    return _REGRESSION_KEYS + (("psm",) if composition(config) == "log_ratio" else ())
+
+
 def _universal_loss(config) -> LossFn:
+    composition(config)  # refuse a log_ratio setting, do not ignore it
     architecture = universal.UniversalConfig(**network_fields(config))
 
     def loss_fn(model, batch, observer):
@@ -318,7 +337,7 @@ _SPECS = (
         architecture=lambda config: multi_task.MultiTaskConfig(**network_fields(config)),
         build=lambda arch, n, rngs: multi_task.MultiTaskCNN(n, arch, rngs=rngs),
         loss=_per_observer_loss,
-        batch_keys=lambda config: _REGRESSION_KEYS,
+        batch_keys=_per_observer_batch_keys,
     ),
     ModelSpec(
         name="per_observer",
@@ -329,7 +348,7 @@ _SPECS = (
         architecture=_per_observer_architecture,
         build=lambda arch, n, rngs: models.build_per_observer_networks(arch, n, rngs=rngs),
         loss=_per_observer_loss,
-        batch_keys=lambda config: _REGRESSION_KEYS,
+        batch_keys=_per_observer_batch_keys,
     ),
     ModelSpec(
         name="universal",

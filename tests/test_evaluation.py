@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import jax
+import ml_collections
 import numpy as np
 import pytest
 from conftest import TINY, tiny_config
@@ -795,3 +796,68 @@ def test_the_no_embedding_control_trains_one_embedding_for_everybody_and_adds_it
     config.embedding_input = "nothing"
     with pytest.raises(ValueError, match="--config.embedding_input='nothing'"):
         loop.no_embedding(config)
+
+
+def test_the_controls_configs_come_from_the_trained_models_configs():
+    """`--config.controls` (issue 37): the no-embedding control is the PSM network's config with
+    one embedding for everybody; a baseline trained alike keeps its architecture and batch size
+    and takes the PSM network's composition, optimiser and examples (num_steps x batch_size)."""
+    from psm_jax.configs import main as main_configs
+
+    config = main_configs.get_config("synthetic_personal_saliency")
+    models = {name: config.models[name] for name in ("psm_network", "multi_task", "per_observer")}
+    models["psm_network"].batch_size = 16
+    models["multi_task"].batch_size = 8
+    none = main_configs.control_config("no_embedding", models)
+    assert none.embedding_input == "none" and none.model == "psm_network"
+    alike = main_configs.control_config("multi_task_alike", models)
+    psm = models["psm_network"]
+    assert alike.model == "multi_task" and alike.batch_size == 8
+    assert alike.num_steps * 8 == psm.num_steps * 16
+    assert (alike.composition, alike.log_ratio_scale) == ("log_ratio", psm.log_ratio_scale)
+    assert (alike.optimizer, alike.learning_rate) == (psm.optimizer, psm.learning_rate)
+    assert alike.network.to_dict() == models["multi_task"].network.to_dict()
+    assert models["multi_task"].composition == "additive"  # the papers' form stays as it was
+    per_observer = main_configs.control_config("per_observer_alike", models)
+    assert per_observer.architecture == models["per_observer"].architecture
+    assert main_configs.controls(ml_collections.ConfigDict({"controls": ()})) == ()
+    given = ml_collections.ConfigDict({"controls": "per_observer_alike,no_embedding"})
+    assert main_configs.controls(given) == ("no_embedding", "per_observer_alike")
+    with pytest.raises(ValueError, match="--config.controls: unknown"):
+        main_configs.controls(ml_collections.ConfigDict({"controls": ("no_embeding",)}))
+    with pytest.raises(ValueError, match="unknown control"):
+        main_configs.control_config("universal_alike", models)
+    with pytest.raises(ValueError, match="needs the multi_task model"):
+        main_configs.control_config("multi_task_alike", {"psm_network": psm})
+
+
+@pytest.mark.slow
+def test_the_baselines_trained_alike_add_their_rows_and_the_comparison(tiny_workdirs, tmp_path):
+    """The multi-task CNN and the per-observer networks trained alike the PSM network (from the
+    tiny main job's configs, as `--config.controls` trains them) give rows in the closed set, the
+    per-observer ones through the oracle in the open set (chosen by the composed map's KLD), and
+    the embedding row's comparison with the stronger of them; a model of the papers' additive
+    form is refused as one."""
+    from psm_jax.configs import main as main_configs
+
+    trained = {name: checkpoint.load_config(path) for name, path in tiny_workdirs.items()}
+    workdirs = dict(tiny_workdirs)
+    for control in ("multi_task_alike", "per_observer_alike"):
+        config = main_configs.control_config(control, trained)
+        config.num_steps = 4
+        loop.train_and_evaluate(config, str(tmp_path / control))
+        workdirs[control] = str(tmp_path / control)
+    models = methods.Models.restore(workdirs)
+    context = _context(models, output_dir=tmp_path / "report")
+    closed = {row.id: row for row in context.rows("closed")}
+    open_rows = {row.id: row for row in context.rows("open")}
+    for row_id in ("multi_task_alike", "per_observer_alike"):
+        assert np.isfinite(closed[row_id].psm).all()
+        assert not np.allclose(closed[row_id].psm, closed[row_id.removesuffix("_alike")].psm)
+    assert "multi_task_alike" not in open_rows and "oracle" in open_rows["per_observer_alike"].name
+    table = context.table("closed")
+    versus = table.rows["embedding"]["kld"]["versus_alike"]
+    assert versus["row"] in ("multi_task_alike", "per_observer_alike")
+    assert versus["people"]["n"] == table.people
+    with pytest.raises(ValueError, match="not one trained alike"):
+        methods.Models.restore({"multi_task_alike": tiny_workdirs["multi_task"]})

@@ -16,6 +16,7 @@ from conftest import TINY
 from conftest import tiny_config as _config
 from flax import nnx
 
+from psm_jax import registry
 from psm_jax.data import pipeline
 from psm_jax.train import checkpoint, loop
 
@@ -59,11 +60,29 @@ def test_the_log_ratio_psm_network_trains_and_records_its_form(data_dir, encoder
     config.log_ratio_scale = 0.0
     with pytest.raises(ValueError, match="log_ratio_scale"):
         loop.train_and_evaluate(config, tmp_path / "bad")
-    # The other discrepancy models predict an additive discrepancy: the setting is refused.
-    other = _config("multi_task", data_dir)
+    # The universal model predicts no discrepancy: the setting is refused.
+    other = _config("universal", data_dir)
     other.composition = "log_ratio"
-    with pytest.raises(ValueError, match="PSM network's"):
-        loop.train_and_evaluate(other, tmp_path / "bad_multi_task")
+    with pytest.raises(ValueError, match="discrepancy model's"):
+        loop.train_and_evaluate(other, tmp_path / "bad_universal")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["multi_task", "per_observer"])
+def test_a_baseline_trained_alike_learns_the_log_ratio_on_kld(model, data_dir, tmp_path):
+    """Item 5 of issue 37: the multi-task CNN and the per-observer networks take the PSM
+    network's log-ratio composition, trained on the composed map's KLD; the restored model
+    composes that way and reads the PSM (the KLD's target)."""
+    from psm_jax import inference
+
+    config = _config(model, data_dir)
+    config.composition = "log_ratio"
+    config.num_steps = 8
+    measurements = loop.train_and_evaluate(config, tmp_path)
+    assert np.isfinite(measurements["loss"]) and measurements["loss"] > 0
+    restored = inference.restore(tmp_path)
+    assert restored.composition == ("log_ratio", 2.0)
+    assert registry.get(model).batch_keys(config)[-1] == "psm"
 
 
 @pytest.mark.slow

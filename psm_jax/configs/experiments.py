@@ -126,6 +126,40 @@ def quick_schedule(
     return quick_optimiser(config)
 
 
+def trained_alike(config, psm_network):
+    """A copy of a multi-task CNN's or per-observer networks' `config` trained alike the PSM
+    network's config `psm_network` (ours; issue 37): its log-ratio composition and scale, so
+    trained on the composed map's KLD, its optimiser, learning rate and schedule, and as many
+    training examples per observer (num_steps x batch_size, the examples drawn alike from every
+    training observer's pairs), with its own architecture and batch size. The papers' forms (an
+    additive discrepancy trained on MSE, the quick schedules' fewer steps) stay the models'
+    configs; this one gives the rows "trained alike" beside them (`launch/main.py
+    --config.controls`)."""
+    import math
+
+    import ml_collections
+
+    if config.model not in ("multi_task", "per_observer"):
+        raise ValueError(
+            f"Only the multi-task CNN and per-observer networks train alike, not {config.model}."
+        )
+    alike = ml_collections.ConfigDict(config.to_dict())
+    for field in (
+        "optimizer",
+        "learning_rate",
+        "weight_decay",
+        "lr_halving_epochs",
+        "loss_reduction",
+        "composition",
+        "log_ratio_scale",
+    ):
+        alike[field] = psm_network[field]
+    alike.composed_kld_weight = 0.0
+    examples = psm_network.num_steps * psm_network.batch_size
+    alike.num_steps = math.ceil(examples / alike.batch_size)
+    return alike
+
+
 def apply_options(config, options: set[str], known: tuple[str, ...] = OPTIONS):
     """Applies "predicted" and "quick" (`QUICK_REAL`) to a dataset's config, then fills its
     network with every architecture field (`psm_jax.registry.complete_network`): the last step of

@@ -33,6 +33,14 @@ Fields:
               model's USM and enrolled on its USMs, the embedding network trained on the ground
               truth fell below that USM (CC -0.008, KLD +0.028), the one trained on predicted USMs
               beat it on CC, SIM and KLD in both protocols.
+  controls    models trained after the others for the rows that isolate the personal gain (ours;
+              default none: they add about as much training time again): "no_embedding" (the
+              PSM network's recipe with one fixed embedding for everybody,
+              `--config.embedding_input=none`), "multi_task_alike" and "per_observer_alike"
+              (the multi-task CNN and the per-observer networks trained alike the PSM network:
+              its log-ratio composition and KLD loss, its optimiser and as many examples per
+              observer, `psm_jax.configs.experiments.trained_alike`); each in <workdir>/<name>,
+              e.g. `--config.controls=no_embedding,multi_task_alike,per_observer_alike`.
   evaluation  the evaluation config (`psm_jax/configs/evaluation.py`), e.g.
               `--config.evaluation.m=16`.
 """
@@ -42,7 +50,15 @@ from __future__ import annotations
 import ml_collections
 
 from psm_jax import registry
-from psm_jax.configs import base, evaluation, individual_differences, osie, ps, synthetic
+from psm_jax.configs import (
+    base,
+    evaluation,
+    experiments,
+    individual_differences,
+    osie,
+    ps,
+    synthetic,
+)
 
 CONFIG_FILES = {
     "synthetic_personal_saliency": synthetic,
@@ -57,6 +73,9 @@ USM_SOURCES = ("predicted", "ground_truth")
 
 PERSONALISED = ("embedding", "psm_network", "multi_task", "per_observer")
 """The models that read a USM (trained on the `usm_source`)."""
+
+CONTROLS = ("no_embedding", "multi_task_alike", "per_observer_alike")
+"""The models `controls` may name (module docstring), in the order they train."""
 
 SHARED_FIELDS = ("dataset", "data_dir", "manual_dir")
 """Fields every model's config refers to (ml_collections references to the main config's)."""
@@ -98,6 +117,7 @@ def get_config(dataset: str = "synthetic_personal_saliency") -> ml_collections.C
     config.manual_dir = models["embedding"].manual_dir
     config.schedules = dataset
     config.usm_source = "predicted"
+    config.controls = ()
     config.models = ml_collections.ConfigDict()
     for name, model_config in models.items():
         for field in SHARED_FIELDS:
@@ -105,6 +125,40 @@ def get_config(dataset: str = "synthetic_personal_saliency") -> ml_collections.C
         config.models[name] = model_config
     config.evaluation = evaluation_config(dataset)
     return config
+
+
+def control_config(
+    control: str, models: dict[str, ml_collections.ConfigDict]
+) -> ml_collections.ConfigDict:
+    """The training config of a control (`CONTROLS`) from the trained models' configs (model name
+    -> config, as the main job trains them or as their workdirs saved them)."""
+    if control not in CONTROLS:
+        raise ValueError(f"--config.controls: unknown control {control!r}; known: {CONTROLS}.")
+    if "psm_network" not in models:
+        raise ValueError(f"The {control} control is built on the PSM network's config: none given.")
+    psm_network = models["psm_network"]
+    if control == "no_embedding":
+        config = ml_collections.ConfigDict(psm_network.to_dict())
+        config.embedding_input = "none"
+        config.encoder_workdir = ""
+        return config
+    model = control.removesuffix("_alike")
+    if model not in models:
+        raise ValueError(f"The {control} control needs the {model} model's config: none given.")
+    return experiments.trained_alike(models[model], psm_network)
+
+
+def controls(config: ml_collections.ConfigDict) -> tuple[str, ...]:
+    """`config.controls` as a tuple in `CONTROLS` order (a comma-separated string is accepted,
+    as a command line gives it); a ValueError naming the flag for an unknown one."""
+    value = config.get("controls", ())
+    given = [value] if isinstance(value, str) else list(value)
+    # ml_collections gives `--config.controls=a,b` as the tuple ("a,b",).
+    names = [name.strip() for item in given for name in str(item).split(",") if name.strip()]
+    unknown = sorted(set(names) - set(CONTROLS))
+    if unknown:
+        raise ValueError(f"--config.controls: unknown {unknown}; known: {', '.join(CONTROLS)}.")
+    return tuple(name for name in CONTROLS if name in names)
 
 
 def family(dataset: str) -> str:
@@ -132,6 +186,13 @@ def check(config: ml_collections.ConfigDict) -> None:
             "--config.usm_source=predicted needs the universal model (config.models.universal); "
             "or train on the ground truth: --config.usm_source=ground_truth."
         )
+    names = controls(config)
+    if names and "psm_network" not in config.models:
+        raise ValueError("--config.controls: the controls are built on the PSM network's config.")
+    for name in names:
+        model = name.removesuffix("_alike")
+        if model != "no_embedding" and model not in config.models:
+            raise ValueError(f"--config.controls={name} needs --config.models.{model}.")
     for name, model_config in config.models.items():
         try:
             registry.get(name).architecture(model_config)  # unknown or bad network fields

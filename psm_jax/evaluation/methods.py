@@ -18,6 +18,11 @@ Rows (id: what it is), in table order; a row is left out when its model is not g
   per_observer    the per-observer networks; in the open set Strohm et al.'s oracle: for each unseen
                   observer, the trained observer's network with the lowest discrepancy MSE on that
                   observer's test pairs;
+  multi_task_alike, per_observer_alike
+                  baselines trained alike (ours), where their workdirs are given: the same models
+                  trained with the embedding network's log-ratio composition, KLD loss, optimiser
+                  and examples per observer (`psm_jax.configs.experiments.trained_alike`); each
+                  follows its model's rows;
   embedding       Strohm et al.'s embedding + hypernetwork network, the observer embedded from m
                   (image, PSM) pairs of their own training images (never test images);
   embedding_shuffled
@@ -53,7 +58,7 @@ import dataclasses
 import numpy as np
 from flax import nnx
 
-from psm_jax import inference, registry
+from psm_jax import inference, metrics, registry
 from psm_jax.data import saliency_maps
 from psm_jax.evaluation import priors as priors_lib
 from psm_jax.evaluation.pairs import EvaluationSet
@@ -66,6 +71,7 @@ MULTI_TASK, PER_OBSERVER, EMBEDDING = "multi_task", "per_observer", "embedding"
 EMBEDDING_SHUFFLED = "embedding_shuffled"
 EMBEDDING_MEAN = "embedding_mean"
 NO_EMBEDDING = "no_embedding"
+MULTI_TASK_ALIKE, PER_OBSERVER_ALIKE = "multi_task_alike", "per_observer_alike"
 MULTI_TASK_PREDICTED = "multi_task_predicted_usm"
 PER_OBSERVER_PREDICTED = "per_observer_predicted_usm"
 EMBEDDING_PREDICTED = "embedding_predicted_usm"
@@ -86,8 +92,10 @@ ROW_IDS = (
     DENSITY_RATIO,
     MULTI_TASK,
     MULTI_TASK_PREDICTED,
+    MULTI_TASK_ALIKE,
     PER_OBSERVER,
     PER_OBSERVER_PREDICTED,
+    PER_OBSERVER_ALIKE,
     EMBEDDING,
     EMBEDDING_PREDICTED,
     EMBEDDING_SHUFFLED,
@@ -98,6 +106,20 @@ CONTROLS = (EMBEDDING_SHUFFLED, EMBEDDING_MEAN, NO_EMBEDDING)
 """The rows that test the embedding network rather than compete with it."""
 BASELINES = (CENTRE_BIAS, MEAN_DISCREPANCY, PRIOR_BLEND, DENSITY_RATIO)
 """The rows without learning (ours)."""
+TRAINED_ALIKE = (MULTI_TASK_ALIKE, PER_OBSERVER_ALIKE)
+"""The baselines trained alike the embedding network (ours)."""
+ARCHITECTURE_NAMES = {
+    "xu": " (Xu et al.'s architecture)",
+    "strohm": " (Strohm et al.'s architecture)",
+}
+"""The per-observer networks' `config.architecture` in the rows' names."""
+CONTROL_KINDS = {
+    NO_EMBEDDING: "psm_network",
+    MULTI_TASK_ALIKE: "multi_task",
+    PER_OBSERVER_ALIKE: "per_observer",
+}
+"""The models trained as controls or baselines trained alike (`psm_jax.configs.main.CONTROLS`)
+-> the kind of model each is."""
 OURS = EMBEDDING
 """The row the papers' asterisks are about (Strohm et al.'s method)."""
 
@@ -130,6 +152,8 @@ class Models:
     universal: inference.Restored | None = None
     pretrained_universal: inference.Restored | None = None
     no_embedding: inference.Restored | None = None
+    multi_task_alike: inference.Restored | None = None
+    per_observer_alike: inference.Restored | None = None
 
     @classmethod
     def restore(
@@ -148,12 +172,18 @@ class Models:
         restored = dict(restored or {})
         for name, path in workdirs.items():
             if path and name not in restored:
-                kind = "psm_network" if name == NO_EMBEDDING else name
+                kind = CONTROL_KINDS.get(name, name)
                 restored[name] = inference.restore(path, kind=kind, compute_dtype=compute_dtype)
                 if name == NO_EMBEDDING and restored[name].config.get("embedding_input") != "none":
                     raise ValueError(
                         f"{path} is a PSM network trained with embeddings, not the no-embedding "
                         "control (--config.embedding_input=none)."
+                    )
+                if name in TRAINED_ALIKE and restored[name].composition[0] != "log_ratio":
+                    raise ValueError(
+                        f"{path} is a {kind} model of the papers' additive form, not one trained "
+                        "alike the embedding network (--config.controls, "
+                        "psm_jax.configs.experiments.trained_alike)."
                     )
         universal = restored.get("universal")
         if universal is not None and universal.config.get("init_from"):
@@ -198,15 +228,22 @@ def _suffix(restored: inference.Restored) -> str:
 
 
 def _per_observer_oracle(model: inference.Restored, evaluation: EvaluationSet, usm) -> np.ndarray:
-    """For each unseen observer, the trained observer whose network has the lowest discrepancy
-    MSE on that observer's test pairs; returns (P, 15, 20) discrepancies of the chosen networks."""
+    """For each unseen observer, the trained observer whose network fits that observer's test
+    pairs best by the loss the model was trained on: the discrepancy MSE for the papers' additive
+    form, the KLD of the composed map to the PSM for the log-ratio form (trained alike); returns
+    (P, 15, 20) outputs of the chosen networks."""
     images = evaluation.pair_images
+    log_ratio = model.composition[0] == "log_ratio"
     target = saliency_maps.discrepancy_maps(evaluation.psm, usm, saliency_maps.OUTPUT_SIZE)
     losses, predictions = [], []
     for k in range(model.model.num_observers):
         prediction = inference.predict_discrepancy_of_observer(model, images, usm, k)
         predictions.append(prediction)
-        losses.append(np.mean((prediction - target) ** 2, axis=(1, 2)))
+        if log_ratio:
+            composed = inference.compose(model, usm, prediction, 0.0, 1.0)
+            losses.append(np.asarray(metrics.kld(composed, evaluation.psm)))
+        else:
+            losses.append(np.mean((prediction - target) ** 2, axis=(1, 2)))
     losses, predictions = np.stack(losses), np.stack(predictions)  # (K, P), (K, P, h, w)
     chosen = np.zeros(len(evaluation.image), np.int64)
     for observer in np.unique(evaluation.observer):
@@ -392,40 +429,46 @@ def predict_rows(
     def real_use(restored: inference.Restored) -> bool:
         return any_real_use and not restored.predicted_usm
 
-    if models.multi_task is not None and evaluation.protocol == "closed":
-        name = "Multi-task CNN (Xu et al.)"
-        for row_id, usm in (
-            (MULTI_TASK, base_usm(models.multi_task)),
-            (MULTI_TASK_PREDICTED, predicted_usm),
-        ):
-            if row_id == MULTI_TASK_PREDICTED and not real_use(models.multi_task):
-                continue
-            discrepancy = inference.predict_discrepancy(
-                models.multi_task, images, usm, evaluation.observer
-            )
-            suffix = _suffix(models.multi_task) if row_id == MULTI_TASK else _PREDICTED
-            psm = compose(models.multi_task, usm, discrepancy)
-            rows.append(Row(row_id, name + suffix, psm, usm is predicted_usm))
-    if models.per_observer is not None:
-        architecture = models.per_observer.config.architecture
-        name = f"Per-observer networks ({architecture})"
-        given = (
-            (PER_OBSERVER, base_usm(models.per_observer)),
-            (PER_OBSERVER_PREDICTED, predicted_usm),
-        )
-        for row_id, usm in given:
-            if row_id == PER_OBSERVER_PREDICTED and not real_use(models.per_observer):
-                continue
-            suffix = _suffix(models.per_observer) if row_id == PER_OBSERVER else _PREDICTED
+    def observer_model_rows(restored, row_id: str, predicted_row_id: str | None, name: str):
+        """The rows of a model with one head/network per training observer: given its own USM
+        and, for real use, the predicted one; in the open set the per-observer oracle."""
+        given = [(row_id, base_usm(restored))]
+        if predicted_row_id is not None and real_use(restored):
+            given.append((predicted_row_id, predicted_usm))
+        for current, usm in given:
+            suffix = _suffix(restored) if current == row_id else _PREDICTED
             if evaluation.protocol == "closed":
                 discrepancy = inference.predict_discrepancy(
-                    models.per_observer, images, usm, evaluation.observer
+                    restored, images, usm, evaluation.observer
                 )
             else:
-                discrepancy = _per_observer_oracle(models.per_observer, evaluation, usm)
+                discrepancy = _per_observer_oracle(restored, evaluation, usm)
                 suffix += ", oracle"
-            psm = compose(models.per_observer, usm, discrepancy)
-            rows.append(Row(row_id, name + suffix, psm, usm is predicted_usm))
+            psm = compose(restored, usm, discrepancy)
+            rows.append(Row(current, name + suffix, psm, usm is predicted_usm))
+
+    alike = " trained alike the embedding network (log-ratio, KLD, its examples; ours)"
+    if evaluation.protocol == "closed":  # no head for an unseen observer
+        if models.multi_task is not None:
+            observer_model_rows(
+                models.multi_task, MULTI_TASK, MULTI_TASK_PREDICTED, "Multi-task CNN (Xu et al.)"
+            )
+        if models.multi_task_alike is not None:
+            observer_model_rows(
+                models.multi_task_alike, MULTI_TASK_ALIKE, None, "Multi-task CNN" + alike
+            )
+    if models.per_observer is not None:
+        architecture = ARCHITECTURE_NAMES.get(models.per_observer.config.architecture, "")
+        observer_model_rows(
+            models.per_observer,
+            PER_OBSERVER,
+            PER_OBSERVER_PREDICTED,
+            f"Per-observer networks{architecture}",
+        )
+    if models.per_observer_alike is not None:
+        observer_model_rows(
+            models.per_observer_alike, PER_OBSERVER_ALIKE, None, "Per-observer networks" + alike
+        )
     if models.psm_network is not None:
         if models.embedding is None:
             raise ValueError("The embedding network's row needs the encoder too.")

@@ -121,7 +121,8 @@ def people_markdown(table: Table, key: str, reference: str) -> str:
         cells = []
         for metric in METRICS:
             versus = row[metric][key]
-            cells.append(f"{versus['difference']:+.3f} {_people_cell(versus['people'])}")
+            against = f" vs {versus['row']}" if "row" in versus else ""
+            cells.append(f"{versus['difference']:+.3f} {_people_cell(versus['people'])}{against}")
         lines.append(f"| {row['name']} | " + " | ".join(cells) + " |")
     return (
         f"#### Against {reference} ({table.protocol} set), over people: each observer's mean "
@@ -172,6 +173,7 @@ def pooled_markdown(table: Table) -> str:
         real_use_markdown(table),
         people_markdown(table, "versus_mean_embedding", "the mean-embedding control"),
         people_markdown(table, "versus_no_embedding", "the no-embedding control"),
+        people_markdown(table, "versus_alike", "the strongest baseline trained alike"),
         strongest_markdown(table),
     ]
     return "\n".join(section for section in sections if section)
@@ -580,6 +582,15 @@ def findings_markdown(
             lines.append(
                 "  Against the same recipe trained with no embedding (control: a universal "
                 f"refiner of the USM): {versus_none}."
+            )
+        if "versus_alike" in ours["cc"]:
+            versus_alike = "; ".join(
+                f"{_clause(ours[m]['versus_alike'], m)} (vs {ours[m]['versus_alike']['row']})"
+                for m in ("cc", "sim", "kld")
+            )
+            lines.append(
+                "  Against the strongest baseline trained alike (the multi-task CNN or the "
+                f"per-observer networks with its composition, loss and examples): {versus_alike}."
             )
         enrolled = table.rows.get(methods.EMBEDDING_PREDICTED)
         if enrolled is not None:

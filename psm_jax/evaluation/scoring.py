@@ -315,6 +315,25 @@ def strongest_other(
     return max(others, key=lambda o: sign * np.nanmean(scores[o][metric]), default=None)
 
 
+def strongest_alike(
+    scores: dict[str, dict[str, np.ndarray]],
+    row_id: str,
+    metric: str,
+    given_predicted_usm: set[str] | frozenset[str] = frozenset(),
+):
+    """The baseline trained alike (`methods.TRAINED_ALIKE`) with the best mean `metric`, among
+    those given the same kind of USM as `row_id` (the predicted one in real use); None when
+    none was evaluated."""
+    sign = 1.0 if metrics.HIGHER_IS_BETTER[metric] else -1.0
+    real_use = row_id in given_predicted_usm
+    alike = [
+        other
+        for other in methods.TRAINED_ALIKE
+        if other in scores and (other in given_predicted_usm) == real_use
+    ]
+    return max(alike, key=lambda o: sign * np.nanmean(scores[o][metric]), default=None)
+
+
 def table(
     evaluation: EvaluationSet,
     rows: list[methods.Row],
@@ -378,7 +397,9 @@ def table_from_scores(
     Returns:
       The table; the embedding network's row also holds, per metric, "versus_strongest"
       (`versus_reference` against the strongest other row, controls aside, whose id is under
-      "row"), the comparison its asterisk tests.
+      "row"), the comparison its asterisk tests; the controls' comparisons
+      (`CONTROL_COMPARISONS`); and "versus_alike", against the strongest baseline trained alike
+      (`strongest_alike`, its id under "row") where one was evaluated.
     """
     scores = pair_scores.rows
     people = people_lib.People(pair_scores.observer_ids, pair_scores.image_ids)
@@ -415,6 +436,14 @@ def table_from_scores(
                     cell[key] = versus_reference(
                         values[metric], scores[control][metric], metric, people
                     )
+            alike = (
+                strongest_alike(scores, row_id, metric, given_predicted_usm)
+                if row_id == methods.OURS
+                else None
+            )
+            if alike is not None:
+                versus = versus_reference(values[metric], scores[alike][metric], metric, people)
+                cell["versus_alike"] = {"row": alike, **versus}
             if row_id in given_predicted_usm and methods.PREDICTED_USM in scores:
                 cell["versus_predicted_usm"] = versus_reference(
                     values[metric], scores[methods.PREDICTED_USM][metric], metric, people
