@@ -861,3 +861,76 @@ def test_the_baselines_trained_alike_add_their_rows_and_the_comparison(tiny_work
     assert versus["people"]["n"] == table.people
     with pytest.raises(ValueError, match="not one trained alike"):
         methods.Models.restore({"multi_task_alike": tiny_workdirs["multi_task"]})
+
+
+def test_the_closed_set_leave_one_out_usm_row_and_option(tiny_data_dir):
+    """Issue 37, item 7: each closed-set pair's USM without the scored observer, (n USM - own
+    PSM) / (n - 1) over the n training observers with a map; a row of its own by default, the USM
+    of every row with `closed_usm="leave_one_out"`; none in the open set."""
+    from psm_jax.data import pipeline
+
+    closed = pairs.evaluation_set(TINY, tiny_data_dir, "closed")
+    source, metadata = pipeline.open_split(TINY, "test", tiny_data_dir)
+    counts = {}
+    for index in range(len(source)):
+        record = source[index]
+        valid = np.asarray(record["psm_valid"], bool) & metadata.train_mask
+        counts[pipeline.image_id(record)] = int(valid.sum())
+    n = np.array([counts[closed.image_ids[i]] for i in closed.image])[:, None, None]
+    expected = (n * closed.pair_usm - closed.psm) / (n - 1)
+    np.testing.assert_allclose(closed.leave_one_out_usm, expected, atol=1e-5)
+    assert not np.allclose(closed.leave_one_out_usm, closed.pair_usm)
+    assert pairs.evaluation_set(TINY, tiny_data_dir, "open").leave_one_out_usm is None
+    scored = pairs.evaluation_set(TINY, tiny_data_dir, "closed", closed_usm="leave_one_out")
+    np.testing.assert_array_equal(scored.pair_usm, closed.leave_one_out_usm)
+    with pytest.raises(ValueError, match="--config.closed_usm='own'"):
+        pairs.evaluation_set(TINY, tiny_data_dir, "closed", closed_usm="own")
+    source, metadata = pipeline.open_split(TINY, "train", tiny_data_dir)
+    rows = methods.predict_rows(
+        closed,
+        methods.Models(),
+        source=source,
+        metadata=metadata,
+        observer_embeddings=None,
+        usm_floor=0.0,
+        discrepancy_weight=1.0,
+    )
+    ids = [row.id for row in rows]
+    assert ids[:2] == ["gt_usm", "gt_usm_leave_one_out"]
+    rows = methods.predict_rows(
+        scored,
+        methods.Models(),
+        source=source,
+        metadata=metadata,
+        observer_embeddings=None,
+        usm_floor=0.0,
+        discrepancy_weight=1.0,
+    )
+    assert "gt_usm_leave_one_out" not in [row.id for row in rows]
+    assert rows[0].name.endswith("without the scored observer)")
+    np.testing.assert_array_equal(rows[0].psm, closed.leave_one_out_usm)
+
+
+def test_a_discrepancy_model_trains_against_the_leave_one_out_usm(tiny_data_dir):
+    """`--config.usm_mode=leave_one_out`: the regression stream gives a training observer the
+    other training observers' mean; refused with external (predicted) USMs, or unknown."""
+    from psm_jax.data import pipeline
+    from psm_jax.train import tasks
+
+    source, metadata = pipeline.open_split(TINY, "train", tiny_data_dir)
+    batches = {}
+    for mode in ("train", "leave_one_out"):
+        config = tiny_config("multi_task", tiny_data_dir, usm_mode=mode)
+        task = tasks.make_task(config, metadata)
+        batches[mode] = next(iter(task.stream(source, seed=0, shuffle=False, num_epochs=1)))
+    np.testing.assert_array_equal(
+        batches["train"]["observer"], batches["leave_one_out"]["observer"]
+    )
+    assert not np.allclose(batches["train"]["usm"], batches["leave_one_out"]["usm"])
+    with pytest.raises(ValueError, match="--config.usm_mode=leave_one_out: this config trains"):
+        tasks.make_task(
+            tiny_config("multi_task", tiny_data_dir, usm_mode="leave_one_out", usm="external"),
+            metadata,
+        )
+    with pytest.raises(ValueError, match="--config.usm_mode='own'"):
+        tasks.make_task(tiny_config("multi_task", tiny_data_dir, usm_mode="own"), metadata)

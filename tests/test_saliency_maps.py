@@ -198,3 +198,18 @@ def test_discrepancy_range_and_definition():
     d = sm.discrepancy_maps(psm, usm)
     assert d.min() >= -1 and d.max() <= 1
     np.testing.assert_allclose(d, (psm - usm).reshape(2, 15, 8, 20, 8).mean(axis=(2, 4)), atol=1e-5)
+
+
+def test_leave_one_out_within_the_training_observers():
+    """With the split's training mask, "leave_one_out" averages the other training observers for
+    a training observer (issue 37, item 7), and gives a validation or test observer the training
+    observers' mean: no test observer's map enters any USM."""
+    rng = np.random.default_rng(3)
+    psm = rng.uniform(size=(5, 4, 6)).astype(np.float32)
+    valid = np.array([True, True, True, False, True])
+    train = np.array([True, True, False, True, True])
+    usm, ok = sm.universal_saliency_maps(psm, valid, mode="leave_one_out", train_observers=train)
+    np.testing.assert_allclose(usm[0], psm[[1, 4]].mean(axis=0), atol=1e-6)
+    np.testing.assert_allclose(usm[4], psm[[0, 1]].mean(axis=0), atol=1e-6)
+    np.testing.assert_allclose(usm[2], psm[[0, 1, 4]].mean(axis=0), atol=1e-6)  # not training
+    assert ok.all()

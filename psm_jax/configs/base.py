@@ -92,6 +92,11 @@ def get_config(model: str = "psm_network") -> ml_collections.ConfigDict:
     # fixed unit vector for everybody, so the same architecture, composition, loss and budget
     # learn a universal refiner of the USM (the encoder_workdir only gives the embedding size).
     config.embedding_input = "encoder"
+    # The discrepancy models' ground-truth USM (their regression stream): "train" (the training
+    # observers' mean PSM, for every observer) or "leave_one_out" (ours, issue 37: for a training
+    # observer, the other training observers' mean, so that the map a closed-set observer is
+    # scored against is not 1/n of their USM). Not with external (predicted) USMs.
+    config.usm_mode = "train"
     # Recorded at training from the dataset, so that a trained model restores from its workdir
     # alone (psm_jax.train.checkpoint.restore_model): 0 / () until then.
     config.num_observers = 0  # training observers (the per-observer models' observer axis)

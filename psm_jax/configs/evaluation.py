@@ -36,6 +36,11 @@ Fields:
               Floor and weight are for additive discrepancies: a PSM network trained with
               `config.composition="log_ratio"` (ours) is composed as trained, USM x exp(s x
               output) (`psm_jax.inference.compose`).
+  closed_usm  the closed set's ground-truth USM: "train" (the training observers' mean PSM, as
+              the models were trained with by default; it holds 1/n of the scored observer's
+              own map), with a row for the USM without the scored observer; or "leave_one_out"
+              (ours): every closed-set row is given and compared with that USM instead (train
+              the models with `--config.usm_mode=leave_one_out` to match).
   m           (image, PSM) pairs of their own training images an evaluated observer is embedded
               from (Strohm et al. report m = 32 among others).
   seed        the sets' random draws.
@@ -66,6 +71,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.usm_floor = 0.3
     config.discrepancy_weight = 0.5
     config.m = 32
+    config.closed_usm = "train"
     config.seed = 0
     config.compute_dtype = ""
     config.evals = ml_collections.ConfigDict()

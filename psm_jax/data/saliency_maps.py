@@ -213,7 +213,8 @@ def universal_saliency_maps(
       mode: which observers' PSMs are averaged:
         - "train": the training observers of the split (`train_observers`), the same map for every
           observer; a validation or test observer's own map never enters it (the default).
-        - "leave_one_out": for observer o, every other observer.
+        - "leave_one_out": for observer o, every other observer; with `train_observers`, every
+          other training observer (a validation or test observer then gets the "train" map).
         - "all": every observer, o included: the papers' definition.
       train_observers: (O,) bool mask of the split's training observers, needed for "train".
 
@@ -226,6 +227,8 @@ def universal_saliency_maps(
     if mode == "train":
         if train_observers is None:
             raise ValueError('mode="train" needs train_observers (the split\'s training mask).')
+        contributors = valid & np.asarray(train_observers, bool)
+    elif mode == "leave_one_out" and train_observers is not None:
         contributors = valid & np.asarray(train_observers, bool)
     elif mode in ("all", "leave_one_out"):
         contributors = valid

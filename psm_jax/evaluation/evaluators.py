@@ -99,7 +99,11 @@ class Context:
         """The protocol's (image, observer) pairs on the config's split, read once."""
         if protocol not in self._evaluation_sets:
             self._evaluation_sets[protocol] = pairs.evaluation_set(
-                self.dataset, self.data_dir, protocol, self.config.split
+                self.dataset,
+                self.data_dir,
+                protocol,
+                self.config.split,
+                closed_usm=self.config.get("closed_usm", "train"),
             )
         return self._evaluation_sets[protocol]
 
@@ -375,6 +379,10 @@ def check(config: ml_collections.ConfigDict) -> None:
     for protocol in config.protocols:
         pairs.observer_group(protocol)
     inference.check_composition(config.usm_floor, config.discrepancy_weight)
+    if config.get("closed_usm", "train") not in pairs.CLOSED_USMS:
+        raise ValueError(
+            f"--config.closed_usm={config.closed_usm!r}: must be one of {pairs.CLOSED_USMS}."
+        )
     if not 1 <= config.m:
         raise ValueError(inference.m_out_of_range(config.m))
     if config.seed < 0:

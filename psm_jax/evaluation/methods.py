@@ -1,7 +1,12 @@
 """The rows of the evaluation tables: each method's predicted PSM of every pair, with a stable id.
 
 Rows (id: what it is), in table order; a row is left out when its model is not given:
-  gt_usm          the ground-truth USM alone;
+  gt_usm          the ground-truth USM alone (in the closed set without the scored observer's
+                  own map where the evaluation's `closed_usm="leave_one_out"`);
+  gt_usm_leave_one_out
+                  closed set, `closed_usm="train"`: the USM without the scored observer, the other
+                  training observers' mean PSM (ours): how much of the USM's score is the scored
+                  observer's own 1/n of it;
   pretrained_usm  when the universal network was fine-tuned from another workdir
                   (`config.init_from`), that pretrained network's USM as it came (the papers'
                   DeepGaze row);
@@ -65,6 +70,7 @@ from psm_jax.evaluation.pairs import EvaluationSet
 from psm_jax.train import loop
 
 GT_USM, PRETRAINED_USM, PREDICTED_USM = "gt_usm", "pretrained_usm", "predicted_usm"
+GT_USM_LEAVE_ONE_OUT = "gt_usm_leave_one_out"
 CENTRE_BIAS, MEAN_DISCREPANCY, PRIOR_BLEND = "centre_bias", "mean_discrepancy", "prior_blend"
 DENSITY_RATIO = "density_ratio"
 MULTI_TASK, PER_OBSERVER, EMBEDDING = "multi_task", "per_observer", "embedding"
@@ -84,6 +90,7 @@ PREDICTED_USM_ROWS = {
 truth."""
 ROW_IDS = (
     GT_USM,
+    GT_USM_LEAVE_ONE_OUT,
     PRETRAINED_USM,
     PREDICTED_USM,
     CENTRE_BIAS,
@@ -391,7 +398,24 @@ def predict_rows(
     pair_usm = evaluation.pair_usm
     images = evaluation.pair_images
     embeddings, enrolment = observer_embeddings or (None, None)
-    rows = [Row(GT_USM, "USM (ground truth)", pair_usm)]
+    leave_one_out = evaluation.closed_usm == "leave_one_out" and evaluation.protocol == "closed"
+    rows = [
+        Row(
+            GT_USM,
+            "USM (ground truth, without the scored observer)"
+            if leave_one_out
+            else "USM (ground truth)",
+            pair_usm,
+        )
+    ]
+    if evaluation.leave_one_out_usm is not None and not leave_one_out:
+        rows.append(
+            Row(
+                GT_USM_LEAVE_ONE_OUT,
+                "USM without the scored observer (leave-one-out; ours)",
+                evaluation.leave_one_out_usm,
+            )
+        )
     predicted_usm = None
     if models.pretrained_universal is not None:
         origin = models.pretrained_universal.config.dataset

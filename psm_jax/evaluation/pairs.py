@@ -10,7 +10,9 @@ the scored observer is one of those n training observers, so the USM holds 1/n o
 is scored against (as in the papers, whose USM averages every observer): worth CC +0.03 on the
 synthetic draws and +0.08 on OSIE against the same mean without that observer
 (`studies/closed_set_usm.py`). Every closed-set row gets the same USM; compare rows, not
-protocols.
+protocols. The closed set also holds each pair's leave-one-out USM, the other training observers'
+mean (`leave_one_out_usm`): the evaluation's `closed_usm="leave_one_out"` scores every closed-set
+row against it instead (`EvaluationSet.pair_usm`), and otherwise it is a row of its own.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import dataclasses
 
 import numpy as np
 
-from psm_jax.data import pipeline
+from psm_jax.data import pipeline, saliency_maps
 
 PROTOCOLS = {"closed": "train", "open": "test"}
 """Protocol -> the observer group it evaluates."""
@@ -58,6 +60,10 @@ class EvaluationSet:
       observer_ids: the group's observer ids as in the dataset (observer k is observer_ids[k]);
       psm: (P, H, W) ground-truth PSMs; fixation_x/y/mask: (P, F) native fixations, padded;
       image_size: (P, 2) native (H, W).
+      leave_one_out_usm: closed set: (P, H, W) each pair's USM without the scored observer (the
+        other training observers' mean PSM); None in the open set, where it is the USM.
+      closed_usm: "train" (`usm` for every pair) or "leave_one_out" (`leave_one_out_usm`): the
+        USM every row is given (`pair_usm`).
     """
 
     dataset: str
@@ -76,6 +82,8 @@ class EvaluationSet:
     fixation_mask: np.ndarray
     image_size: np.ndarray
     encoded_images: tuple[bytes, ...] = ()
+    leave_one_out_usm: np.ndarray | None = None
+    closed_usm: str = "train"
 
     def images_at(self, size: tuple[int, int]) -> np.ndarray:
         """(I, H, W, 3) uint8: the images decoded at `size` from their stored bytes, as the
@@ -91,7 +99,10 @@ class EvaluationSet:
 
     @property
     def pair_usm(self) -> np.ndarray:
-        """(P, H, W) the ground-truth USM of each pair's image."""
+        """(P, H, W) the ground-truth USM of each pair: its image's, or without the scored
+        observer's own map in the closed set with `closed_usm="leave_one_out"`."""
+        if self.closed_usm == "leave_one_out" and self.leave_one_out_usm is not None:
+            return self.leave_one_out_usm
         return self.usm[self.image]
 
     @property
@@ -100,14 +111,21 @@ class EvaluationSet:
         return self.images[self.image]
 
 
+CLOSED_USMS = ("train", "leave_one_out")
+"""The closed set's USM (`EvaluationSet.closed_usm`; the evaluation config's `closed_usm`)."""
+
+
 def evaluation_set(
-    dataset: str, data_dir: str, protocol: str, split: str = "test"
+    dataset: str, data_dir: str, protocol: str, split: str = "test", closed_usm: str = "train"
 ) -> EvaluationSet:
-    """Reads the pairs of `protocol` on the `split` images of a built dataset."""
+    """Reads the pairs of `protocol` on the `split` images of a built dataset; `closed_usm`: see
+    `EvaluationSet`."""
+    if closed_usm not in CLOSED_USMS:
+        raise ValueError(f"--config.closed_usm={closed_usm!r}: must be one of {CLOSED_USMS}.")
     group_name = observer_group(protocol)
     source, metadata = pipeline.open_split(dataset, split, data_dir)
     group = metadata.observers(group_name)
-    images, image_ids, usms, pairs, encoded = [], [], [], [], []
+    images, image_ids, usms, pairs, encoded, own_usms = [], [], [], [], [], []
     for index in range(len(source)):
         record = source[index]
         psm, valid, usm = pipeline.ground_truth_maps(record, metadata)
@@ -118,6 +136,10 @@ def evaluation_set(
         encoded.append(bytes(record["image"]))
         image_ids.append(pipeline.image_id(record))
         usms.append(usm)
+        if protocol == "closed":
+            leave_one_out, _ = saliency_maps.universal_saliency_maps(
+                psm, valid, mode="leave_one_out", train_observers=metadata.train_mask
+            )
         fixations = record["fixations"]
         for k, o in enumerate(group):
             own = np.asarray(fixations["observer"]) == o
@@ -133,6 +155,8 @@ def evaluation_set(
                     image_size=np.asarray(record["image_size"], np.int32),
                 )
             )
+            if protocol == "closed":
+                own_usms.append(leave_one_out[o])
     if not pairs:
         raise ValueError(f"{dataset} {split}: no (image, observer) pair for protocol {protocol!r}.")
     # Fixations padded to a power of two, so that only a few shapes are ever compiled.
@@ -162,4 +186,6 @@ def evaluation_set(
         fixation_mask=mask,
         image_size=np.stack([p.image_size for p in pairs]),
         encoded_images=tuple(encoded),
+        leave_one_out_usm=np.stack(own_usms) if own_usms else None,
+        closed_usm=closed_usm,
     )

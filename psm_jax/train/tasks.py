@@ -89,6 +89,7 @@ class Task:
                 self.metadata,
                 shuffle=shuffle,
                 external_usm_dir=external_usm_dir,
+                usm_mode=usm_mode(config),
                 **batching,
             )
         sets = {
@@ -150,6 +151,25 @@ class Task:
         return {key: np.ascontiguousarray(batch[key]) for key in self.keys}
 
 
+USM_MODES = ("train", "leave_one_out")
+"""`config.usm_mode`: the ground-truth USM a discrepancy model trains against (psm_jax/configs/
+base.py)."""
+
+
+def usm_mode(config) -> str:
+    """The config's `usm_mode`; a ValueError naming the flag for an unknown one, or for
+    "leave_one_out" with external (predicted) USMs, which have no observer to leave out."""
+    value = config.get("usm_mode", "train")
+    if value not in USM_MODES:
+        raise ValueError(f"--config.usm_mode={value!r}: must be one of {', '.join(USM_MODES)}.")
+    if value == "leave_one_out" and config.get("usm") == "external":
+        raise ValueError(
+            "--config.usm_mode=leave_one_out: this config trains on external (predicted) USMs, "
+            "which hold no observer's map to leave out."
+        )
+    return value
+
+
 def make_task(
     config, metadata: pipeline.DatasetMetadata, embedding_pool=None, features=None
 ) -> Task:
@@ -157,6 +177,7 @@ def make_task(
     `embedding_pool`: the PSM network's; `features`: a frozen backbone's features of the training
     and validation records (`Task.features`), for a model that reads them."""
     spec = registry.get(config.model)
+    usm_mode(config)  # an unknown or impossible USM mode, before anything is built
     if spec.conditioned_on == "embedding" and embedding_pool is None:
         raise ValueError(f"The {spec.name} task needs the embedding pool (encoder_workdir).")
     if embedding_pool is not None:
