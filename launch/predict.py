@@ -1,16 +1,16 @@
-"""Writes an enrolled person's predicted saliency map for an image: a .npy and a PNG overlay.
+r"""Writes an enrolled person's predicted saliency map for an image: a .npy and a PNG overlay.
 
 With STUDY=runs/synthetic_personal_saliency/example_study (a new viewer the main job writes:
 README, "New viewers"):
 
 A person enrolled with an embedding (Strohm et al., launch/enroll.py):
 
-    python launch/predict.py --psm_network=runs/synthetic_personal_saliency/psm_network \
+    .venv/bin/python launch/predict.py --psm_network=runs/synthetic_personal_saliency/psm_network \
         --embedding=alice.npy --image=$STUDY/photo.jpg --output=alice_photo
 
 A person enrolled with a multi-task head (Xu et al., launch/enroll.py --method=multi_task_head):
 
-    python launch/predict.py --multi_task=runs/synthetic_personal_saliency/multi_task \
+    .venv/bin/python launch/predict.py --multi_task=runs/synthetic_personal_saliency/multi_task \
         --head=alice_head.npz --image=$STUDY/photo.jpg --output=alice_photo
 
 writes alice_photo.npy (the PSM at the working resolution, [0, 1]), alice_photo.png (overlay) and
@@ -23,8 +23,9 @@ the evaluation does, clip(USM + 0.5 x discrepancy, 0.3 x USM, 1): `--config.usm_
 
 from pathlib import Path
 
-import numpy as np
 import runner
+
+import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
@@ -40,6 +41,8 @@ _CONFIG = runner.define_config(
     "The composition, --config.<field>=<value>: --config.usm_floor, --config.discrepancy_weight "
     "(the evaluation config, psm_jax/configs/evaluation.py, whose other fields predict does not "
     "read).",
+    fields="psm_jax/configs/evaluation.py's docstring (predict reads usm_floor and "
+    "discrepancy_weight)",
 )
 flags.declare_key_flag("config")  # listed in --help (ml_collections defines it)
 

@@ -20,14 +20,41 @@ from __future__ import annotations
 
 import difflib
 import importlib.util
+import os
+import shlex
 import sys
 from pathlib import Path
 
-from absl import app, flags, logging
-from ml_collections import ConfigDict
+PACKAGES = ("absl", "ml_collections", "numpy", "jax", "flax", "psm_jax", "tfds_builders")
+"""What a launcher imports: without them it stops in `missing_packages`'s one line."""
 
-import tfds_builders
-from psm_jax import xla_defaults
+
+def missing_packages(names: tuple[str, ...] = PACKAGES) -> str | None:
+    """One line saying what to run when this Python lacks any of `names` (e.g. `python3
+    launch/main.py` outside the project's virtualenv), else None. Checked before absl or the
+    library is imported, so that the launcher does not end in a ModuleNotFoundError's traceback."""
+    missing = [name for name in names if importlib.util.find_spec(name) is None]
+    if not missing:
+        return None
+    venv_python = Path(__file__).resolve().parents[1] / ".venv" / "bin" / "python"
+    shown = os.path.relpath(venv_python)
+    command = f"{shown} {shlex.join(sys.argv) or 'launch/<launcher>.py'}"
+    then = "run" if venv_python.exists() else "run `make venv` once (it creates .venv), then"
+    return (
+        f"psm-jax's packages ({', '.join(missing)}) are not installed in this Python "
+        f"({sys.executable}): {then} `{command}`."
+    )
+
+
+if _MISSING := missing_packages():
+    sys.stderr.write(_MISSING + "\n")
+    sys.exit(1)
+
+from absl import app, flags, logging  # noqa: E402 - after the check above
+from ml_collections import ConfigDict  # noqa: E402
+
+import tfds_builders  # noqa: E402
+from psm_jax import cli, xla_defaults  # noqa: E402
 
 VERBOSE = flags.DEFINE_bool(
     "verbose",
@@ -71,10 +98,19 @@ def run(main) -> None:
     app.run(guarded, flags_parser=_parse_flags)
 
 
-def define_config(define, *args, **kwargs):
+HELP_NOTES: list[str] = []
+"""What --help prints after the flags (`define_config` adds where the config fields are listed)."""
+
+
+def define_config(define, *args, fields: str, **kwargs):
     """`define(*args, **kwargs)`, one of ml_collections' `config_flags.DEFINE_config_file` or
     `DEFINE_config_dict`, where a `--config.<path>` that names no field ends in one line (they
-    apply the command line's overrides to a default config as the flag is defined)."""
+    apply the command line's overrides to a default config as the flag is defined). `fields`
+    says where the config's fields are listed, for --help."""
+    HELP_NOTES.append(
+        f"--config.<field>=<value> sets any field of the config: {fields} lists them, with "
+        "their meaning and defaults."
+    )
     try:
         return define(*args, **kwargs)
     except (AttributeError, KeyError) as error:
@@ -151,13 +187,10 @@ def _unknown_config_field(error: Exception, argv: list[str], config=None) -> Non
 
 
 def _parse_flags(argv: list[str]) -> list[str]:
-    """absl's flag parsing, where a `--config.<path>` that names no field of the config ends in
-    one line naming the flag (`_unknown_config_field`)."""
+    """absl's flag parsing with --help exiting 0 (`psm_jax.cli.parse_flags`, with `HELP_NOTES`),
+    where a `--config.<path>` that names no field of the config ends in one line naming the flag
+    (`_unknown_config_field`)."""
     try:
-        return flags.FLAGS(argv)
-    except flags.Error as error:  # as absl reports them
-        sys.stderr.write(f"FATAL Flags parsing error: {error}\n")
-        sys.stderr.write("Pass --helpshort or --helpfull to see help on flags.\n")
-        sys.exit(1)
+        return cli.parse_flags(argv, HELP_NOTES)
     except (AttributeError, KeyError) as error:
         _unknown_config_field(error, argv)

@@ -1,7 +1,7 @@
-"""The no-embedding control of a main-job run (issue 37): its PSM network's recipe retrained with
+r"""The no-embedding control of a main-job run (issue 37): its PSM network's recipe retrained with
 one fixed embedding for everybody, then the run evaluated with that control's row.
 
-    python studies/no_embedding_control.py --run=runs/synthetic_personal_saliency \
+    .venv/bin/python studies/no_embedding_control.py --run=runs/synthetic_personal_saliency \
         --output_dir=runs/synthetic_personal_saliency_no_embedding
 
 Reads `<run>/psm_network/config.json` (the PSM network as the main job trained it: its data, USM
@@ -21,7 +21,7 @@ import ml_collections
 from absl import app, flags, logging
 
 import tfds_builders
-from psm_jax import registry, xla_defaults
+from psm_jax import cli, registry, xla_defaults
 from psm_jax.evaluation import evaluators, methods
 from psm_jax.train import checkpoint, loop
 
@@ -58,4 +58,4 @@ def main(argv):
 if __name__ == "__main__":
     xla_defaults.apply()  # before JAX starts a backend (as the launchers do)
     tfds_builders.register()
-    app.run(main)
+    app.run(main, flags_parser=cli.parse_flags)  # --help exits 0
