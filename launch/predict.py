@@ -5,20 +5,24 @@ README, "New viewers"):
 
 A person enrolled with an embedding (Strohm et al., launch/enroll.py):
 
-    .venv/bin/python launch/predict.py --psm_network=runs/synthetic_personal_saliency/psm_network \
-        --embedding=alice.npy --image=$STUDY/photo.jpg --output=alice_photo
+    .venv/bin/python launch/predict.py \
+        --psm_network=runs/synthetic_personal_saliency/psm_network \
+        --embedding=runs/people/alice.npy --image=$STUDY/photo.jpg \
+        --output=runs/people/alice_photo
 
 A person enrolled with a multi-task head (Xu et al., launch/enroll.py --method=multi_task_head):
 
-    .venv/bin/python launch/predict.py --multi_task=runs/synthetic_personal_saliency/multi_task \
-        --head=alice_head.npz --image=$STUDY/photo.jpg --output=alice_photo
+    .venv/bin/python launch/predict.py \
+        --multi_task=runs/synthetic_personal_saliency/multi_task \
+        --head=runs/people/alice_head.npz --image=$STUDY/photo.jpg \
+        --output=runs/people/alice_photo
 
-writes alice_photo.npy (the PSM at the working resolution, [0, 1]), alice_photo.png (overlay) and
-alice_photo_usm.png (the universal map, for comparison). The image has no ground-truth USM: its
-USM is the universal model's, by default the one the main job trained beside the given model
-(`--universal` names another). An additive discrepancy is composed as
-the evaluation does, clip(USM + 0.5 x discrepancy, 0.3 x USM, 1): `--config.usm_floor=0
---config.discrepancy_weight=1` gives the papers' composition.
+writes runs/people/alice_photo.npy (the PSM at the working resolution, [0, 1]), alice_photo.png
+(overlay) and alice_photo_usm.png (the universal map, for comparison), creating the folder (runs/
+is git-ignored). The image has no ground-truth USM: its USM is the universal model's, by default
+the one the main job trained beside the given model (`--universal` names another). An additive
+discrepancy is composed as the evaluation does, clip(USM + 0.5 x discrepancy, 0.3 x USM, 1):
+`--config.usm_floor=0 --config.discrepancy_weight=1` gives the papers' composition.
 """
 
 from pathlib import Path
@@ -114,6 +118,7 @@ def main(argv):
             _CONFIG.value.usm_floor,
             _CONFIG.value.discrepancy_weight,
         )
+    Path(_OUTPUT.value).parent.mkdir(parents=True, exist_ok=True)
     np.save(f"{_OUTPUT.value}.npy", psm)
     native = personalise.read_rgb(_IMAGE.value)
     person = Path(_EMBEDDING.value or _HEAD.value).stem

@@ -7,7 +7,8 @@ launchers' to do, before JAX starts a backend.
 
 Each launcher adopts this module's flags (`flags.adopt_module_key_flags(runner)`), so that
 `--verbose` shows in its --help. The libraries' INFO logs (TFDS, Orbax) are off unless `--verbose`
-(or absl's `--verbosity`) asks for them: warnings still show. An error that bad input raises (a
+(or absl's `--verbosity`) asks for them: warnings still show, each on one line
+("warning: <message>", `one_line_warnings`). An error that bad input raises (a
 missing or malformed file, a bad flag value, a workdir of the wrong kind: OSError, ValueError,
 RuntimeError, ImportError with a message that says what and where) ends the launcher with that
 message and exit status 1, not a traceback; `--verbose` shows the traceback. Errors of other types
@@ -20,9 +21,11 @@ from __future__ import annotations
 
 import difflib
 import importlib.util
+import logging as std_logging
 import os
 import shlex
 import sys
+import warnings
 from pathlib import Path
 
 PACKAGES = ("absl", "ml_collections", "numpy", "jax", "flax", "psm_jax", "tfds_builders")
@@ -75,6 +78,7 @@ def run(main) -> None:
     def guarded(argv):
         if not VERBOSE.value and not flags.FLAGS["verbosity"].present:
             logging.set_verbosity(logging.WARNING)
+            one_line_warnings()
         script = Path(sys.argv[0]).name
         try:
             return main(argv)
@@ -100,6 +104,23 @@ def run(main) -> None:
 
 HELP_NOTES: list[str] = []
 """What --help prints after the flags (`define_config` adds where the config fields are listed)."""
+
+
+def one_line_warnings() -> None:
+    """absl's log lines and Python's warnings as "warning: <message>" on one line, without
+    absl's prefix (level, date, thread, file:line) or the source line Python's warnings add:
+    what a user reads (`--verbose` keeps the libraries' own formats)."""
+    logging.get_absl_handler().setFormatter(_OneLine())
+    warnings.formatwarning = _one_line_warning
+
+
+class _OneLine(std_logging.Formatter):
+    def format(self, record: std_logging.LogRecord) -> str:
+        return f"{record.levelname.lower()}: {record.getMessage()}"
+
+
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    return f"warning: {message} ({category.__name__}, {Path(filename).name}:{lineno})\n"
 
 
 def define_config(define, *args, fields: str, **kwargs):

@@ -74,7 +74,9 @@ def main(argv):
         datasets.build_dataset(name, data_dir=config.data_dir, manual_dir=manual_dir or None)
     measurements = loop.train_and_evaluate(config, _WORKDIR.value)
     if jax.process_index() == 0:
-        summary = ", ".join(f"{k} {v:.4g}" for k, v in measurements.items())
+        summary = ", ".join(
+            f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in measurements.items()
+        )
         print(f"{config.model} trained in {_WORKDIR.value}: {summary}")
 
 
