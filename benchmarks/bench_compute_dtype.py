@@ -1,6 +1,6 @@
 """bf16 against float32 compute on this backend: the PSM network's layers and the whole network.
 
-    python benchmarks/bench_compute_dtype.py [--repeats=5]
+    .venv/bin/python benchmarks/bench_compute_dtype.py [--repeats=5]
 
 The `compute_dtype` option (`psm_jax.models.layers.COMPUTE_DTYPES`) keeps float32 parameters
 and computes in bf16. This times, in both dtypes (best of `--repeats` jitted calls after
@@ -23,7 +23,7 @@ from absl import app
 from bench_per_example_conv import _REPEATS, _best_ms, _conv  # the same timing and layer
 from flax import nnx
 
-from psm_jax import xla_defaults
+from psm_jax import cli, xla_defaults
 from psm_jax.models import layers, personalised
 
 # (batch, height, width, in channels, out channels, stride): the PSM network's shared layers.
@@ -116,4 +116,4 @@ def main(argv):
 
 if __name__ == "__main__":
     xla_defaults.apply()  # before JAX starts a backend (as the launchers do)
-    app.run(main)
+    app.run(main, flags_parser=cli.parse_flags)  # --help exits 0

@@ -1,7 +1,7 @@
 """Our stride-2 convolutions against PyTorch's (oneDNN), layer by layer, same process, interleaved.
 
     pip install -e '.[bench]'        # torch; RESULTS.md used torch 2.13.0+cpu
-    python benchmarks/bench_conv_layers.py [--rounds=5]
+    .venv/bin/python benchmarks/bench_conv_layers.py [--rounds=5]
 
 The 3x3 stride-2 'SAME' convolutions of the PSM network's trunk and of the user-embedding encoder,
 alone (no bias, no activation), at the batch sizes the twin bench (`bench_vs_pytorch.py`) runs them:
@@ -22,12 +22,22 @@ Every timed call runs for about `--seconds`, each side alternately, for `--round
 The speed-up column is PyTorch's time over ours (> 1: ours is faster).
 """
 
+# ruff: noqa: E402 - torch is checked for before it is imported
 from __future__ import annotations
 
+import importlib.util
 import json
 import platform
 import statistics
+import sys
 import time
+
+if importlib.util.find_spec("torch") is None:  # before the imports that need it
+    sys.exit(
+        "bench_conv_layers.py compares with PyTorch, which this Python lacks: "
+        "`make bench-twin` installs it "
+        "(or .venv/bin/python -m pip install -e '.[bench]')."
+    )
 
 import jax
 import jax.numpy as jnp
@@ -36,7 +46,7 @@ import torch
 import torch.nn.functional as F
 from absl import app, flags
 
-from psm_jax import xla_defaults
+from psm_jax import cli, xla_defaults
 from psm_jax.models import layers
 
 _ROUNDS = flags.DEFINE_integer("rounds", 5, "Interleaved rounds; each side's median is reported.")
@@ -177,4 +187,4 @@ def main(argv):
 
 if __name__ == "__main__":
     xla_defaults.apply()  # before JAX starts a backend (as the launchers do)
-    app.run(main)
+    app.run(main, flags_parser=cli.parse_flags)  # --help exits 0

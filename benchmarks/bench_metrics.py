@@ -1,6 +1,6 @@
 """Metric throughput: the five map metrics together, batched JAX versus a per-map NumPy loop.
 
-    python benchmarks/bench_metrics.py [--maps=1000] [--max_fixations=40] [--repeats=5]
+    .venv/bin/python benchmarks/bench_metrics.py [--maps=1000] [--max_fixations=40] [--repeats=5]
 
 Workload: 1,000 random maps at 120x160 (the working grid) with their ground-truth maps and 1 to 40
 fixations each (padded with a mask). Times, on this machine:
@@ -19,7 +19,7 @@ import jax
 import numpy as np
 from absl import app, flags
 
-from psm_jax import metrics, xla_defaults
+from psm_jax import cli, metrics, xla_defaults
 from psm_jax import metrics_reference as reference
 
 _MAPS = flags.DEFINE_integer("maps", 1000, "Number of (map, fixations) examples.")
@@ -95,4 +95,4 @@ def main(argv):
 
 if __name__ == "__main__":
     xla_defaults.apply()  # before JAX starts a backend (as the launchers do)
-    app.run(main)
+    app.run(main, flags_parser=cli.parse_flags)  # --help exits 0

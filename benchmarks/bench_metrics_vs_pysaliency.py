@@ -1,8 +1,8 @@
-"""Our metrics against pysaliency's per-map functions, on the same 1,000 maps, interleaved rounds.
+r"""Our metrics against pysaliency's per-map functions, on the same 1,000 maps, interleaved rounds.
 
     python -m venv /tmp/pysaliency_venv
     /tmp/pysaliency_venv/bin/pip install pysaliency==0.2.22 torch==2.13.0 'setuptools<81'
-    python benchmarks/bench_metrics_vs_pysaliency.py \
+    .venv/bin/python benchmarks/bench_metrics_vs_pysaliency.py \
         --pysaliency_python=/tmp/pysaliency_venv/bin/python
 
 pysaliency (the community's reference implementation) lives in its own virtual environment; this
@@ -38,7 +38,7 @@ import jax
 import numpy as np
 from absl import app, flags
 
-from psm_jax import metrics, xla_defaults
+from psm_jax import cli, metrics, xla_defaults
 
 _PYSALIENCY = flags.DEFINE_string(
     "pysaliency_python", None, "The Python interpreter of a venv with pysaliency 0.2.22."
@@ -198,4 +198,4 @@ def main(argv):
 
 if __name__ == "__main__":
     xla_defaults.apply()  # before JAX starts a backend (as the launchers do)
-    app.run(main)
+    app.run(main, flags_parser=cli.parse_flags)  # --help exits 0

@@ -1,6 +1,6 @@
 """Model benchmark: parameter counts, PSM-network forward speed and FLOPs, multi-task step time.
 
-    python benchmarks/bench_models.py [--repeats=20] [--observers=10,100,1000] [--dense]
+    .venv/bin/python benchmarks/bench_models.py [--repeats=20] [--observers=10,100,1000] [--dense]
 
 Prints, for the default configurations:
   1. the parameter count of every model (the multi-task CNN and the per-observer networks at
@@ -26,7 +26,7 @@ import optax
 from absl import app, flags
 from flax import nnx
 
-from psm_jax import losses, xla_defaults
+from psm_jax import cli, losses, xla_defaults
 from psm_jax.models import (
     embedding,
     layers,
@@ -175,4 +175,4 @@ def main(argv):
 
 if __name__ == "__main__":
     xla_defaults.apply()  # before JAX starts a backend (as the launchers do)
-    app.run(main)
+    app.run(main, flags_parser=cli.parse_flags)  # --help exits 0

@@ -1,6 +1,6 @@
 """Per-example convolution: `layers.per_example_conv` versus vmapped `lax.conv_general_dilated`.
 
-    python benchmarks/bench_per_example_conv.py [--repeats=5]
+    .venv/bin/python benchmarks/bench_per_example_conv.py [--repeats=5]
 
 Each example of a batch has its own kernel (hypernetwork kernels, per-observer heads). Times the
 forward pass and the gradient with respect to the kernels (best of `--repeats` jitted calls after
@@ -15,7 +15,7 @@ import jax.numpy as jnp
 from absl import app, flags
 from jax import lax
 
-from psm_jax import xla_defaults
+from psm_jax import cli, xla_defaults
 from psm_jax.models import layers
 
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Timed calls; the best is reported.")
@@ -77,4 +77,4 @@ def main(argv):
 
 if __name__ == "__main__":
     xla_defaults.apply()  # before JAX starts a backend (as the launchers do)
-    app.run(main)
+    app.run(main, flags_parser=cli.parse_flags)  # --help exits 0

@@ -1,6 +1,6 @@
 """The baselines' parameter choice: one observer's g, w and blend weight, as the evaluation does.
 
-    python benchmarks/bench_priors.py [--pairs=400] [--repeats=3]
+    .venv/bin/python benchmarks/bench_priors.py [--pairs=400] [--repeats=3]
 
 Workload: one observer with `--pairs` (PSM, USM) pairs of random maps at 120x160 (the closed set's
 400 training images of the synthetic default); `psm_jax.evaluation.priors` picks the blend weight
@@ -17,7 +17,7 @@ import time
 import numpy as np
 from absl import app, flags
 
-from psm_jax import xla_defaults
+from psm_jax import cli, xla_defaults
 from psm_jax.evaluation import priors
 
 _PAIRS = flags.DEFINE_integer("pairs", 400, "(PSM, USM) pairs of the observer.")
@@ -69,4 +69,4 @@ def main(_):
 
 if __name__ == "__main__":
     xla_defaults.apply()  # before JAX starts a backend (as the launchers do)
-    app.run(main)
+    app.run(main, flags_parser=cli.parse_flags)  # --help exits 0

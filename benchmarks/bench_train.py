@@ -1,6 +1,6 @@
 """Train-step throughput of every model at the papers' batch sizes, on this machine's devices.
 
-    python benchmarks/bench_train.py [--steps=5] [--m=8] [--observers=20]
+    .venv/bin/python benchmarks/bench_train.py [--steps=5] [--m=8] [--observers=20]
 
 For each model, the real data-parallel train step (`psm_jax.train.step`, the loss and optimiser of
 `psm_jax.train.tasks` with the paper-default config of psm_jax/configs/ps.py) runs on random
@@ -19,7 +19,7 @@ import jax
 import numpy as np
 from absl import app, flags
 
-from psm_jax import xla_defaults
+from psm_jax import cli, xla_defaults
 from psm_jax.configs import ps
 from psm_jax.data import pipeline
 from psm_jax.train import loop, tasks
@@ -124,4 +124,4 @@ def main(argv):
 
 if __name__ == "__main__":
     xla_defaults.apply()  # before JAX starts a backend (as the launchers do)
-    app.run(main)
+    app.run(main, flags_parser=cli.parse_flags)  # --help exits 0

@@ -1,7 +1,7 @@
 """Ours against the PyTorch twin (`benchmarks/pytorch_twin.py`), same process, interleaved rounds.
 
     pip install -e '.[bench]'        # torch; the figures in RESULTS.md used torch 2.13.0+cpu
-    python benchmarks/bench_vs_pytorch.py [--rounds=5] [--cases=infer_1,infer_64,...]
+    .venv/bin/python benchmarks/bench_vs_pytorch.py [--rounds=5] [--cases=infer_1,infer_64,...]
 
 First the twin is loaded with our randomly initialised weights and checked: the PSM network's
 three outputs, one SGD step's parameters, and the encoder's embeddings must agree (largest absolute
@@ -29,14 +29,24 @@ clock x 64 FLOP/cycle with AVX-512 (two 16-wide FMA units), x 32 with AVX2 only;
 about the hardware, printed).
 """
 
+# ruff: noqa: E402 - torch is checked for before it is imported
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import os
 import platform
 import statistics
+import sys
 import time
+
+if importlib.util.find_spec("torch") is None:  # before the imports that need it
+    sys.exit(
+        "bench_vs_pytorch.py compares with PyTorch, which this Python lacks: "
+        "`make bench-twin` installs it "
+        "(or .venv/bin/python -m pip install -e '.[bench]')."
+    )
 
 import jax
 import jax.numpy as jnp
@@ -47,7 +57,7 @@ import torch
 from absl import app, flags
 from flax import nnx
 
-from psm_jax import losses, xla_defaults
+from psm_jax import cli, losses, xla_defaults
 from psm_jax.models import embedding as embedding_lib
 from psm_jax.models import layers, personalised
 
@@ -456,4 +466,4 @@ def main(argv):
 
 if __name__ == "__main__":
     xla_defaults.apply()  # before JAX starts a backend (as the launchers do)
-    app.run(main)
+    app.run(main, flags_parser=cli.parse_flags)  # --help exits 0

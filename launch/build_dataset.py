@@ -1,7 +1,8 @@
-"""Prepares a psm-jax TFDS dataset without TensorFlow (array_record), and prints its summary.
+r"""Prepares a psm-jax TFDS dataset without TensorFlow (array_record), and prints its summary.
 
-python launch/build_dataset.py --dataset=synthetic_personal_saliency/tiny
-python launch/build_dataset.py --dataset=osie_personal --manual_dir=../shared/datasets/osie
+.venv/bin/python launch/build_dataset.py --dataset=synthetic_personal_saliency/tiny
+.venv/bin/python launch/build_dataset.py --dataset=osie_personal \
+    --manual_dir=/path/to/osie
 
 A release in a known layout with other sizes (e.g. OSIE's format with 12 observers at 1024x768):
 --observer_split=6,3,3 --sigma_px=31 build the config "default+observers_6_3_3+sigma_31", whose
@@ -11,6 +12,7 @@ runs the main job on every fold).
 """
 
 import runner
+
 from absl import app, flags
 
 from psm_jax.data import builder as builder_lib

@@ -1,12 +1,13 @@
 """Inter-observer consistency of a dataset: mean pairwise AUC-Judd (Xu et al. 2017, Table 1).
 
-python launch/consistency.py --dataset=osie_personal --manual_dir=../shared/datasets/osie
-python launch/consistency.py --dataset=synthetic_personal_saliency/tiny
+.venv/bin/python launch/consistency.py --dataset=osie_personal --manual_dir=/path/to/osie
+.venv/bin/python launch/consistency.py --dataset=synthetic_personal_saliency/tiny
 """
 
 import time
 
 import runner
+
 from absl import flags
 
 from psm_jax import analysis

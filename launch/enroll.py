@@ -1,4 +1,4 @@
-"""Enrols a new person from m of their (image, fixations) pairs.
+r"""Enrols a new person from m of their (image, fixations) pairs.
 
 With STUDY=runs/synthetic_personal_saliency/example_study (a new viewer the main job writes:
 README, "New viewers"):
@@ -9,15 +9,17 @@ person's images, which have none but the universal model's: by default the one t
 trained beside the encoder (`--universal` names another); an encoder with the papers' PSM input
 needs none.
 
-    python launch/enroll.py --encoder_workdir=runs/synthetic_personal_saliency/embedding \
-        --images_dir=$STUDY/images --fixations=$STUDY/viewer.csv --output=alice.npy
+    .venv/bin/python launch/enroll.py \
+        --encoder_workdir=runs/synthetic_personal_saliency/embedding \
+        --images_dir=$STUDY/images --fixations=$STUDY/viewer.csv --output=runs/people/alice.npy
 
 Xu et al.'s path: a new head of the trained multi-task CNN, fitted to the person's pairs with the
 shared layers frozen (a few hundred SGD steps; the USMs come from the universal network).
 
-    python launch/enroll.py --method=multi_task_head \
+    .venv/bin/python launch/enroll.py --method=multi_task_head \
         --multi_task_workdir=runs/synthetic_personal_saliency/multi_task \
-        --images_dir=$STUDY/images --fixations=$STUDY/viewer.csv --output=alice_head.npz
+        --images_dir=$STUDY/images --fixations=$STUDY/viewer.csv \
+        --output=runs/people/alice_head.npz
 
 The fixation table is a CSV (or Parquet) with columns image, x, y and optionally duration_ms and
 subject (native 0-based pixel centres; image = a file name in --images_dir); a table of several
@@ -25,8 +27,11 @@ people needs --subject. Fixations with a NaN coordinate are dropped and those ou
 clipped, as the dataset builders do, and both are counted in a warning.
 """
 
-import numpy as np
+from pathlib import Path
+
 import runner
+
+import numpy as np
 from absl import app, flags
 
 from psm_jax import inference, personalise
@@ -85,6 +90,7 @@ def main(argv):
         )
     if _METHOD.value == "multi_task_head":  # before any file is read or model restored
         personalise.check_adaptation(_STEPS.value, _LEARNING_RATE.value)
+    Path(_OUTPUT.value).parent.mkdir(parents=True, exist_ok=True)  # e.g. runs/people/
     images, psms, names = personalise.read_viewer(
         _IMAGES.value, _FIXATIONS.value, subject=_SUBJECT.value, sigma_px=_SIGMA.value
     )

@@ -1,6 +1,6 @@
-"""Evaluates trained workdirs and writes the report the main job writes: report.md and its tables.
+r"""Evaluates trained workdirs and writes the report the main job writes: report.md and its tables.
 
-    python launch/evaluate.py --workdir=runs/synthetic_personal_saliency
+    .venv/bin/python launch/evaluate.py --workdir=runs/synthetic_personal_saliency
 
 reads a main job's workdir (one trained workdir per model below it: embedding, psm_network,
 multi_task, per_observer, universal, and the controls no_embedding, multi_task_alike,
@@ -9,8 +9,8 @@ per_observer_alike; those absent are left out) and writes
 figures), as the main job did. Models trained apart are given one by one, and then
 `--output_dir` says where the report goes:
 
-    python launch/evaluate.py --embedding=runs/my_encoder --psm_network=runs/my_psm_network \
-        --output_dir=runs/my_report
+    .venv/bin/python launch/evaluate.py --embedding=runs/my_encoder \
+        --psm_network=runs/my_psm_network --output_dir=runs/my_report
 
 The dataset and data_dir come from the workdirs' saved configs (all must agree). The evaluation
 config is the one the main job evaluated with (`<workdir>/report/evaluation_config.json`), else
@@ -23,8 +23,9 @@ checkpoints computing in bf16.
 import json
 from pathlib import Path
 
-import ml_collections
 import runner
+
+import ml_collections
 from absl import app, flags
 from ml_collections import config_flags
 
@@ -40,6 +41,7 @@ _CONFIG = runner.define_config(
     "config",
     evaluation_config.get_config(),
     "The evaluation config (psm_jax/configs/evaluation.py); --config.<field>=<value>.",
+    fields="psm_jax/configs/evaluation.py's docstring",
 )
 flags.declare_key_flag("config")  # listed in --help (ml_collections defines it)
 _WORKDIR = flags.DEFINE_string(

@@ -1,6 +1,6 @@
-"""Writes a trained universal network's USM of every image of a dataset, one .npy per image.
+r"""Writes a trained universal network's USM of every image of a dataset, one .npy per image.
 
-    python launch/export_usm.py --workdir=runs/osie_personal/universal \
+    .venv/bin/python launch/export_usm.py --workdir=runs/osie_personal/universal \
         --output_dir=runs/osie_personal/predicted_usm
 
 The folder is what `--config.usm=external --config.external_usm_dir=...` (the "predicted" config
@@ -10,6 +10,7 @@ option) reads: `<image stem>.npy`, the map at the working resolution in [0, 1].
 from pathlib import Path
 
 import runner
+
 from absl import app, flags
 
 from psm_jax import inference

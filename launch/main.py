@@ -1,11 +1,11 @@
-"""The main job (README quick start): build, train every model, evaluate, write the report.
+r"""The main job (README quick start): build, train every model, evaluate, write the report.
 
-python launch/main.py
-python launch/main.py --config=psm_jax/configs/main.py:osie_personal \
-    --config.manual_dir=../shared/datasets/osie
-python launch/main.py --config=psm_jax/configs/main.py:synthetic_personal_saliency/tiny \
+.venv/bin/python launch/main.py
+.venv/bin/python launch/main.py --config=psm_jax/configs/main.py:osie_personal \
+    --config.manual_dir=/path/to/osie
+.venv/bin/python launch/main.py --config=psm_jax/configs/main.py:synthetic_personal_saliency/tiny \
     --workdir=/tmp/tiny_run
-python launch/main.py --config.models.embedding.network.input_map=psm \
+.venv/bin/python launch/main.py --config.models.embedding.network.input_map=psm \
     --config.models.embedding.network.pooling=mean --workdir=runs/papers_encoder
 
 Every field of psm_jax/configs/main.py (the dataset, one config per model, the evaluation) is set
@@ -15,6 +15,7 @@ with `--config.<path>=<value>`; the config is checked before anything is built o
 from pathlib import Path
 
 import runner
+
 from absl import flags
 from ml_collections import config_flags
 
@@ -28,6 +29,7 @@ _CONFIG = runner.define_config(
     str(Path(__file__).resolve().parents[1] / "psm_jax" / "configs" / "main.py"),
     "The main job's config: psm_jax/configs/main.py[:<dataset>] (default: the synthetic "
     "dataset); any field with --config.<path>=<value>.",
+    fields="psm_jax/configs/main.py's docstring (each model's: psm_jax/configs/base.py)",
 )
 flags.declare_key_flag("config")  # listed in --help (ml_collections defines it)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Where runs go (default runs/<dataset>).")

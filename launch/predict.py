@@ -1,30 +1,35 @@
-"""Writes an enrolled person's predicted saliency map for an image: a .npy and a PNG overlay.
+r"""Writes an enrolled person's predicted saliency map for an image: a .npy and a PNG overlay.
 
 With STUDY=runs/synthetic_personal_saliency/example_study (a new viewer the main job writes:
 README, "New viewers"):
 
 A person enrolled with an embedding (Strohm et al., launch/enroll.py):
 
-    python launch/predict.py --psm_network=runs/synthetic_personal_saliency/psm_network \
-        --embedding=alice.npy --image=$STUDY/photo.jpg --output=alice_photo
+    .venv/bin/python launch/predict.py \
+        --psm_network=runs/synthetic_personal_saliency/psm_network \
+        --embedding=runs/people/alice.npy --image=$STUDY/photo.jpg \
+        --output=runs/people/alice_photo
 
 A person enrolled with a multi-task head (Xu et al., launch/enroll.py --method=multi_task_head):
 
-    python launch/predict.py --multi_task=runs/synthetic_personal_saliency/multi_task \
-        --head=alice_head.npz --image=$STUDY/photo.jpg --output=alice_photo
+    .venv/bin/python launch/predict.py \
+        --multi_task=runs/synthetic_personal_saliency/multi_task \
+        --head=runs/people/alice_head.npz --image=$STUDY/photo.jpg \
+        --output=runs/people/alice_photo
 
-writes alice_photo.npy (the PSM at the working resolution, [0, 1]), alice_photo.png (overlay) and
-alice_photo_usm.png (the universal map, for comparison). The image has no ground-truth USM: its
-USM is the universal model's, by default the one the main job trained beside the given model
-(`--universal` names another). An additive discrepancy is composed as
-the evaluation does, clip(USM + 0.5 x discrepancy, 0.3 x USM, 1): `--config.usm_floor=0
---config.discrepancy_weight=1` gives the papers' composition.
+writes runs/people/alice_photo.npy (the PSM at the working resolution, [0, 1]), alice_photo.png
+(overlay) and alice_photo_usm.png (the universal map, for comparison), creating the folder (runs/
+is git-ignored). The image has no ground-truth USM: its USM is the universal model's, by default
+the one the main job trained beside the given model (`--universal` names another). An additive
+discrepancy is composed as the evaluation does, clip(USM + 0.5 x discrepancy, 0.3 x USM, 1):
+`--config.usm_floor=0 --config.discrepancy_weight=1` gives the papers' composition.
 """
 
 from pathlib import Path
 
-import numpy as np
 import runner
+
+import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
@@ -40,6 +45,8 @@ _CONFIG = runner.define_config(
     "The composition, --config.<field>=<value>: --config.usm_floor, --config.discrepancy_weight "
     "(the evaluation config, psm_jax/configs/evaluation.py, whose other fields predict does not "
     "read).",
+    fields="psm_jax/configs/evaluation.py's docstring (predict reads usm_floor and "
+    "discrepancy_weight)",
 )
 flags.declare_key_flag("config")  # listed in --help (ml_collections defines it)
 
@@ -111,6 +118,7 @@ def main(argv):
             _CONFIG.value.usm_floor,
             _CONFIG.value.discrepancy_weight,
         )
+    Path(_OUTPUT.value).parent.mkdir(parents=True, exist_ok=True)
     np.save(f"{_OUTPUT.value}.npy", psm)
     native = personalise.read_rgb(_IMAGE.value)
     person = Path(_EMBEDDING.value or _HEAD.value).stem

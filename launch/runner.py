@@ -7,7 +7,8 @@ launchers' to do, before JAX starts a backend.
 
 Each launcher adopts this module's flags (`flags.adopt_module_key_flags(runner)`), so that
 `--verbose` shows in its --help. The libraries' INFO logs (TFDS, Orbax) are off unless `--verbose`
-(or absl's `--verbosity`) asks for them: warnings still show. An error that bad input raises (a
+(or absl's `--verbosity`) asks for them: warnings still show, each on one line
+("warning: <message>", `one_line_warnings`). An error that bad input raises (a
 missing or malformed file, a bad flag value, a workdir of the wrong kind: OSError, ValueError,
 RuntimeError, ImportError with a message that says what and where) ends the launcher with that
 message and exit status 1, not a traceback; `--verbose` shows the traceback. Errors of other types
@@ -20,14 +21,43 @@ from __future__ import annotations
 
 import difflib
 import importlib.util
+import logging as std_logging
+import os
+import shlex
 import sys
+import warnings
 from pathlib import Path
 
-from absl import app, flags, logging
-from ml_collections import ConfigDict
+PACKAGES = ("absl", "ml_collections", "numpy", "jax", "flax", "psm_jax", "tfds_builders")
+"""What a launcher imports: without them it stops in `missing_packages`'s one line."""
 
-import tfds_builders
-from psm_jax import xla_defaults
+
+def missing_packages(names: tuple[str, ...] = PACKAGES) -> str | None:
+    """One line saying what to run when this Python lacks any of `names` (e.g. `python3
+    launch/main.py` outside the project's virtualenv), else None. Checked before absl or the
+    library is imported, so that the launcher does not end in a ModuleNotFoundError's traceback."""
+    missing = [name for name in names if importlib.util.find_spec(name) is None]
+    if not missing:
+        return None
+    venv_python = Path(__file__).resolve().parents[1] / ".venv" / "bin" / "python"
+    shown = os.path.relpath(venv_python)
+    command = f"{shown} {shlex.join(sys.argv) or 'launch/<launcher>.py'}"
+    then = "run" if venv_python.exists() else "run `make venv` once (it creates .venv), then"
+    return (
+        f"psm-jax's packages ({', '.join(missing)}) are not installed in this Python "
+        f"({sys.executable}): {then} `{command}`."
+    )
+
+
+if _MISSING := missing_packages():
+    sys.stderr.write(_MISSING + "\n")
+    sys.exit(1)
+
+from absl import app, flags, logging  # noqa: E402 - after the check above
+from ml_collections import ConfigDict  # noqa: E402
+
+import tfds_builders  # noqa: E402
+from psm_jax import cli, xla_defaults  # noqa: E402
 
 VERBOSE = flags.DEFINE_bool(
     "verbose",
@@ -48,6 +78,7 @@ def run(main) -> None:
     def guarded(argv):
         if not VERBOSE.value and not flags.FLAGS["verbosity"].present:
             logging.set_verbosity(logging.WARNING)
+            one_line_warnings()
         script = Path(sys.argv[0]).name
         try:
             return main(argv)
@@ -71,10 +102,36 @@ def run(main) -> None:
     app.run(guarded, flags_parser=_parse_flags)
 
 
-def define_config(define, *args, **kwargs):
+HELP_NOTES: list[str] = []
+"""What --help prints after the flags (`define_config` adds where the config fields are listed)."""
+
+
+def one_line_warnings() -> None:
+    """absl's log lines and Python's warnings as "warning: <message>" on one line, without
+    absl's prefix (level, date, thread, file:line) or the source line Python's warnings add:
+    what a user reads (`--verbose` keeps the libraries' own formats)."""
+    logging.get_absl_handler().setFormatter(_OneLine())
+    warnings.formatwarning = _one_line_warning
+
+
+class _OneLine(std_logging.Formatter):
+    def format(self, record: std_logging.LogRecord) -> str:
+        return f"{record.levelname.lower()}: {record.getMessage()}"
+
+
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    return f"warning: {message} ({category.__name__}, {Path(filename).name}:{lineno})\n"
+
+
+def define_config(define, *args, fields: str, **kwargs):
     """`define(*args, **kwargs)`, one of ml_collections' `config_flags.DEFINE_config_file` or
     `DEFINE_config_dict`, where a `--config.<path>` that names no field ends in one line (they
-    apply the command line's overrides to a default config as the flag is defined)."""
+    apply the command line's overrides to a default config as the flag is defined). `fields`
+    says where the config's fields are listed, for --help."""
+    HELP_NOTES.append(
+        f"--config.<field>=<value> sets any field of the config: {fields} lists them, with "
+        "their meaning and defaults."
+    )
     try:
         return define(*args, **kwargs)
     except (AttributeError, KeyError) as error:
@@ -151,13 +208,10 @@ def _unknown_config_field(error: Exception, argv: list[str], config=None) -> Non
 
 
 def _parse_flags(argv: list[str]) -> list[str]:
-    """absl's flag parsing, where a `--config.<path>` that names no field of the config ends in
-    one line naming the flag (`_unknown_config_field`)."""
+    """absl's flag parsing with --help exiting 0 (`psm_jax.cli.parse_flags`, with `HELP_NOTES`),
+    where a `--config.<path>` that names no field of the config ends in one line naming the flag
+    (`_unknown_config_field`)."""
     try:
-        return flags.FLAGS(argv)
-    except flags.Error as error:  # as absl reports them
-        sys.stderr.write(f"FATAL Flags parsing error: {error}\n")
-        sys.stderr.write("Pass --helpshort or --helpfull to see help on flags.\n")
-        sys.exit(1)
+        return cli.parse_flags(argv, HELP_NOTES)
     except (AttributeError, KeyError) as error:
         _unknown_config_field(error, argv)

@@ -1,13 +1,13 @@
-"""Trains any model of the registry (psm_jax/registry.py) from a config file.
+r"""Trains any model of the registry (psm_jax/registry.py) from a config file.
 
-    python launch/train.py --config=psm_jax/configs/<dataset>.py:<model>[,options] \
+    .venv/bin/python launch/train.py --config=psm_jax/configs/<dataset>.py:<model>[,options] \
         --workdir=runs/<dataset>/<model> [--config.<field>=<value> ...]
 
 e.g. the user-embedding encoder on the synthetic default, then the PSM network on its embeddings:
 
-    python launch/train.py --config=psm_jax/configs/synthetic.py:embedding \
+    .venv/bin/python launch/train.py --config=psm_jax/configs/synthetic.py:embedding \
         --workdir=runs/synthetic_personal_saliency/embedding
-    python launch/train.py --config=psm_jax/configs/synthetic.py:psm_network \
+    .venv/bin/python launch/train.py --config=psm_jax/configs/synthetic.py:psm_network \
         --config.encoder_workdir=runs/synthetic_personal_saliency/embedding \
         --workdir=runs/synthetic_personal_saliency/psm_network
 
@@ -20,8 +20,9 @@ process per host, or several on one machine for testing) add
 `--coordinator_address=host:port --num_processes=N --process_id=i`.
 """
 
-import jax
 import runner
+
+import jax
 from absl import flags
 from ml_collections import config_flags
 
@@ -37,6 +38,8 @@ _CONFIG = runner.define_config(
     None,
     "Config file and model: psm_jax/configs/<dataset>.py:<model>[,options]; any field with "
     "--config.<field>=<value> (psm_jax/configs/base.py lists them).",
+    fields="psm_jax/configs/base.py (--config.network.<field>: the fields of the model's "
+    "architecture dataclass in psm_jax/models/)",
 )
 flags.declare_key_flag("config")  # listed in --help (ml_collections defines it)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints, config and logs go.")
@@ -71,7 +74,9 @@ def main(argv):
         datasets.build_dataset(name, data_dir=config.data_dir, manual_dir=manual_dir or None)
     measurements = loop.train_and_evaluate(config, _WORKDIR.value)
     if jax.process_index() == 0:
-        summary = ", ".join(f"{k} {v:.4g}" for k, v in measurements.items())
+        summary = ", ".join(
+            f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in measurements.items()
+        )
         print(f"{config.model} trained in {_WORKDIR.value}: {summary}")
 
 

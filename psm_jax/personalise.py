@@ -28,6 +28,7 @@ import optax
 from absl import logging
 from flax import nnx
 from PIL import Image
+from tqdm import tqdm
 
 from psm_jax import inference, registry
 from psm_jax.data import fixations as fixations_lib
@@ -300,6 +301,7 @@ def adapt_multi_task_head(
     batch_size: int = 16,
     learning_rate: float = 0.02,
     seed: int = 0,
+    progress: bool = True,
 ):
     """Xu et al.'s adaptation path: a new observer's own head for the trained multi-task CNN.
 
@@ -313,6 +315,7 @@ def adapt_multi_task_head(
       multi_task_cnn: the trained multi-task CNN.
       images: (N, H, W, 3) uint8; psms, usms: (N, H, W) in [0, 1] (the USMs the model expects:
         ground-truth or predicted, as it was trained).
+      progress: a progress bar over the steps (minutes on a CPU), as the training loop's.
 
     Returns:
       (person, losses): a one-observer `Restored` multi-task CNN (call it with observer 0) and the
@@ -336,7 +339,8 @@ def adapt_multi_task_head(
     target = saliency_maps.discrepancy_maps(psms, usms, saliency_maps.OUTPUT_SIZE)
     rng = np.random.default_rng(seed)
     history = []
-    for _ in range(steps):
+    bar = tqdm(range(steps), desc="new head", unit="step", disable=not progress, leave=False)
+    for _ in bar:
         chosen = rng.choice(len(images), size=min(batch_size, len(images)), replace=False)
         batch = {
             "image": images[chosen],
@@ -346,6 +350,7 @@ def adapt_multi_task_head(
         }
         state, measurements = step(state, batch)
         history.append(float(measurements["loss"]))
+        bar.set_postfix(loss=f"{history[-1]:.4g}", refresh=False)
     if int(state.nonfinite_step) >= 0:
         raise RuntimeError(  # a user error (launch/runner.py): the learning rate is too high
             f"The new head's loss became non-finite at step {int(state.nonfinite_step)}: "

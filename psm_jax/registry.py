@@ -179,10 +179,18 @@ def _embedding_loss(config) -> LossFn:
             user_embedding, observer, config.margin, config.mining
         )
         if config.get("embedding_loss", "triplet") == "triplet":
-            return triplet, measurements
-        # "supervised_contrastive" (ours): the triplet loss is still measured, for comparison.
+            return triplet, {**measurements, "triplet_loss": triplet}
+        # "supervised_contrastive" (ours): the triplet loss and its mining are still measured,
+        # for comparison, under "measured_triplet/" (TensorBoard's tags: the loss trained is
+        # "supervised_contrastive_loss", beside "loss").
         loss = losses.supervised_contrastive_loss(user_embedding, observer, config.temperature)
-        return loss, {**measurements, "triplet_loss": triplet}
+        triplet_only = ("positive_pairs", "active_triplets")
+        return loss, {
+            "supervised_contrastive_loss": loss,
+            **{k: v for k, v in measurements.items() if k not in triplet_only},
+            "measured_triplet/loss": triplet,
+            **{f"measured_triplet/{k}": measurements[k] for k in triplet_only},
+        }
 
     return loss_fn
 

@@ -1,6 +1,6 @@
-"""How much of the closed-set ground-truth USM is the scored observer's own map? Validation images.
+r"""How much of the closed-set ground-truth USM is the scored observer's own map? Validation images.
 
-    python studies/closed_set_usm.py --data_dir=/tmp/tfds \
+    .venv/bin/python studies/closed_set_usm.py --data_dir=/tmp/tfds \
         --datasets=osie_personal,synthetic_personal_saliency
 
 The ground-truth USM is the mean PSM of the split's training observers
@@ -25,7 +25,7 @@ import numpy as np
 from absl import app, flags
 
 import tfds_builders
-from psm_jax import metrics, xla_defaults
+from psm_jax import cli, metrics, xla_defaults
 from psm_jax.configs import synthetic
 from psm_jax.data import pipeline
 from psm_jax.evaluation import pairs, priors
@@ -131,4 +131,4 @@ def main(argv):
 if __name__ == "__main__":
     xla_defaults.apply()  # before JAX starts a backend (as the launchers do)
     tfds_builders.register()
-    app.run(main)
+    app.run(main, flags_parser=cli.parse_flags)  # --help exits 0

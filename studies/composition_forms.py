@@ -1,6 +1,6 @@
-"""The composition's form on the closed set's VALIDATION images (issue 14; exploration, 2026-12-02).
+r"""The composition's form on the closed-set VALIDATION images (issue 14; exploration, 2026-12-02).
 
-    python studies/composition_forms.py --run=<main-job workdir> --data_dir=<data_dir> \
+    .venv/bin/python studies/composition_forms.py --run=<main-job workdir> --data_dir=<data_dir> \
         --dataset=osie_personal
 
 Restores the run's encoder and PSM network, predicts the raw discrepancies of the training
@@ -20,7 +20,7 @@ import study_rows
 from absl import app, flags
 
 import tfds_builders
-from psm_jax import inference, xla_defaults
+from psm_jax import cli, inference, xla_defaults
 from psm_jax.data import pipeline
 from psm_jax.evaluation import methods, pairs, scoring
 from psm_jax.evaluation import priors as priors_lib
@@ -108,4 +108,4 @@ def main(argv):
 if __name__ == "__main__":
     xla_defaults.apply()  # before JAX starts a backend (as the launchers do)
     tfds_builders.register()
-    app.run(main)
+    app.run(main, flags_parser=cli.parse_flags)  # --help exits 0

@@ -1,6 +1,6 @@
-"""Non-additive compositions without learning, on the closed set's VALIDATION images (issue 14).
+r"""Non-additive compositions without learning, on the closed set's VALIDATION images (issue 14).
 
-    python studies/composition_logspace.py --data_dir=<data_dir> \
+    .venv/bin/python studies/composition_logspace.py --data_dir=<data_dir> \
         --datasets=osie_personal,synthetic_personal_saliency,...
 
 The additive form clip(USM + w D, f USM, 1) with D the observer's mean discrepancy raises CC on
@@ -25,7 +25,7 @@ import study_rows
 from absl import app, flags
 
 import tfds_builders
-from psm_jax import metrics, xla_defaults
+from psm_jax import cli, metrics, xla_defaults
 from psm_jax.data import pipeline
 from psm_jax.evaluation import pairs, priors, scoring
 
@@ -123,4 +123,4 @@ def main(_):
 if __name__ == "__main__":
     xla_defaults.apply()  # before JAX starts a backend (as the launchers do)
     tfds_builders.register()
-    app.run(main)
+    app.run(main, flags_parser=cli.parse_flags)  # --help exits 0

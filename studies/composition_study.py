@@ -1,6 +1,6 @@
-"""The composition's discrepancy weight, chosen on VALIDATION images for every personalised row.
+r"""The composition's discrepancy weight, chosen on VALIDATION images for every personalised row.
 
-    python studies/composition_study.py --data_dir=/tmp/tfds --runs=/tmp/sweep \
+    .venv/bin/python studies/composition_study.py --data_dir=/tmp/tfds --runs=/tmp/sweep \
         --weights=0.25,0.5,0.75,1
 
 Predicted PSM = clip(USM + w x predicted discrepancy, usm_floor x USM, 1); w = 1 is the papers'
@@ -18,7 +18,7 @@ from pathlib import Path
 from absl import app, flags
 
 import tfds_builders
-from psm_jax import xla_defaults
+from psm_jax import cli, xla_defaults
 from psm_jax.configs import evaluation as evaluation_configs
 from psm_jax.configs import synthetic
 from psm_jax.evaluation import evaluators, methods
@@ -68,4 +68,4 @@ def main(argv):
 if __name__ == "__main__":
     xla_defaults.apply()  # before JAX starts a backend (as the launchers do)
     tfds_builders.register()
-    app.run(main)
+    app.run(main, flags_parser=cli.parse_flags)  # --help exits 0

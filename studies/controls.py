@@ -1,4 +1,4 @@
-"""The controls of a finished main-job run (issue 37): trained from the run's own configs, then
+r"""The controls of a finished main-job run (issue 37): trained from the run's own configs, then
 the run evaluated with their rows.
 
     .venv/bin/python studies/controls.py --run=runs/synthetic_personal_saliency \
@@ -21,7 +21,7 @@ import ml_collections
 from absl import app, flags, logging
 
 import tfds_builders
-from psm_jax import registry, xla_defaults
+from psm_jax import cli, registry, xla_defaults
 from psm_jax.configs import main as main_configs
 from psm_jax.evaluation import evaluators, methods
 from psm_jax.train import checkpoint, loop
@@ -68,4 +68,4 @@ def main(argv):
 if __name__ == "__main__":
     xla_defaults.apply()  # before JAX starts a backend (as the launchers do)
     tfds_builders.register()
-    app.run(main)
+    app.run(main, flags_parser=cli.parse_flags)  # --help exits 0

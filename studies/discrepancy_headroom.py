@@ -1,6 +1,6 @@
-"""How much a perfect discrepancy predictor would gain over the USM (an upper bound for the models).
+r"""How much a perfect discrepancy predictor would gain over the USM (an upper bound on the models).
 
-    python studies/discrepancy_headroom.py --dataset=synthetic_personal_saliency \
+    .venv/bin/python studies/discrepancy_headroom.py --dataset=synthetic_personal_saliency \
         --data_dir=data/tfds --protocol=closed
 
 Scores, on the protocol's (test image, observer) pairs, the ground-truth USM and the papers'
@@ -22,7 +22,7 @@ import numpy as np
 from absl import app, flags
 
 import tfds_builders
-from psm_jax import inference, xla_defaults
+from psm_jax import cli, inference, xla_defaults
 from psm_jax.data import pipeline, saliency_maps, synthetic
 from psm_jax.evaluation import pairs, scoring
 
@@ -102,4 +102,4 @@ def main(argv):
 if __name__ == "__main__":
     xla_defaults.apply()  # before JAX starts a backend (as the launchers do)
     tfds_builders.register()
-    app.run(main)
+    app.run(main, flags_parser=cli.parse_flags)  # --help exits 0

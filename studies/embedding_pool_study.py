@@ -1,7 +1,7 @@
-"""What the PSM network gets from an encoder: how well its training pool tells people apart.
+r"""What the PSM network gets from an encoder: how well its training pool tells people apart.
 
-    python studies/embedding_pool_study.py --data_dir=/tmp/tfds_sweep2 --runs=/tmp/sweep2 \
-        [--datasets=synthetic_personal_saliency,...] [--pool_size=30]
+    .venv/bin/python studies/embedding_pool_study.py --data_dir=/tmp/tfds_sweep2 \
+        --runs=/tmp/sweep2 [--datasets=synthetic_personal_saliency,...] [--pool_size=30]
 
 For each draw, embeds `--pool_size` random m-pair sets of every training observer with the
 trained encoder of a finished main job (`--runs/<draw>/embedding`), exactly as the PSM network's
@@ -18,7 +18,7 @@ import numpy as np
 from absl import app, flags
 
 import tfds_builders
-from psm_jax import xla_defaults
+from psm_jax import cli, xla_defaults
 from psm_jax.configs import main as main_configs
 from psm_jax.configs import synthetic
 from psm_jax.data import pipeline
@@ -86,4 +86,4 @@ def main(argv):
 if __name__ == "__main__":
     xla_defaults.apply()  # before JAX starts a backend (as the launchers do)
     tfds_builders.register()
-    app.run(main)
+    app.run(main, flags_parser=cli.parse_flags)  # --help exits 0

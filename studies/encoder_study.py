@@ -1,6 +1,7 @@
-"""Does the user-embedding encoder learn on every synthetic draw? Variants side by side.
+r"""Does the user-embedding encoder learn on every synthetic draw? Variants side by side.
 
-    python studies/encoder_study.py --data_dir=/tmp/tfds_base --workdir=/tmp/encoder_study \
+    .venv/bin/python studies/encoder_study.py --data_dir=/tmp/tfds_base \
+        --workdir=/tmp/encoder_study \
         --variants='overlapping:overlapping_sets=True' --variants='disjoint:'
 
 Trains the main job's encoder (`psm_jax.configs.main.training_config`: the quick schedule) on
@@ -23,7 +24,7 @@ import variants
 from absl import app, flags
 
 import tfds_builders
-from psm_jax import inference, xla_defaults
+from psm_jax import cli, inference, xla_defaults
 from psm_jax.configs import main as main_configs
 from psm_jax.configs import synthetic
 from psm_jax.data import datasets, pipeline
@@ -103,4 +104,4 @@ def main(argv):
 if __name__ == "__main__":
     xla_defaults.apply()  # before JAX starts a backend (as the launchers do)
     tfds_builders.register()
-    app.run(main)
+    app.run(main, flags_parser=cli.parse_flags)  # --help exits 0

@@ -1,6 +1,6 @@
 """Does an encoder trained on ground-truth USMs identify people enrolled on predicted ones?
 
-    python studies/enrolment_usm.py --run=runs/synthetic_personal_saliency
+    .venv/bin/python studies/enrolment_usm.py --run=runs/synthetic_personal_saliency
 
 The main job's encoder reads each pair's departure from the USM (`input_map="discrepancy"`) and
 is trained with the ground-truth USMs (the mean map of the training observers). A new person's
@@ -20,7 +20,7 @@ import numpy as np
 from absl import app, flags
 
 import tfds_builders
-from psm_jax import inference, metrics, xla_defaults
+from psm_jax import cli, inference, metrics, xla_defaults
 from psm_jax.data import pipeline
 from psm_jax.evaluation import embeddings
 
@@ -98,4 +98,4 @@ def main(argv):
 if __name__ == "__main__":
     xla_defaults.apply()  # before JAX starts a backend (as the launchers do)
     tfds_builders.register()
-    app.run(main)
+    app.run(main, flags_parser=cli.parse_flags)  # --help exits 0

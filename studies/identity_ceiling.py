@@ -1,6 +1,6 @@
 """How well can unseen synthetic observers be told apart from m (image, PSM) pairs at all?
 
-    python studies/identity_ceiling.py --data_dir=/tmp/tfds_s6 --runs=/tmp/s7/sweep
+    .venv/bin/python studies/identity_ceiling.py --data_dir=/tmp/tfds_s6 --runs=/tmp/s7/sweep
 
 A reference for the encoder's precision@1 (issue 14's target: >= 0.9 at m = 32 for the test
 observers) that needs no learning, because it reads what the generator knows and the encoder
@@ -25,7 +25,7 @@ import numpy as np
 from absl import app, flags
 
 import tfds_builders
-from psm_jax import inference, metrics, xla_defaults
+from psm_jax import cli, inference, metrics, xla_defaults
 from psm_jax.configs import synthetic as synthetic_configs
 from psm_jax.data import pipeline
 from psm_jax.data import synthetic as generator
@@ -158,4 +158,4 @@ def main(argv):
 if __name__ == "__main__":
     xla_defaults.apply()  # before JAX starts a backend (as the launchers do)
     tfds_builders.register()
-    app.run(main)
+    app.run(main, flags_parser=cli.parse_flags)  # --help exits 0

@@ -1,9 +1,9 @@
-"""Every observer unseen once: the main job on each fold of K-fold cross-validation over observers,
+r"""Every observer unseen once: the main job on each fold of K-fold cross-validation over observers,
 and the open-set scores of all folds pooled into one table over all people.
 
-    python studies/observer_folds.py --config=psm_jax/configs/main.py:osie_personal \
-        --manual_dir=../shared/datasets/osie --folds=5 --workdir=runs/osie_folds
-    python studies/observer_folds.py --config.dataset=synthetic_personal_saliency/seed1 \
+    .venv/bin/python studies/observer_folds.py --config=psm_jax/configs/main.py:osie_personal \
+        --manual_dir=/path/to/osie --folds=5 --workdir=runs/osie_folds
+    .venv/bin/python studies/observer_folds.py --config.dataset=synthetic_personal_saliency/seed1 \
         --folds=5 --workdir=runs/seed1_folds            # a synthetic draw (30 observers)
 
 One split tests few people (OSIE: 3, whose sign test cannot reach p < 0.05). Fold k of K
@@ -31,7 +31,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 import tfds_builders
-from psm_jax import main_job, xla_defaults
+from psm_jax import cli, main_job, xla_defaults
 from psm_jax.data import builder as builder_lib
 from psm_jax.evaluation import report, scoring
 
@@ -116,4 +116,4 @@ def main(argv):
 if __name__ == "__main__":
     xla_defaults.apply()  # before JAX starts a backend (as the launchers do)
     tfds_builders.register()
-    app.run(main)
+    app.run(main, flags_parser=cli.parse_flags)  # --help exits 0

@@ -1,7 +1,7 @@
-"""The open sets of evaluations of different people pooled into one table over all of them: e.g.
+r"""The open sets of evaluations of different people pooled into one table over all of them: e.g.
 the main job on the three synthetic generator draws (5 unseen people each, 15 together).
 
-    python studies/pool_open_sets.py --output_dir=runs/synthetic_pooled --reports=\
+    .venv/bin/python studies/pool_open_sets.py --output_dir=runs/synthetic_pooled --reports=\
 seed0=runs/synthetic_personal_saliency/report,seed1=runs/seed1/report,seed2=runs/seed2/report
 
 Each report folder holds an evaluation's `open_scores.csv` and `open.json` (the main job's
@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 from absl import app, flags
 
+from psm_jax import cli
 from psm_jax.evaluation import report, scoring
 
 _REPORTS = flags.DEFINE_list(
@@ -75,4 +76,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=cli.parse_flags)  # --help exits 0

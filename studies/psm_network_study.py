@@ -1,6 +1,6 @@
-"""Does the PSM network personalise on every draw? Variants side by side, on VALIDATION images.
+r"""Does the PSM network personalise on every draw? Variants side by side, on VALIDATION images.
 
-    python studies/psm_network_study.py --data_dir=/tmp/tfds_sweep2 --runs=/tmp/sweep2 \
+    .venv/bin/python studies/psm_network_study.py --data_dir=/tmp/tfds_sweep2 --runs=/tmp/sweep2 \
         --workdir=/tmp/psm_study --variants='relu:' \
         --variants='leaky:network.dynamic_activation=leaky_relu'
 
@@ -21,7 +21,7 @@ import variants
 from absl import app, flags
 
 import tfds_builders
-from psm_jax import xla_defaults
+from psm_jax import cli, xla_defaults
 from psm_jax.configs import evaluation as evaluation_configs
 from psm_jax.configs import main as main_configs
 from psm_jax.configs import synthetic
@@ -108,4 +108,4 @@ if __name__ == "__main__":
     flags.mark_flags_as_required(["runs"])
     xla_defaults.apply()  # before JAX starts a backend (as the launchers do)
     tfds_builders.register()
-    app.run(main)
+    app.run(main, flags_parser=cli.parse_flags)  # --help exits 0

@@ -1,6 +1,6 @@
-"""The README's result tables, written from a main-job run so that they cannot drift from it.
+r"""The README's result tables, written from a main-job run so that they cannot drift from it.
 
-    python studies/readme_tables.py --run=/tmp/run --name=synthetic \
+    .venv/bin/python studies/readme_tables.py --run=/tmp/run --name=synthetic \
         --command="launch/main.py --config.data_dir=/tmp/tfds --workdir=/tmp/run"
 
 Copies the run's `report/closed.json` and `report/open.json` into `studies/results/<name>/`
@@ -21,6 +21,7 @@ from pathlib import Path
 
 from absl import app, flags
 
+from psm_jax import cli
 from psm_jax.evaluation import report, scoring
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -99,4 +100,4 @@ def main(argv):
 
 if __name__ == "__main__":
     flags.mark_flags_as_required(["run", "name"])
-    app.run(main)
+    app.run(main, flags_parser=cli.parse_flags)  # --help exits 0

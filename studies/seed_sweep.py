@@ -1,7 +1,7 @@
-"""The main job on several synthetic generator draws: do the results hold across draws?
+r"""The main job on several synthetic generator draws: do the results hold across draws?
 
-    python studies/seed_sweep.py --config.data_dir=/tmp/tfds_sweep --workdir=/tmp/sweep
-    python studies/seed_sweep.py --workdir=/tmp/sweep_mean \
+    .venv/bin/python studies/seed_sweep.py --config.data_dir=/tmp/tfds_sweep --workdir=/tmp/sweep
+    .venv/bin/python studies/seed_sweep.py --workdir=/tmp/sweep_mean \
         --config.models.embedding.network.pooling=mean   # an option, measured across draws
 
 Runs `launch/main.py`'s job (its config, psm_jax/configs/main.py, with any `--config.` field as
@@ -21,7 +21,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 import tfds_builders
-from psm_jax import main_job, metrics, xla_defaults
+from psm_jax import cli, main_job, metrics, xla_defaults
 from psm_jax.configs import synthetic
 from psm_jax.evaluation import report, scoring
 
@@ -87,4 +87,4 @@ def main(argv):
 if __name__ == "__main__":
     xla_defaults.apply()  # before JAX starts a backend (as the launchers do)
     tfds_builders.register()
-    app.run(main)
+    app.run(main, flags_parser=cli.parse_flags)  # --help exits 0

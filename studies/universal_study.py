@@ -1,6 +1,6 @@
-"""Universal-model variants side by side, scored on VALIDATION images (issue 39).
+r"""Universal-model variants side by side, scored on VALIDATION images (issue 39).
 
-    python studies/universal_study.py --dataset=osie_personal --data_dir=/tmp/tfds_osie \
+    .venv/bin/python studies/universal_study.py --dataset=osie_personal --data_dir=/tmp/tfds_osie \
         --workdir=/tmp/universal_study \
         --variants='lite0_384:network.backbone=efficientnet_lite0' \
         --variants='lite0_240:network.backbone=efficientnet_lite0,network.input_size=(240,320)'
@@ -23,7 +23,7 @@ import variants
 from absl import app, flags
 
 import tfds_builders
-from psm_jax import metrics, xla_defaults
+from psm_jax import cli, metrics, xla_defaults
 from psm_jax.configs import evaluation as evaluation_configs
 from psm_jax.configs import main as main_configs
 from psm_jax.data import datasets
@@ -95,4 +95,4 @@ def main(argv):
 if __name__ == "__main__":
     xla_defaults.apply()  # before JAX starts a backend (as the launchers do)
     tfds_builders.register()
-    app.run(main)
+    app.run(main, flags_parser=cli.parse_flags)  # --help exits 0

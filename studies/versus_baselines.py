@@ -1,6 +1,6 @@
 """The embedding network against each baseline without learning, pair by pair (issue 14).
 
-    python studies/versus_baselines.py --run=<main-job workdir> [--protocol=closed]
+    .venv/bin/python studies/versus_baselines.py --run=<main-job workdir> [--protocol=closed]
 
 Issue 14 asks that the embedding network beat the ground-truth USM *and* the baselines without
 learning (paired p < 0.05); the report gives each row against the USM only. This restores the
@@ -12,7 +12,7 @@ difference of the means and the paired Wilcoxon p on CC, SIM and KLD.
 from absl import app, flags
 
 import tfds_builders
-from psm_jax import xla_defaults
+from psm_jax import cli, xla_defaults
 from psm_jax.configs import evaluation as evaluation_config
 from psm_jax.evaluation import evaluators, methods, pairs, scoring
 
@@ -44,4 +44,4 @@ def main(_):
 if __name__ == "__main__":
     xla_defaults.apply()  # before JAX starts a backend (as the launchers do)
     tfds_builders.register()
-    app.run(main)
+    app.run(main, flags_parser=cli.parse_flags)  # --help exits 0

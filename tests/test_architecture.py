@@ -9,7 +9,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 STAGES = (
-    ("runtime", ("psm_jax.xla_defaults", "psm_jax.disk")),
+    ("runtime", ("psm_jax.xla_defaults", "psm_jax.disk", "psm_jax.cli")),
     ("data", ("psm_jax.data",)),
     (
         "models",

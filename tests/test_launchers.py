@@ -1,5 +1,6 @@
 """What every launcher shares (launch/runner.py): bad input ends in one message, not a traceback."""
 
+import importlib.util
 import subprocess
 import sys
 
@@ -114,12 +115,65 @@ def test_verbose_shows_the_traceback():
 
 @pytest.mark.slow
 def test_every_launcher_lists_verbose_and_its_key_flags_in_help():
-    for script in ("main.py", "evaluate.py", "predict.py", "enroll.py", "train.py"):
+    for script in sorted(p.name for p in (ROOT / "launch").glob("*.py")):
+        if script == "runner.py":
+            continue
         result = _launch(script, "--help")
+        assert result.returncode == 0, (script, result.stderr[-2000:])
         assert "--[no]verbose" in result.stdout, script
     for script in ("main.py", "evaluate.py", "predict.py", "train.py"):
         help_text = _launch(script, "--help").stdout
         assert "  --config:" in help_text and "--config.<" in help_text, script
+        assert "--config.<field>=<value> sets any field of the config: psm_jax/configs/" in (
+            help_text
+        ), script
+
+
+def test_help_exits_0_and_marks_the_required_flags():
+    result = _launch("export_usm.py", "--help")
+    assert result.returncode == 0, result.stderr
+    assert "--workdir: (required) The universal network's training workdir." in result.stdout
+    assert "--batch_size: Images per forward pass." in result.stdout  # not required
+    # The docstring's commands keep their line continuations (a raw docstring).
+    assert "predicted_usm" in result.stdout and "/universal \\\n" in result.stdout
+
+
+def test_a_python_without_the_packages_ends_in_one_line_saying_what_to_run():
+    # -S: no site-packages, as a system Python outside the project's virtualenv.
+    result = subprocess.run(
+        [sys.executable, "-S", "launch/export_usm.py", "--workdir=x"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "psm-jax's packages (absl," in result.stderr
+    assert ".venv/bin/python launch/export_usm.py --workdir=x`" in result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "script",
+    sorted(
+        str(path.relative_to(ROOT))
+        for folder in ("studies", "benchmarks")
+        for path in (ROOT / folder).glob("*.py")
+        if "app.run(" in path.read_text()
+    ),
+)
+def test_every_study_and_benchmark_exits_0_on_help(script):
+    result = subprocess.run(
+        [sys.executable, script, "--help"], capture_output=True, text=True, cwd=ROOT
+    )
+    needs_torch = "import torch" in (ROOT / script).read_text()
+    if needs_torch and importlib.util.find_spec("torch") is None:  # one line saying what to run
+        assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+        assert "make bench-twin" in result.stderr
+        return
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "--helpfull lists every flag" in result.stdout  # psm_jax.cli answered it
 
 
 def test_the_train_and_export_launchers_smoke(tiny_data_dir, tmp_path):
@@ -196,6 +250,7 @@ def test_no_launcher_rewrites_argv_or_takes_a_config_field_as_its_own_flag():
 def test_the_closest_config_fields_are_named_at_the_level_the_flag_names(monkeypatch):
     monkeypatch.syspath_prepend(str(ROOT / "launch"))
     import runner
+
     from ml_collections import ConfigDict
 
     config = ConfigDict({"num_steps": 1, "network": {"widths": (8,), "depth": 2}, "seed": 0})

@@ -55,3 +55,21 @@ def test_relu_activity_shows_a_dead_dynamic_layer():
         )
         == {}
     )
+
+
+@pytest.mark.parametrize("embedding_loss", ["triplet", "supervised_contrastive"])
+def test_the_encoder_logs_the_loss_it_trains_under_its_own_name(embedding_loss):
+    import ml_collections
+
+    config = ml_collections.ConfigDict(
+        {"embedding_loss": embedding_loss, "margin": 0.05, "mining": "semi_hard", "temperature": 1}
+    )
+    embeddings = np.random.default_rng(0).normal(size=(8, 4)).astype(np.float32)
+    observer = np.array([0, 0, 1, 1, 2, 2, 3, 3])
+    loss, measurements = registry._embedding_loss(config)(
+        lambda *inputs: embeddings, {"images": None, "psms": None}, observer
+    )
+    assert float(measurements[f"{embedding_loss}_loss"]) == float(loss)
+    triplet_tags = [name for name in measurements if "triplet" in name]
+    if embedding_loss == "supervised_contrastive":  # measured for comparison, under its own name
+        assert triplet_tags and all(n.startswith("measured_triplet/") for n in triplet_tags)

@@ -293,7 +293,9 @@ def test_a_restart_with_another_config_is_refused_and_the_recorded_config_kept(d
     loop.train_and_evaluate(first, tmp_path)
     recorded = (tmp_path / "config.json").read_text()
     # A finished run is left alone, whatever the config says (nothing to train).
-    assert loop.train_and_evaluate(_config("universal", data_dir, seed=5), tmp_path) == {}
+    reached = loop.train_and_evaluate(_config("universal", data_dir, seed=5), tmp_path)
+    assert reached["last_step"] == first.num_steps and reached["last_validation_loss"] > 0
+    assert reached["checkpoints"] == str(tmp_path.absolute() / "checkpoints")
     changed = _config("universal", data_dir, learning_rate=0.5, batch_size=4, num_steps=9)
     expected = f"batch_size: 8 -> 4; learning_rate: {learning_rate:g} -> 0.5"
     with pytest.raises(ValueError, match=expected):

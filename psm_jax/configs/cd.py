@@ -1,7 +1,7 @@
-"""The combined dataset (CD) of Strohm et al.: the embedding encoder trained on the PS and the ID
+r"""The combined dataset (CD) of Strohm et al.: the embedding encoder trained on the PS and the ID
 training observers together (labels kept distinct), batches mixed in proportion to observers.
 
-    python launch/train.py --config=psm_jax/configs/cd.py:embedding \
+    .venv/bin/python launch/train.py --config=psm_jax/configs/cd.py:embedding \
         --config.manual_dir=/path/to/ps_release \
         --config.combine_manual_dirs=/path/to/id_folder --workdir=runs/cd/embedding
 

@@ -1,8 +1,8 @@
-"""The evaluation config: protocols, the PSM composition (USM floor, discrepancy weight), m, and
+r"""The evaluation config: protocols, the PSM composition (USM floor, discrepancy weight), m, and
 the evaluators to run (`config.evals`, `psm_jax.evaluation.evaluators`).
 
-    python launch/evaluate.py --workdir=runs/synthetic_personal_saliency
-    python launch/evaluate.py --workdir=runs/synthetic_personal_saliency \
+    .venv/bin/python launch/evaluate.py --workdir=runs/synthetic_personal_saliency
+    .venv/bin/python launch/evaluate.py --workdir=runs/synthetic_personal_saliency \
         --config.usm_floor=0 --config.discrepancy_weight=1 --output_dir=/tmp/papers_composition
 
 The main job's config holds this one as `config.evaluation` (`--config.evaluation.<field>` on

@@ -1,9 +1,10 @@
-"""ID (de Haas et al.: the 700 OSIE images, 102 observers: 80 / 10 / 12).
+r"""ID (de Haas et al.: the 700 OSIE images, 102 observers: 80 / 10 / 12).
 
-    python launch/train.py --config=psm_jax/configs/individual_differences.py:embedding \
+    .venv/bin/python launch/train.py --config=psm_jax/configs/individual_differences.py:embedding \
         --config.manual_dir=/path/to/release \
         --workdir=runs/individual_differences/embedding
-    python launch/train.py --config=psm_jax/configs/individual_differences.py:psm_network \
+    .venv/bin/python launch/train.py \
+        --config=psm_jax/configs/individual_differences.py:psm_network \
         --config.manual_dir=/path/to/release \
         --config.encoder_workdir=runs/individual_differences/embedding \
         --workdir=runs/individual_differences/psm_network

@@ -1,11 +1,11 @@
-"""The main job's config (`launch/main.py`): one sub-config per model, plus the evaluation config.
+r"""The main job's config (`launch/main.py`): one sub-config per model, plus the evaluation config.
 
-    python launch/main.py                                    # the synthetic default
-    python launch/main.py --config=psm_jax/configs/main.py:osie_personal \
-        --config.manual_dir=../shared/datasets/osie
-    python launch/main.py --config.dataset=synthetic_personal_saliency/seed1 \
+    .venv/bin/python launch/main.py                                    # the synthetic default
+    .venv/bin/python launch/main.py --config=psm_jax/configs/main.py:osie_personal \
+        --config.manual_dir=/path/to/osie
+    .venv/bin/python launch/main.py --config.dataset=synthetic_personal_saliency/seed1 \
         --workdir=runs/seed1                                 # another generator draw
-    python launch/main.py --config.models.embedding.network.pooling=mean \
+    .venv/bin/python launch/main.py --config.models.embedding.network.pooling=mean \
         --config.evaluation.usm_floor=0 --workdir=runs/mean_pooling
 
 The argument after the file (default "synthetic_personal_saliency") is the dataset whose schedules

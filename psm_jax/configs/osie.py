@@ -1,8 +1,8 @@
-"""OSIE (700 images, 15 observers: 9 train / 3 validation / 3 test), from the real release.
+r"""OSIE (700 images, 15 observers: 9 train / 3 validation / 3 test), from the real release.
 
-    python launch/train.py --config=psm_jax/configs/osie.py:embedding \
+    .venv/bin/python launch/train.py --config=psm_jax/configs/osie.py:embedding \
         --workdir=runs/osie_personal/embedding
-    python launch/train.py --config=psm_jax/configs/osie.py:psm_network \
+    .venv/bin/python launch/train.py --config=psm_jax/configs/osie.py:psm_network \
         --config.encoder_workdir=runs/osie_personal/embedding \
         --workdir=runs/osie_personal/psm_network
 

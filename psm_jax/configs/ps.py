@@ -1,9 +1,9 @@
-"""PS (Xu et al.: 1,600 images, 30 observers: 20 train / 5 validation / 5 test).
+r"""PS (Xu et al.: 1,600 images, 30 observers: 20 train / 5 validation / 5 test).
 
-    python launch/train.py --config=psm_jax/configs/ps.py:embedding \
+    .venv/bin/python launch/train.py --config=psm_jax/configs/ps.py:embedding \
         --config.manual_dir=/path/to/release \
         --workdir=runs/personalized_saliency/embedding
-    python launch/train.py --config=psm_jax/configs/ps.py:psm_network \
+    .venv/bin/python launch/train.py --config=psm_jax/configs/ps.py:psm_network \
         --config.manual_dir=/path/to/release \
         --config.encoder_workdir=runs/personalized_saliency/embedding \
         --workdir=runs/personalized_saliency/psm_network

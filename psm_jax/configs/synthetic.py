@@ -1,15 +1,15 @@
-"""Synthetic default dataset (no download): quick configs the main job and the tests use.
+r"""Synthetic default dataset (no download): quick configs the main job and the tests use.
 
-    python launch/train.py --config=psm_jax/configs/synthetic.py:embedding \
+    .venv/bin/python launch/train.py --config=psm_jax/configs/synthetic.py:embedding \
         --workdir=runs/synthetic_personal_saliency/embedding
-    python launch/train.py --config=psm_jax/configs/synthetic.py:psm_network \
+    .venv/bin/python launch/train.py --config=psm_jax/configs/synthetic.py:psm_network \
         --config.encoder_workdir=runs/synthetic_personal_saliency/embedding \
         --workdir=runs/synthetic_personal_saliency/psm_network
-    python launch/train.py --config=psm_jax/configs/synthetic.py:multi_task \
+    .venv/bin/python launch/train.py --config=psm_jax/configs/synthetic.py:multi_task \
         --workdir=runs/synthetic_personal_saliency/multi_task
-    python launch/train.py --config=psm_jax/configs/synthetic.py:per_observer \
+    .venv/bin/python launch/train.py --config=psm_jax/configs/synthetic.py:per_observer \
         --workdir=runs/synthetic_personal_saliency/per_observer
-    python launch/train.py --config=psm_jax/configs/synthetic.py:universal \
+    .venv/bin/python launch/train.py --config=psm_jax/configs/synthetic.py:universal \
         --workdir=runs/synthetic_personal_saliency/universal
 
 These are the main job's models and workdirs (`launch/main.py`, `make demo`); its report shows the

@@ -152,7 +152,7 @@ def _check_release(prepared, name: str, data_dir: str, manual_dir: str) -> None:
         raise ValueError(
             f"The records of {name} in {prepared.data_dir} were built from the release in "
             f"{recorded['root']}, and --manual_dir {manual_dir} is another one "
-            f"({'; '.join(differences)}). Rebuild them: python launch/build_dataset.py "
+            f"({'; '.join(differences)}). Rebuild them: .venv/bin/python launch/build_dataset.py "
             f"--dataset={name} --manual_dir={manual_dir} --data_dir={data_dir} --overwrite "
             "(or build into another --data_dir)."
         )

@@ -52,14 +52,22 @@ class Context:
       models: the restored models (`methods.Models`); their configs name the dataset.
       config: the evaluation config (`psm_jax.configs.evaluation`).
       output_dir: where figures and tables go.
+      progress: called with a line as each long part starts (the observers' embeddings, a
+        protocol's maps and scores), with the seconds since the context was made; None: quiet.
     """
 
     def __init__(
-        self, models: methods.Models, config: ml_collections.ConfigDict, output_dir: str | Path
+        self,
+        models: methods.Models,
+        config: ml_collections.ConfigDict,
+        output_dir: str | Path,
+        progress: Callable[[str], None] | None = None,
     ):
         self.models = models
         self.config = config
         self.output_dir = Path(output_dir)
+        self.progress = progress
+        self._start = time.perf_counter()
         self.dataset, self.data_dir = models.dataset()
         self._training_split = None
         self._evaluation_sets: dict[str, pairs.EvaluationSet] = {}
@@ -79,13 +87,18 @@ class Context:
             self.config.seed,
         ):
             raise ValueError("with_config shares the pairs and embeddings: keep split, m and seed.")
-        other = Context(self.models, config, self.output_dir)
+        other = Context(self.models, config, self.output_dir, self.progress)
         other._training_split = self._training_split
         other._evaluation_sets = self._evaluation_sets
         other._embeddings = self._embeddings
         other._pair_caches = self._pair_caches
         other._training_usms = self._training_usms
         return other
+
+    def say(self, what: str) -> None:
+        """`what`, indented as the main job's stage lines, with the seconds so far (`progress`)."""
+        if self.progress is not None:
+            self.progress(f"      {what} ({time.perf_counter() - self._start:.0f} s)")
 
     @property
     def training_split(self) -> tuple:
@@ -120,6 +133,7 @@ class Context:
             if self.models.embedding is None:
                 self._embeddings[group] = None
             else:
+                self.say(f"embedding the {group} observers (m = {self.config.m})")
                 source, metadata = self.training_split
                 vectors, enrolment = methods.embed_evaluated_observers(
                     self.models.embedding,
@@ -147,6 +161,7 @@ class Context:
         `observer_embeddings`, their USMs the universal model's (real use)."""
         key = f"predicted_usm/{group}"
         if key not in self._embeddings:
+            self.say(f"embedding the {group} observers from the universal model's USMs")
             source, metadata = self.training_split
             self._embeddings[key] = methods.embed_evaluated_observers(
                 self.models.embedding,
@@ -166,12 +181,14 @@ class Context:
             evaluation = self.evaluation_set(protocol)
             source, metadata = self.training_split
             needed = methods.needs_embeddings(self.models, protocol, baselines)
+            embeddings = self.observer_embeddings(evaluation.group) if needed else None
+            self.say(f"{protocol} set: every row's maps of {len(evaluation.image)} pairs")
             self._rows[protocol] = methods.predict_rows(
                 evaluation,
                 self.models,
                 source=source,
                 metadata=metadata,
-                observer_embeddings=self.observer_embeddings(evaluation.group) if needed else None,
+                observer_embeddings=embeddings,
                 predicted_usm_embeddings=(
                     self.predicted_usm_embeddings(evaluation.group)
                     if methods.needs_predicted_usm_embeddings(self.models)
@@ -192,9 +209,9 @@ class Context:
         """Row id -> metric -> (pairs,) per-pair scores of the protocol's rows."""
         if protocol not in self._scores:
             evaluation = self.evaluation_set(protocol)
-            self._scores[protocol] = {
-                row.id: scoring.score(evaluation, row.psm) for row in self.rows(protocol)
-            }
+            rows = self.rows(protocol)
+            self.say(f"{protocol} set: scoring {len(rows)} rows")
+            self._scores[protocol] = {row.id: scoring.score(evaluation, row.psm) for row in rows}
         return self._scores[protocol]
 
     def table(self, protocol: str, baselines: bool = True) -> scoring.Table:
@@ -419,11 +436,12 @@ def evaluate(
       config: the evaluation config (`psm_jax.configs.evaluation`).
       output_dir: where the tables (`<protocol>.md`, `.json`), the figures and the config
         (`CONFIG_FILE`) go.
-      progress: called with a line as each evaluator starts (None: quiet).
+      progress: called with a line as each evaluator, and each long part of one, starts
+        (`Context.say`; None: quiet).
     """
     check(config)
     start = time.perf_counter()
-    context = Context(models, config, output_dir)
+    context = Context(models, config, output_dir, progress)
     if models.embedding is not None:  # before anything is computed (embed_observers checks too)
         source, metadata = context.training_split
         if config.m > len(source) // 2:
@@ -436,8 +454,7 @@ def evaluate(
     for name, evaluator in EVALUATORS.items():
         if name not in config.evals:
             continue
-        if progress is not None:
-            progress(f"      {name} ({time.perf_counter() - start:.0f} s)")
+        context.say(name)
         results.update(evaluator(context, config.evals[name]))
     scores = {protocol: context.scores(protocol) for protocol in results.get("tables", {})}
     return Evaluation(results=results, scores=scores, seconds=time.perf_counter() - start)

@@ -125,6 +125,20 @@ CORRUPT = "checkpoints_corrupt"
 """Where checkpoints that no longer restore are set aside (never deleted)."""
 
 
+def reached(workdir: str | Path, mgr: ocp.CheckpointManager) -> dict:
+    """What a finished run reached, from its checkpoints: the last and the best step with their
+    validation losses, and where the checkpoints are (what `launch/train.py` prints when the
+    workdir has nothing left to train)."""
+    last, best = mgr.latest_step(), mgr.best_step()
+    reached = {"last_step": last, "best_step": best}
+    for name, step in (("last", last), ("best", best)):
+        metrics = mgr.metrics(step) if step is not None else None
+        if metrics and VALIDATION_LOSS in metrics:
+            reached[f"{name}_validation_loss"] = float(metrics[VALIDATION_LOSS])
+    reached["checkpoints"] = str(Path(workdir).absolute() / "checkpoints")
+    return reached
+
+
 def _summary(error: BaseException) -> str:
     text = " ".join(str(error).split())
     return f"{type(error).__name__}: {text[:300]}{'...' if len(text) > 300 else ''}"

@@ -239,7 +239,8 @@ def train_and_evaluate(
     config: ml_collections.ConfigDict, workdir: str | Path, *, encoder: nnx.Module | None = None
 ) -> dict:
     """Trains `config.model` as configured, checkpointing into `workdir`; returns the last
-    measurements (including the last validation loss).
+    measurements (including the last validation loss), or for a workdir that holds the last step
+    already, what it reached (`checkpoint.reached`).
 
     Args:
       config: a training config (`psm_jax.configs`).
@@ -266,8 +267,11 @@ def _train_and_evaluate(config, workdir: Path, encoder) -> dict:
     if (mgr.latest_step() or 0) >= config.num_steps:
         # Nothing to train: the workdir and its config.json stay as they are.
         if is_main:
-            print(f"{workdir} already holds step {mgr.latest_step()}: nothing to train.")
-        return {}
+            print(
+                f"{workdir} already holds step {mgr.latest_step()} of {config.num_steps}: nothing "
+                "to train (a larger --config.num_steps trains on from it)."
+            )
+        return checkpoint.reached(workdir, mgr)
     config = checkpoint.resolve_paths(config)  # recorded absolute: usable from anywhere
     source, metadata = pipeline.open_split(config.dataset, "train", config.data_dir)
     _record_dataset_facts(config, metadata)

@@ -19,9 +19,10 @@ from psm_jax.data.releases.base import Release, image_size, load_mat_variable, r
 
 INSTRUCTIONS = """\
 Download the OSIE release (MIT License) from the NUS-VIP repository
-"predicting-human-gaze-beyond-pixels" and pass its root as manual_dir, so that
-<manual_dir>/data/stimuli/*.jpg and <manual_dir>/data/eye/fixations.mat exist:
-python launch/build_dataset.py --dataset=osie_personal --manual_dir=<the release root>"""
+https://github.com/NUS-VIP/predicting-human-gaze-beyond-pixels (e.g. `git clone` it) and pass
+its root as manual_dir, so that <manual_dir>/data/stimuli/*.jpg and
+<manual_dir>/data/eye/fixations.mat exist:
+.venv/bin/python launch/build_dataset.py --dataset=osie_personal --manual_dir=<the release root>"""
 
 SIGMA_PX = 24.0
 """OSIE's own code blurs fixations with sigma = 24 px at 800x600 (about 1 degree)."""
