@@ -32,6 +32,7 @@ from ml_collections import config_flags
 
 import tfds_builders
 from psm_jax import cli, main_job, xla_defaults
+from psm_jax.configs import main as main_configs
 from psm_jax.data import builder as builder_lib
 from psm_jax.evaluation import report, scoring
 
@@ -54,11 +55,19 @@ def fold_workdir(workdir: str | Path, fold: int, folds: int) -> Path:
     return Path(workdir) / f"fold_{fold}_of_{folds}"
 
 
-def _finished(workdir: Path) -> bool:
-    # report.md is the main job's last write; the scores come before it.
-    return (workdir / "report.md").exists() and scoring.scores_path(
-        workdir / "report", "open"
-    ).exists()
+def _finished(workdir: Path, controls: tuple[str, ...] = ()) -> bool:
+    """Whether the fold's main job has written its report, after every control the config names
+    was trained (a run made before `--config.controls` was given trains them and evaluates
+    again)."""
+    report_path = workdir / "report.md"  # the main job's last write; the scores come before it
+    if not (report_path.exists() and scoring.scores_path(workdir / "report", "open").exists()):
+        return False
+    written = report_path.stat().st_mtime
+    return all(
+        (workdir / control / "config.json").exists()
+        and (workdir / control / "config.json").stat().st_mtime < written
+        for control in controls
+    )
 
 
 def main(argv):
@@ -76,7 +85,7 @@ def main(argv):
     for fold, dataset in enumerate(datasets):
         fold_dir = fold_workdir(workdir, fold, folds)
         step = f"[fold {fold + 1}/{folds}] {dataset}"
-        if _finished(fold_dir):
+        if _finished(fold_dir, main_configs.controls(config)):
             print(f"{step}: finished earlier, reused ({fold_dir})", flush=True)
         else:
             print(f"{step}: the main job in {fold_dir} ...", flush=True)

@@ -165,3 +165,37 @@ def test_open_sets_of_different_people_pool_into_one_table(tiny_main_job, tmp_pa
         in text
     )
     assert "over people" in text and "### a:" in text and "### b:" in text
+
+
+@pytest.mark.slow
+def test_the_main_job_trains_the_controls_it_is_given_on_a_finished_run(tiny_main_job, tmp_path):
+    """`--config.controls` on the tiny main job's finished run (copied): only the controls train
+    (the models' workdirs are reused), from the models' configs, and the tables gain their rows
+    and the embedding network's comparisons with them."""
+    import contextlib
+    import io
+    import shutil
+
+    from conftest import TINY
+
+    from psm_jax import main_job
+    from psm_jax.configs import main as main_configs
+    from psm_jax.train import checkpoint
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_main_job["root"] / "runs" / "synthetic_personal_saliency", run)
+    config = main_configs.get_config(TINY)
+    config.data_dir = str(tiny_main_job["root"] / "data" / "tfds")
+    config.controls = ("no_embedding", "multi_task_alike", "per_observer_alike")
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        result = main_job.run(config, run)
+    assert printed.getvalue().count("nothing to train") == len(config.models)
+    for control in config.controls:
+        assert (run / control / "config.json").exists()
+    assert checkpoint.load_config(run / "no_embedding").embedding_input == "none"
+    assert checkpoint.load_config(run / "multi_task_alike").composition == "log_ratio"
+    closed = result["tables"]["closed"].rows
+    assert {"no_embedding", "multi_task_alike", "per_observer_alike"} <= set(closed)
+    ours = closed["embedding"]["kld"]
+    assert "versus_no_embedding" in ours and "versus_alike" in ours
