@@ -149,7 +149,7 @@ def example_grid(
             if r == 0:
                 axis.set_title(name, fontsize=7)
         if image_names is not None:
-            axes[r, 0].set_ylabel(f"image {image_names[r]}", fontsize=7)
+            axes[r, 0].set_ylabel(image_names[r], fontsize=6)  # the column's title: "image"
     if title:
         figure.suptitle(title, fontsize=8)
     figure.tight_layout(rect=(0, 0, 0.93, 1))

@@ -64,7 +64,7 @@ def test_the_example_grid_names_each_rows_image_and_draws_maps_in_the_colour_map
     )
     axes = [axis for axis in figure.axes if axis.images]
     labels = [axis.get_ylabel() for axis in axes if axis.get_ylabel()]
-    assert labels == ["image img_0003", "image img_0017"]
+    assert labels == names
     assert "PSM sub_07\npredicted" in [axis.get_title() for axis in axes]
     maps = [image for axis in axes for image in axis.images if image.get_array().ndim == 2]
     assert len(maps) == 2 * 5 and {m.get_cmap().name for m in maps} == {figures.COLOUR_MAP}

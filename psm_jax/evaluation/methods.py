@@ -71,13 +71,12 @@ ROW_GLOSSARY = {
     "(`config.init_from`), as it came (the papers' DeepGaze row)",
     PREDICTED_USM: "the universal network's USM of the image (the fine-tuned DeepGaze row when "
     "fine-tuned): what a new image has instead of the ground truth",
-    CENTRE_BIAS: "baseline without learning (ours): the mean training USM, the same map for "
-    "every image",
-    MEAN_DISCREPANCY: "baseline without learning (ours): the USM plus the observer's mean "
+    CENTRE_BIAS: "baseline without learning: the mean training USM, the same map for every image",
+    MEAN_DISCREPANCY: "baseline without learning: the USM plus the observer's mean "
     "discrepancy (PSM - USM) on their own data",
-    PRIOR_BLEND: "baseline without learning (ours): a x USM + (1 - a) x the observer's mean PSM, "
+    PRIOR_BLEND: "baseline without learning: a x USM + (1 - a) x the observer's mean PSM, "
     "a chosen per observer on their own data",
-    DENSITY_RATIO: "baseline without learning (ours): USM^g x the observer's density ratio "
+    DENSITY_RATIO: "baseline without learning: USM^g x the observer's density ratio "
     "(mean PSM / mean USM)^w, g and w chosen per observer on their own data",
     MULTI_TASK: "Xu et al.'s multi-task CNN: a shared trunk with one output head per training "
     "observer (closed set only: it has no head for an unseen observer)",
@@ -93,13 +92,13 @@ ROW_GLOSSARY = {
     "hypernetwork turning the embedding into the weights of the PSM network's layer",
     EMBEDDING_PREDICTED: "real use: the embedding network given the universal network's USM of "
     "the test image, the observer embedded from pairs with predicted USMs too",
-    EMBEDDING_SHUFFLED: "control (ours): the embedding network given another observer's "
+    EMBEDDING_SHUFFLED: "control: the embedding network given another observer's "
     "embedding (each observer the next one's); if it scores like the embedding row, the network "
     "does not use who the person is",
-    EMBEDDING_MEAN: "control (ours): the embedding network given the training observers' mean "
+    EMBEDDING_MEAN: "control: the embedding network given the training observers' mean "
     "embedding, one average person for everybody; the embedding row's gain over it is the "
     "personal part of its gain over the USM",
-    NO_EMBEDDING: "control (ours): the same recipe trained with one fixed embedding for everybody "
+    NO_EMBEDDING: "control: the same recipe trained with one fixed embedding for everybody "
     "(`--config.embedding_input=none`), a universal refiner of the USM; the embedding row's gain "
     "over it is what knowing the person adds",
 }
@@ -259,7 +258,7 @@ def _baseline_rows(
         )
     )
     blended = priors_lib.blend(pair_usm, priors.mean_psm[observer], priors.blend[observer])
-    rows.append(Row(PRIOR_BLEND, "a USM + (1 - a) observer's mean PSM (ours)", blended))
+    rows.append(Row(PRIOR_BLEND, "a x USM + (1 - a) x observer's mean PSM (ours)", blended))
     reweighted = priors_lib.density_ratio_map(
         pair_usm,
         priors.density_ratio[observer],
