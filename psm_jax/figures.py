@@ -1,6 +1,9 @@
 """Figures: example map grids (Xu Fig. 7 / Strohm Fig. 4), a t-SNE of embeddings (Strohm Fig. 6)
 and overlays of a map on its image, written as PNG with matplotlib (Agg backend, no display needed).
 
+Every saliency map is drawn in `COLOUR_MAP`, one perceptually uniform scale, so that equal steps in
+saliency look like equal steps in colour (jet's bright bands invent edges where the map has none).
+
 `tsne` is a small exact t-SNE (van der Maaten & Hinton 2008) in NumPy: the report embeds a few
 hundred vectors at most, and this avoids a scikit-learn dependency.
 """
@@ -11,6 +14,10 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
+
+COLOUR_MAP = "inferno"
+"""matplotlib's colour map for every saliency map drawn (grids, overlays): perceptually uniform,
+dark (low) to bright yellow (high), readable in grey and by colour-blind readers."""
 
 
 def _conditional_probabilities(distances: np.ndarray, perplexity: float) -> np.ndarray:
@@ -102,15 +109,17 @@ def example_grid(
     observer_names: list[str],
     path: str | Path,
     title: str = "",
+    image_names: list[str] | None = None,
 ):
     """Rows = images; columns = image, USM, then ground-truth and predicted PSM per observer, all
-    maps on one colour scale (0 to 1; a PSM peaks at 1, a USM, the mean of PSMs, lower) with
-    its colour bar.
+    maps on one colour scale (0 to 1; a PSM peaks at 1, a USM, the mean of PSMs, lower;
+    `COLOUR_MAP`) with its colour bar.
 
     Args:
       images: (R, H, W, 3) uint8; usm: (R, H, W); ground_truth, predicted: (R, K, H, W).
       observer_names: K observer ids, as in the dataset, for the column titles.
       title: what the figure shows (above the grid).
+      image_names: R image ids, as in the dataset, each written left of its row.
     """
     import matplotlib
 
@@ -132,13 +141,15 @@ def example_grid(
             ]
         for c, (panel, name) in enumerate(panels):
             axis = axes[r, c]
-            drawn = axis.imshow(panel, cmap=None if panel.ndim == 3 else "jet", vmin=0, vmax=1)
+            drawn = axis.imshow(panel, cmap=None if panel.ndim == 3 else COLOUR_MAP, vmin=0, vmax=1)
             if panel.ndim == 2:
                 shown = drawn
             axis.set_xticks([])
             axis.set_yticks([])
             if r == 0:
                 axis.set_title(name, fontsize=7)
+        if image_names is not None:
+            axes[r, 0].set_ylabel(image_names[r], fontsize=6)  # the column's title: "image"
     if title:
         figure.suptitle(title, fontsize=8)
     figure.tight_layout(rect=(0, 0, 0.93, 1))
@@ -158,7 +169,7 @@ def save_overlay(
     image: np.ndarray, saliency: np.ndarray, path: str | Path, title: str = ""
 ) -> None:
     """A PNG of the image, at most `OVERLAY_MAX_SIDE` px on its long side, with the map overlaid
-    (jet, opacity 0.3 + 0.6 x map where the map exceeds 0.05), a colour bar and a title.
+    (`COLOUR_MAP`, opacity 0.3 + 0.6 x map where the map exceeds 0.05), a colour bar and a title.
 
     Args:
       image: (H, W, 3) uint8, at any resolution (the input image as the person gave it).
@@ -180,7 +191,7 @@ def save_overlay(
     resized = np.asarray(
         Image.fromarray(np.asarray(saliency, np.float32)).resize((width, height), Image.BILINEAR)
     ).clip(0, 1)
-    colour = matplotlib.colormaps["jet"](resized, bytes=True)[..., :3].astype(np.float32) / 255
+    colour = matplotlib.colormaps[COLOUR_MAP](resized, bytes=True)[..., :3].astype(np.float32) / 255
     alpha = np.where(resized > 0.05, 0.3 + 0.6 * resized, 0.0).astype(np.float32)[..., None]
     blended = (1 - alpha) * (image.astype(np.float32) / 255) + alpha * colour
     dpi = 100
@@ -191,7 +202,7 @@ def save_overlay(
     if title:
         figure.suptitle(title, fontsize=max(6, min(11, width / 60)), y=0.995, va="top")
     bar_axis = figure.add_axes((1 / 1.18 + 0.02, 0.05, 0.03, 0.8 * axis.get_position().height))
-    mappable = plt.cm.ScalarMappable(cmap="jet", norm=matplotlib.colors.Normalize(0, 1))
+    mappable = plt.cm.ScalarMappable(cmap=COLOUR_MAP, norm=matplotlib.colors.Normalize(0, 1))
     bar = figure.colorbar(mappable, cax=bar_axis)
     bar.set_label("saliency", fontsize=max(6, min(10, width / 70)))
     bar.ax.tick_params(labelsize=max(5, min(9, width / 80)))

@@ -46,8 +46,31 @@ HIGHER_IS_BETTER = {
     "sauc": True,
     "nss": True,
     "kld": False,
+    "information_gain": True,
     "precision_at_1": True,
 }
+
+DEFINITIONS = {
+    "cc": "linear (Pearson) correlation between the predicted map and the person's ground-truth "
+    "PSM; -1 to 1, 0 = unrelated, 1 = the same map up to scale",
+    "sim": "similarity: the overlap of the two maps, each made to sum to 1 (the sum of the "
+    "pixelwise minimum); 0 to 1, 1 = identical",
+    "auc_judd": "how well the map ranks the pixels the person fixated above all others (area "
+    "under the ROC curve, thresholds at the fixated pixels' values); 0.5 = chance, 1 = perfect",
+    "nss": "normalised scanpath saliency: the map, standardised to mean 0 and standard deviation "
+    "1, averaged over the person's fixations; 0 = chance",
+    "kld": "Kullback-Leibler divergence of the predicted map from the ground-truth PSM (both made "
+    "to sum to 1): the information lost when the prediction stands in for the truth; 0 = "
+    "identical, no upper bound",
+    "information_gain": "information gain over the ground-truth USM, in bits per fixation: the "
+    "mean over the person's fixations of log2(the map's probability there / the USM's), each map "
+    "made a density (99% its own distribution + 1% uniform); 0 = as good as the USM",
+    "precision_at_1": "of the embeddings of unseen people's sets of m pairs, the fraction whose "
+    "nearest other embedding (cosine) is one of the same person's sets; chance is given beside "
+    "it",
+}
+"""What each metric measures, in one line: the report's "How to read this report" renders these
+with `HIGHER_IS_BETTER`; the functions' docstrings hold the exact definitions."""
 
 
 # ----------------------------------------------------------------------------- evaluation grid

@@ -171,7 +171,7 @@ def test_models_trained_on_the_ground_truth_add_the_real_use_rows(tiny_data_dir,
     ours_cc = context.scores("closed")["embedding_predicted_usm"]["cc"]
     np.testing.assert_allclose(versus["difference"], np.mean(ours_cc - predicted_cc), atol=1e-6)
     assert versus["people"]["n"] == len(np.unique(closed.observer))
-    findings = report.findings_markdown({"closed": table}, {}, {}, None)
+    findings = report.findings_markdown({"closed": table}, {}, {}, None, m=3)
     assert "Closed set: the embedding network against the ground-truth USM" in findings
     assert "Real use, given the universal model's USM and enrolled on predicted USMs" in findings
 
@@ -934,3 +934,158 @@ def test_a_discrepancy_model_trains_against_the_leave_one_out_usm(tiny_data_dir)
         )
     with pytest.raises(ValueError, match="--config.usm_mode='own'"):
         tasks.make_task(tiny_config("multi_task", tiny_data_dir, usm_mode="own"), metadata)
+
+
+def test_the_commit_is_found_in_a_checkout_and_unknown_outside_one(tmp_path):
+    """The report's commit: the short hash, "+ uncommitted changes" once a tracked file differs
+    (an untracked output does not count), "unknown" outside a git checkout (no crash)."""
+    import subprocess
+
+    from psm_jax.evaluation import provenance
+
+    repo = tmp_path / "repo"
+    (repo / "code").mkdir(parents=True)
+    (repo / "code" / "module.py").write_text("x = 1\n")
+
+    def git(*args):
+        return subprocess.run(
+            ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t", *args],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-qm", "first")
+    head = git("rev-parse", "--short", "HEAD")
+    assert provenance.commit(repo / "code") == head
+    (repo / "code" / "output.png").write_text("untracked")
+    assert provenance.commit(repo / "code") == head
+    (repo / "code" / "module.py").write_text("x = 2\n")
+    assert provenance.commit(repo / "code") == f"{head} + uncommitted changes"
+    (repo / "copy").mkdir()  # e.g. an installed copy inside a checkout: not its code
+    assert provenance.commit(repo / "copy") == "unknown"
+    (tmp_path / "plain").mkdir()
+    assert provenance.commit(tmp_path / "plain") == "unknown"
+    record = provenance.record()
+    assert set(record) == {"version", "commit", "command", "machine", "date"}
+    assert "backend" in record["machine"] and "CPUs" in record["machine"]
+
+
+def _report(tmp_path, results, **fields):
+    settings = dict(
+        dataset=TINY,
+        usm_floor=0.3,
+        discrepancy_weight=0.5,
+        m=32,
+        dataset_summary="",
+        runs={},
+        wall_time="Main job wall time: 5 s.",
+        provenance={
+            "version": "0.1.0",
+            "commit": "abc1234 + uncommitted changes",
+            "command": "launch/main.py '--workdir=/tmp/a b'",
+            "machine": "Linux; 2 CPUs; JAX, cpu backend",
+            "date": "2026-12-07 10:00:00+00:00",
+        },
+    )
+    settings.update(fields)
+    return report.write_report(tmp_path / "report.md", results, **settings).read_text()
+
+
+def test_the_report_says_where_it_came_from_and_how_to_read_its_metrics(tmp_path):
+    details = {m: {"chance": 0.1, "people": 5, "sets_per_observer": 10} for m in (4, 8, 32, 64)}
+    results = {"precision_at_1": {8: 0.4, 32: 0.6, 64: 0.9}, "precision_details": details}
+    text = _report(tmp_path, results)
+    assert text.startswith(
+        f"# psm-jax report: {TINY}\n\n"
+        "- Code: psm-jax 0.1.0, commit abc1234 + uncommitted changes\n"
+        "- Command: `launch/main.py '--workdir=/tmp/a b'`\n"
+        "- Machine: Linux; 2 CPUs; JAX, cpu backend\n"
+        "- Date: 2026-12-07 10:00:00+00:00\n"
+        "- Main job wall time: 5 s.\n\n"
+    )
+    # Precision@1's headline is at the m the tables embed people from, not the largest m.
+    findings = text.split("## What the results say")[1].split("Caveats")[0]
+    assert "precision@1 0.60 at m = 32, the evaluation's m" in findings and "0.90" not in findings
+    guide = text.split("## How to read this report")[1]
+    for metric in ("CC ↑", "SIM ↑", "AUC-Judd ↑", "NSS ↑", "KLD ↓", "IG ↑", "precision@1 ↑"):
+        assert f"- **{metric}**: " in guide
+    # Another run of the same results differs only in its provenance.
+    again = _report(tmp_path, results, wall_time="Evaluation wall time: 7 s.", provenance={})
+    assert "- Code: psm-jax unknown, commit unknown\n" in again
+    assert report.without_provenance(text) == report.without_provenance(again)
+    assert report.without_provenance(text).startswith(f"# psm-jax report: {TINY}\n\nPredicted PSM")
+    unscored = {"precision_at_1": {4: 0.5, 32: float("nan")}, "precision_details": details}
+    assert "no precision@1 at the evaluation's m = 32" in _report(tmp_path, unscored)
+
+
+def test_the_row_glossary_explains_every_row_the_report_shows():
+    import types
+
+    assert set(methods.ROW_GLOSSARY) == set(methods.ROW_IDS)
+    shown = {
+        "closed": types.SimpleNamespace(
+            rows={"gt_usm": {"name": "USM (ground truth)"}, "multi_task": {"name": "Multi-task"}}
+        ),
+        "open": types.SimpleNamespace(
+            rows={"gt_usm": {"name": "USM (ground truth)"}, "embedding": {"name": "Ours"}}
+        ),
+    }
+    guide = report.reading_guide_markdown(shown)
+    rows = [line for line in guide.splitlines() if line.startswith("- ") and "`" in line]
+    assert rows == [
+        f"- USM (ground truth) (`gt_usm`): {methods.ROW_GLOSSARY['gt_usm']}.",
+        f"- Multi-task (`multi_task`): {methods.ROW_GLOSSARY['multi_task']}.",
+        f"- Ours (`embedding`): {methods.ROW_GLOSSARY['embedding']}.",
+    ]
+    assert "precision@1" not in guide  # a report without it does not define it
+
+
+def test_the_training_table_shows_only_the_settings_each_model_uses():
+    """The multi-task CNN ignores `config.architecture` (it is Xu et al.'s whatever the field
+    says): only the per-observer networks' row names it."""
+    import ml_collections
+
+    def run(**fields):
+        config = dict(num_steps=6, batch_size=8, optimizer="adam", learning_rate=1e-3, seed=0)
+        return {"config": ml_collections.ConfigDict({**config, **fields}), "step": 6}
+
+    text = report.training_markdown(
+        "", {"multi_task": run(architecture="strohm"), "per_observer": run(architecture="xu")}
+    )
+    [multi_task] = [line for line in text.splitlines() if line.startswith("| multi_task |")]
+    [per_observer] = [line for line in text.splitlines() if line.startswith("| per_observer |")]
+    assert "architecture" not in multi_task and "Strohm" not in multi_task
+    assert "| Xu et al.'s architecture |" in per_observer
+
+
+def test_the_main_jobs_report_explains_itself(tiny_main_job):
+    """The demo's report.md: its provenance, the metrics with their directions above the tables,
+    a glossary line for every row its tables show, precision@1's headline at the evaluation's m,
+    and the training table naming no setting a model ignores."""
+    import shlex
+    import sys
+
+    text = tiny_main_job["result"]["report"].read_text()
+    head = text.split("\n\n", 2)[1]
+    assert "- Code: psm-jax " in head and "commit " in head and "- Main job wall time: " in head
+    assert f"- Command: `{shlex.join(sys.argv)}`" in head  # the fixture ran in this process
+    assert "backend" in head.split("- Machine: ")[1]
+    guide = text.split("## How to read this report")[1].split("### ")[0]
+    assert "| Method | CC ↑ | SIM ↑ | AUC-Judd ↑ | NSS ↑ | KLD ↓ |" in text
+    shown = {
+        row_id for table in tiny_main_job["result"]["tables"].values() for row_id in table.rows
+    }
+    for row_id in shown:
+        assert f"(`{row_id}`): {methods.ROW_GLOSSARY[row_id]}." in guide
+    assert "(strohm)" not in text and "Per-observer networks (Strohm et al.'s architecture)" in text
+    findings = text.split("## What the results say")[1].split("Caveats")[0]
+    m = json.loads(
+        (tiny_main_job["result"]["report"].parent / "report" / "evaluation_config.json").read_text()
+    )["m"]
+    assert f"at m = {m}, the evaluation's m" in findings or f"evaluation's m = {m} (" in findings
+    assert m in tiny_main_job["result"]["precision_at_1"]
+    [multi_task] = [line for line in text.splitlines() if line.startswith("| multi_task |")]
+    assert "architecture" not in multi_task

@@ -12,8 +12,7 @@ from conftest import ROOT, TINY
 
 from psm_jax import personalise, registry
 from psm_jax.data import pipeline
-
-WALL_TIME = re.compile(r"(Main job|Evaluation) wall time: \d+ s")
+from psm_jax.evaluation.report import without_provenance
 
 
 def readme_commands() -> list[str]:
@@ -103,8 +102,8 @@ def test_two_main_jobs_give_the_same_report(tiny_main_job, tmp_path):
         text=True,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    first = WALL_TIME.sub("", tiny_main_job["result"]["report"].read_text())
-    second = WALL_TIME.sub("", (tmp_path / "again" / "report.md").read_text())
+    first = without_provenance(tiny_main_job["result"]["report"].read_text())
+    second = without_provenance((tmp_path / "again" / "report.md").read_text())
     assert first == second
     for name in ("closed.json", "open.json"):
         a = tiny_main_job["result"]["report"].parent / "report" / name
@@ -132,8 +131,8 @@ def test_the_evaluation_writes_the_main_jobs_report_again_from_its_workdirs(
     tiny_main_job, tmp_path
 ):
     """What launch/evaluate.py runs, in this process: the main job's models restored from their
-    workdirs and evaluated with the config it saved give the same report.md (but for the
-    wall-time sentence) and the same tables."""
+    workdirs and evaluated with the config it saved give the same report.md (but for its
+    provenance: the command, the date, the wall time) and the same tables."""
     import json
 
     import ml_collections
@@ -152,19 +151,21 @@ def test_the_evaluation_writes_the_main_jobs_report_again_from_its_workdirs(
         config,
         wall_time=f"Evaluation wall time: {evaluation.seconds:.0f} s.",
     )
-    assert WALL_TIME.sub("", path.read_text()) == WALL_TIME.sub("", (run / "report.md").read_text())
+    assert without_provenance(path.read_text()) == without_provenance(
+        (run / "report.md").read_text()
+    )
     for name in ("closed.json", "open.json"):
         assert (tmp_path / "report" / name).read_text() == (run / "report" / name).read_text()
 
 
 @pytest.mark.slow
 def test_evaluate_writes_the_main_jobs_report_again_from_its_workdirs(tiny_main_job, tmp_path):
-    """launch/evaluate.py on a main job's workdir: the same report.md (but for the wall-time
-    sentence) and the same tables, from the trained workdirs and the evaluation config the main
+    """launch/evaluate.py on a main job's workdir: the same report.md (but for its provenance)
+    and the same tables, from the trained workdirs and the evaluation config the main
     job saved."""
     run = tiny_main_job["root"] / "runs" / "synthetic_personal_saliency"
     again = _evaluate(run, tmp_path / "again")
-    assert WALL_TIME.sub("", again) == WALL_TIME.sub("", (run / "report.md").read_text())
+    assert without_provenance(again) == without_provenance((run / "report.md").read_text())
     for name in ("closed.json", "open.json"):
         assert (tmp_path / "again" / "report" / name).read_text() == (
             run / "report" / name

@@ -53,8 +53,9 @@ Fields:
                 examples   images: images per example grid
                 activity   pairs: closed-set pairs the PSM network's ReLU activity is read on
                 precision  ms, sets_per_observer: precision@1 of unseen observers' embeddings
-                           versus m (Strohm et al., Fig. 5), the random sets per observer at
-                           each m; tsne: draw the sets of the largest m
+                           versus m (Strohm et al., Fig. 5; `m` above is always added), the
+                           random sets per observer at each m; tsne: draw the sets of `m` (else
+                           of the largest m scored)
                 alignment  sets_per_observer: for the embedding-versus-preference alignment
                            (synthetic data)
 """

@@ -14,9 +14,10 @@
                predicted PSMs (the embedding network's; needs the tables)
     activity   the PSM network's ReLU activity on the closed set's first pairs
     precision  precision@1 of the unseen (test) observers' embeddings versus m (Strohm et al.,
-               Fig. 5) from image-disjoint sets, with the people and chance at each m and a t-SNE
-               of the sets at the largest scored m; with a universal model, also the same sets
-               enrolled on its USMs (real use)
+               Fig. 5) from image-disjoint sets, at the settings' ms and the evaluation's m (the
+               report's headline), with the people and chance at each m and a t-SNE of the sets
+               at the evaluation's m (else the largest scored); with a universal model, also the
+               same sets enrolled on its USMs (real use)
     alignment  synthetic datasets: embedding distances against the simulated preference distances
 
 Evaluators compute; `psm_jax.evaluation.report` writes what they computed (report.md and one
@@ -42,7 +43,7 @@ import numpy as np
 from psm_jax import figures, inference
 from psm_jax.data import datasets, pipeline
 from psm_jax.evaluation import embeddings as embeddings_lib
-from psm_jax.evaluation import methods, pairs, report, scoring
+from psm_jax.evaluation import methods, pairs, provenance, report, scoring
 
 
 class Context:
@@ -269,6 +270,8 @@ def _precision(context: Context, settings) -> dict:
     source, metadata = context.training_split
     sets: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     per_observer = settings.sets_per_observer
+    # The evaluation's m always: the report's headline is at the m the tables embed people from.
+    ms = tuple(sorted({*settings.ms, context.config.m}))
 
     def precision_versus_m(**options) -> dict[int, float]:
         return embeddings_lib.precision_at_1_versus_m(
@@ -276,7 +279,7 @@ def _precision(context: Context, settings) -> dict:
             source,
             metadata,
             group="test",
-            ms=tuple(settings.ms),
+            ms=ms,
             sets_per_observer=per_observer,
             seed=context.config.seed,
             **options,
@@ -305,7 +308,8 @@ def _precision(context: Context, settings) -> dict:
         result["precision_at_1_predicted_usm"] = result_predicted
     if context.models.embedding.predicted_usm:
         result["precision_usms"] = "predicted USMs"
-    tsne_m = max((m for m, p in precision.items() if np.isfinite(p)), default=None)
+    finite = [m for m, p in precision.items() if np.isfinite(p)]
+    tsne_m = context.config.m if context.config.m in finite else max(finite, default=None)
     if settings.get("tsne", True) and tsne_m is not None:
         vectors, labels = sets[tsne_m]  # the sets precision@1 was scored on at that m
         path = context.output_dir / "embeddings_tsne.png"
@@ -470,7 +474,8 @@ def write_report(
 ) -> Path:
     """report.md of an evaluation (`psm_jax.evaluation.report.write_report`): the main job and
     `launch/evaluate.py` both write it here, from the same results, so a trained workdir
-    reproduces its main job's report.
+    reproduces its main job's report (but for the provenance at its top: the command, the date,
+    the wall time; `report.without_provenance`).
 
     Args:
       path: where report.md goes (the figures are linked as `report/<name>`).
@@ -498,6 +503,7 @@ def write_report(
         runs=runs,
         log_ratio_scale=log_ratio_scale,
         wall_time=wall_time,
+        provenance=provenance.record(),
     )
 
 
@@ -505,7 +511,8 @@ def example_figure(
     evaluation: pairs.EvaluationSet, predicted: np.ndarray, path: str | Path, images: int = 3
 ) -> bool:
     """Image, USM, ground-truth and predicted PSM of the first two observers on up to `images`
-    test images that both viewed (Xu Fig. 7 / Strohm Fig. 4). False if no such image exists."""
+    test images that both viewed (Xu Fig. 7 / Strohm Fig. 4), each row labelled with its image
+    id. False if no such image exists."""
     observers = np.unique(evaluation.observer)[:2]
     both = [
         i
@@ -527,6 +534,7 @@ def example_figure(
         prediction,
         [evaluation.observer_ids[o] for o in observers],
         path,
+        image_names=[evaluation.image_ids[i] for i in both],
         title=(
             f"{evaluation.dataset}, {evaluation.protocol} set ({evaluation.group} observers), "
             f"{evaluation.split} images: each observer's ground-truth PSM and the embedding "

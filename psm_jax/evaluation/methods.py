@@ -1,54 +1,14 @@
 """The rows of the evaluation tables: each method's predicted PSM of every pair, with a stable id.
 
-Rows (id: what it is), in table order; a row is left out when its model is not given:
-  gt_usm          the ground-truth USM alone (in the closed set without the scored observer's
-                  own map where the evaluation's `closed_usm="leave_one_out"`);
-  gt_usm_leave_one_out
-                  closed set, `closed_usm="train"`: the USM without the scored observer, the other
-                  training observers' mean PSM (ours): how much of the USM's score is the scored
-                  observer's own 1/n of it;
-  pretrained_usm  when the universal network was fine-tuned from another workdir
-                  (`config.init_from`), that pretrained network's USM as it came (the papers'
-                  DeepGaze row);
-  predicted_usm   the universal network's USM (the fine-tuned DeepGaze row when fine-tuned);
-  centre_bias, mean_discrepancy, prior_blend, density_ratio
-                  baselines without learning (ours, `psm_jax.evaluation.priors`): the mean training
-                  USM; USM + the observer's mean discrepancy; a x USM + (1 - a) x the observer's
-                  mean PSM; USM^g x the observer's density ratio^w. They use exactly the data
-                  the embedding network gets: the observer's training images in the closed set,
-                  their m enrolment pairs in the open set (so there, only when the encoder is
-                  given);
-  multi_task      Xu et al.'s multi-task CNN (closed set only: it has no head for an unseen
-                  observer);
-  per_observer    the per-observer networks; in the open set Strohm et al.'s oracle: for each unseen
-                  observer, the trained observer's network with the lowest discrepancy MSE on that
-                  observer's test pairs;
-  multi_task_alike, per_observer_alike
-                  baselines trained alike (ours), where their workdirs are given: the same models
-                  trained with the embedding network's log-ratio composition, KLD loss, optimiser
-                  and examples per observer (`psm_jax.configs.experiments.trained_alike`); each
-                  follows its model's rows;
-  embedding       Strohm et al.'s embedding + hypernetwork network, the observer embedded from m
-                  (image, PSM) pairs of their own training images (never test images);
-  embedding_shuffled
-                  a control (ours): the same network given another observer's embedding (each
-                  observer of the group the next one's, in group order). If it scores like the
-                  embedding row, the network does not use who the person is.
-  no_embedding    a control (ours), where its workdir is given: a PSM network of the same
-                  architecture, composition, loss and budget trained with one fixed embedding for
-                  everybody (`--config.embedding_input=none`), a universal refiner of the USM; the
-                  embedding row's gain over it is what knowing the person adds;
-  embedding_mean  a control (ours): the same network given the training observers' mean
-                  embedding (scaled to unit norm, as the encoder's are), one "average person" for
-                  everybody. The embedding row's gain over it is the part of its gain over the USM
-                  that is the person's.
-  multi_task_predicted_usm, per_observer_predicted_usm, embedding_predicted_usm
-                  real use (the papers' "w/ DG" rows), where a universal model is given and the
-                  model was trained on ground-truth USMs: the same model given the universal
-                  model's USM of the test image instead of the ground truth; for the embedding
-                  network the observer is also embedded from m pairs whose USMs are predicted
-                  (a new person has no ground-truth USM of their enrolment images either). Each
-                  follows its model's row.
+Rows, in table order (`ROW_IDS`), each with its one-line description in `ROW_GLOSSARY` (the
+report's row glossary renders it); a row is left out when its model is not given. The baselines
+without learning (`BASELINES`, `psm_jax.evaluation.priors`) use exactly the data the embedding
+network gets: the observer's training images in the closed set, their m enrolment pairs in the
+open set (so there, only when the encoder is given). The real-use rows (`PREDICTED_USM_ROWS`, the
+papers' "w/ DG" rows) appear where a universal model is given and the model was trained on
+ground-truth USMs, each after its model's row; for the embedding network the observer is then also
+embedded from m pairs whose USMs are predicted (a new person has no ground-truth USM of their
+enrolment images either).
 Personalised rows add their discrepancy to the USM their model was trained with (ground truth, or
 the universal network's for models trained with the "predicted" option) through
 `psm_jax.inference.compose` with the evaluation's USM floor and weight (a PSM network trained with
@@ -109,17 +69,63 @@ ROW_IDS = (
     EMBEDDING_MEAN,
     NO_EMBEDDING,
 )
+ROW_GLOSSARY = {
+    GT_USM: "the ground-truth universal saliency map (USM: the mean of the training observers' "
+    "maps of the image) alone, the reference every personalised row tries to beat (in the closed "
+    "set without the scored observer's own map where `closed_usm=leave_one_out`)",
+    GT_USM_LEAVE_ONE_OUT: "closed set: the USM without the scored observer, the other training "
+    "observers' mean map (ours): the ground-truth USM holds 1/n of the very map it is scored "
+    "against, and this row shows what that is worth",
+    PRETRAINED_USM: "the USM of the universal network this one was fine-tuned from "
+    "(`config.init_from`), as it came (the papers' DeepGaze row)",
+    PREDICTED_USM: "the universal network's USM of the image (the fine-tuned DeepGaze row when "
+    "fine-tuned): what a new image has instead of the ground truth",
+    CENTRE_BIAS: "baseline without learning: the mean training USM, the same map for every image",
+    MEAN_DISCREPANCY: "baseline without learning: the USM plus the observer's mean "
+    "discrepancy (PSM - USM) on their own data",
+    PRIOR_BLEND: "baseline without learning: a x USM + (1 - a) x the observer's mean PSM, "
+    "a chosen per observer on their own data",
+    DENSITY_RATIO: "baseline without learning: USM^g x the observer's density ratio "
+    "(mean PSM / mean USM)^w, g and w chosen per observer on their own data",
+    MULTI_TASK: "Xu et al.'s multi-task CNN: a shared trunk with one output head per training "
+    "observer (closed set only: it has no head for an unseen observer)",
+    MULTI_TASK_PREDICTED: "real use: the multi-task CNN given the universal network's USM of the "
+    "test image instead of the ground truth",
+    PER_OBSERVER: "one network per training observer; in the open set Strohm et al.'s oracle: for "
+    "each unseen observer, the trained observer's network with the lowest error on that "
+    "observer's test pairs (it peeks at the answers: an upper bound, not a method)",
+    PER_OBSERVER_PREDICTED: "real use: the per-observer networks given the universal network's "
+    "USM of the test image instead of the ground truth",
+    EMBEDDING: "Strohm et al.'s method (the one the asterisks are about): the observer embedded "
+    "from m (image, PSM) pairs of their own training images (never test images), a "
+    "hypernetwork turning the embedding into the weights of the PSM network's layer",
+    EMBEDDING_PREDICTED: "real use: the embedding network given the universal network's USM of "
+    "the test image, the observer embedded from pairs with predicted USMs too",
+    EMBEDDING_SHUFFLED: "control: the embedding network given another observer's "
+    "embedding (each observer the next one's); if it scores like the embedding row, the network "
+    "does not use who the person is",
+    EMBEDDING_MEAN: "control: the embedding network given the training observers' mean "
+    "embedding, one average person for everybody; the embedding row's gain over it is the "
+    "personal part of its gain over the USM",
+    NO_EMBEDDING: "control: the same recipe trained with one fixed embedding for everybody "
+    "(`--config.embedding_input=none`), a universal refiner of the USM; the embedding row's gain "
+    "over it is what knowing the person adds",
+    MULTI_TASK_ALIKE: "baseline trained alike (ours): the multi-task CNN trained with the "
+    "embedding network's log-ratio composition, KLD loss, optimiser and examples per observer "
+    "(closed set only)",
+    PER_OBSERVER_ALIKE: "baseline trained alike (ours): the per-observer networks trained with "
+    "the embedding network's log-ratio composition, KLD loss, optimiser and examples per "
+    "observer; in the open set the oracle, chosen by the composed map's KLD",
+}
+"""Row id -> what the row is, in one line (the report's row glossary; the module docstring)."""
+ARCHITECTURE_NAMES = {"strohm": "Strohm et al.'s architecture", "xu": "Xu et al.'s architecture"}
+"""The per-observer networks' `config.architecture` in words (row names, the report)."""
 CONTROLS = (EMBEDDING_SHUFFLED, EMBEDDING_MEAN, NO_EMBEDDING)
 """The rows that test the embedding network rather than compete with it."""
 BASELINES = (CENTRE_BIAS, MEAN_DISCREPANCY, PRIOR_BLEND, DENSITY_RATIO)
 """The rows without learning (ours)."""
 TRAINED_ALIKE = (MULTI_TASK_ALIKE, PER_OBSERVER_ALIKE)
 """The baselines trained alike the embedding network (ours)."""
-ARCHITECTURE_NAMES = {
-    "xu": " (Xu et al.'s architecture)",
-    "strohm": " (Strohm et al.'s architecture)",
-}
-"""The per-observer networks' `config.architecture` in the rows' names."""
 CONTROL_KINDS = {
     NO_EMBEDDING: "psm_network",
     MULTI_TASK_ALIKE: "multi_task",
@@ -291,7 +297,7 @@ def _baseline_rows(
         )
     )
     blended = priors_lib.blend(pair_usm, priors.mean_psm[observer], priors.blend[observer])
-    rows.append(Row(PRIOR_BLEND, "a USM + (1 - a) observer's mean PSM (ours)", blended))
+    rows.append(Row(PRIOR_BLEND, "a x USM + (1 - a) x observer's mean PSM (ours)", blended))
     reweighted = priors_lib.density_ratio_map(
         pair_usm,
         priors.density_ratio[observer],
@@ -482,12 +488,12 @@ def predict_rows(
                 models.multi_task_alike, MULTI_TASK_ALIKE, None, "Multi-task CNN" + alike
             )
     if models.per_observer is not None:
-        architecture = ARCHITECTURE_NAMES.get(models.per_observer.config.architecture, "")
+        architecture = models.per_observer.config.architecture
         observer_model_rows(
             models.per_observer,
             PER_OBSERVER,
             PER_OBSERVER_PREDICTED,
-            f"Per-observer networks{architecture}",
+            f"Per-observer networks ({ARCHITECTURE_NAMES.get(architecture, architecture)})",
         )
     if models.per_observer_alike is not None:
         observer_model_rows(
@@ -532,7 +538,7 @@ def predict_rows(
             rows.append(
                 Row(
                     EMBEDDING_SHUFFLED,
-                    "... given another observer's embedding (control; ours)",
+                    "Embedding + hypernetwork given another observer's embedding (control; ours)",
                     compose(models.psm_network, usm, discrepancy),
                 )
             )
@@ -545,7 +551,7 @@ def predict_rows(
             rows.append(
                 Row(
                     NO_EMBEDDING,
-                    "... no embedding: the same network trained as a universal refiner "
+                    "No embedding: the same network trained as a universal refiner of the USM "
                     "(control; ours)",
                     compose(control, usm, discrepancy),
                     usm is predicted_usm,
@@ -563,7 +569,8 @@ def predict_rows(
             rows.append(
                 Row(
                     EMBEDDING_MEAN,
-                    "... given the training observers' mean embedding (control; ours)",
+                    "Embedding + hypernetwork given the training observers' mean embedding "
+                    "(control; ours)",
                     compose(models.psm_network, usm, discrepancy),
                     usm is predicted_usm,
                 )

@@ -4,15 +4,18 @@ Nothing here computes a score: `psm_jax.evaluation.scoring` and the evaluators
 (`psm_jax.evaluation.evaluators`) do, and this module only writes their results, so that the
 main job and `launch/evaluate.py` write the same report from the same results.
 
-report.md, in order: what was scored and how (the composition, m, the wall time), what was trained
-(the dataset's summary and each model's schedule), what the results say (sentences generated from
-the numbers), then per protocol its table, every row against the ground-truth USM, the PSM
-network's ReLU activity (closed set) and the example grid; precision@1 versus m with the t-SNE;
-the embedding-versus-preference alignment (synthetic data).
+report.md, in order: where it came from (`provenance_markdown`: code, command, machine, date, wall
+time), what was scored and how (the composition, m), what was trained (the dataset's summary and
+each model's schedule), what the results say (sentences generated from the numbers), how to read
+it (`reading_guide_markdown`: every metric with its direction, every row present), then per
+protocol its table, every row against the ground-truth USM, the PSM network's ReLU activity
+(closed set) and the example grid; precision@1 versus m with the t-SNE; the
+embedding-versus-preference alignment (synthetic data).
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -22,14 +25,22 @@ from psm_jax.evaluation import methods
 from psm_jax.evaluation.scoring import INFORMATION_GAIN, METRICS, Table, observers_better
 
 HEADERS = {"cc": "CC", "sim": "SIM", "auc_judd": "AUC-Judd", "nss": "NSS", "kld": "KLD"}
+NAMES = {**HEADERS, INFORMATION_GAIN: "IG", "precision_at_1": "precision@1"}
+"""Every metric the report shows, by its short name (`metrics.DEFINITIONS` says what each is)."""
 
 
-def table_markdown(table: Table) -> str:
+def heading(metric: str) -> str:
+    """The metric's short name with its direction: "CC ↑" (higher is better), "KLD ↓"."""
+    return f"{NAMES[metric]} {'↑' if metrics.HIGHER_IS_BETTER[metric] else '↓'}"
+
+
+def table_markdown(table: Table, directions: bool = True) -> str:
     """The table as markdown: one row per method, an asterisk where significant, and what the
-    asterisk tested."""
+    asterisk tested. `directions`: each metric's header says whether higher or lower is better
+    ("CC ↑"; False: the bare names, as the README's recorded tables were rendered)."""
     header = (
         "| Method | "
-        + " | ".join(HEADERS[m] for m in METRICS)
+        + " | ".join(heading(m) if directions else HEADERS[m] for m in METRICS)
         + " |\n|---|"
         + "---|" * len(METRICS)
         + "\n"
@@ -358,6 +369,7 @@ def write_report(
     runs: dict[str, dict],
     log_ratio_scale: float | None = None,
     wall_time: str = "",
+    provenance: dict[str, str] | None = None,
 ) -> Path:
     """report.md from an evaluation's results (`psm_jax.evaluation.evaluators.Evaluation.results`).
 
@@ -369,6 +381,7 @@ def write_report(
       dataset_summary, runs: what was trained (`training_markdown`).
       log_ratio_scale: the PSM network's s when it composes in log space (`composition`).
       wall_time: a sentence on how long it took (e.g. "Main job wall time: 480 s.").
+      provenance: where the report came from (`psm_jax.evaluation.provenance.record`).
     """
     path = Path(path)
     tables = results.get("tables", {})
@@ -379,7 +392,9 @@ def write_report(
             results.get("precision_at_1", {}),
             details=results.get("precision_details", {}),
             activity=results.get("activity"),
+            m=m,
         ),
+        reading_guide_markdown(tables, precision="precision_at_1" in results),
     ]
     figure_dir = "report"
     for protocol, table in tables.items():
@@ -391,7 +406,11 @@ def write_report(
             sections.append(activity_markdown(results["activity"], results["activity_pairs"]))
         example = results.get("examples", {}).get(protocol)
         if example is not None:
-            sections.append(f"![{protocol}-set examples]({figure_dir}/{Path(example).name})\n")
+            sections.append(
+                f"![{protocol}-set examples]({figure_dir}/{Path(example).name})\n\n"
+                f"Example maps ({protocol} set): each row one test image (its id at the left), "
+                "each pair of columns one observer's ground-truth and predicted PSM.\n"
+            )
     if "precision_at_1" in results:
         sections.append(
             precision_markdown(
@@ -408,23 +427,92 @@ def write_report(
         sections.append(alignment_markdown(results["preference_alignment"]))
     text = (
         f"# psm-jax report: {dataset}\n\n"
+        + provenance_markdown(provenance or {}, wall_time)
+        + "\n"
         + composition(usm_floor, discrepancy_weight, log_ratio_scale)
-        + "; means over (test image, "
-        f"observer) pairs; * = the embedding network beats the strongest other row (under each "
-        "table: over people where it has 6 or more, else the papers' Mann-Whitney over pairs); "
-        f"embeddings of evaluated observers from m = {m} pairs of their own training "
-        "images. Rows marked (ours) are baselines without learning, from the same data the "
-        "embedding gets, or controls. Each table is followed by every row against the "
-        "ground-truth USM over pairs (the difference of the means with the paired Wilcoxon p, "
-        "which treats pairs as independent, and the information gain in bits per fixation, each "
-        "map made a density as 99% its distribution + 1% uniform) and over people (k of n "
-        "better, the test over people, a bootstrap interval over observers and images). "
-        "Every row's per-pair scores: report/<protocol>_scores.csv. "
-        f"{wall_time}\n\n" + "\n".join(sections)
+        + "; means over (test image, observer) pairs; evaluated observers embedded from "
+        f"m = {m} pairs of their own training images. Every row's per-pair scores: "
+        "report/<protocol>_scores.csv. What each metric and row is: "
+        "[How to read this report](#how-to-read-this-report).\n\n" + "\n".join(sections)
     )
     with disk.writing(path, what_to_do="write it on another disk"):
         path.write_text(text)
     return path
+
+
+PROVENANCE_FIELDS = {
+    "Code": "version",
+    "Command": "command",
+    "Machine": "machine",
+    "Date": "date",
+}
+"""The provenance lines at the top of report.md: label -> key of
+`psm_jax.evaluation.provenance.record`."""
+
+
+def provenance_markdown(provenance: dict[str, str], wall_time: str = "") -> str:
+    """Where a report came from, one bullet each: the code (psm-jax's version and git commit),
+    the command as run, the machine, the date, and `wall_time` (a sentence); "unknown" for what
+    `provenance` lacks."""
+    lines = []
+    for label, key in PROVENANCE_FIELDS.items():
+        value = provenance.get(key, "unknown")
+        if key == "version":
+            value = f"psm-jax {value}, commit {provenance.get('commit', 'unknown')}"
+        elif key == "command" and value != "unknown":
+            value = f"`{value}`"
+        lines.append(f"- {label}: {value}")
+    if wall_time:
+        lines.append(f"- {wall_time}")
+    return "\n".join(lines) + "\n"
+
+
+_PROVENANCE_BLOCK = re.compile(r"\A(# [^\n]*\n\n)(?:- [^\n]*\n)+\n")
+
+
+def without_provenance(text: str) -> str:
+    """report.md without its provenance lines (which differ between any two runs): two runs'
+    reports compare equal on the rest when their results are the same."""
+    return _PROVENANCE_BLOCK.sub(r"\1", text, count=1)
+
+
+def reading_guide_markdown(tables: dict[str, Table], precision: bool = False) -> str:
+    """ "How to read this report": every metric the report shows, what it measures and whether
+    higher or lower is better (`metrics.DEFINITIONS`), the marks in the tables, and every row
+    present in `tables` (`methods.ROW_GLOSSARY`); `precision`: the report has precision@1."""
+    shown = [*METRICS, INFORMATION_GAIN] + (["precision_at_1"] if precision else [])
+    lines = [
+        "## How to read this report\n",
+        "Each map metric scores one predicted map against one person on one test image (their "
+        "ground-truth PSM for CC, SIM and KLD; their fixations for AUC-Judd, NSS and IG); the "
+        "tables give the mean over the (test image, observer) pairs. ↑: higher is better; ↓: "
+        "lower is better.\n",
+    ]
+    for metric in shown:
+        lines.append(f"- **{heading(metric)}**: {metrics.DEFINITIONS[metric]}.")
+    lines += [
+        "",
+        "A \"diff.\" is the row's mean minus the reference's (the ground-truth USM unless the "
+        "heading names another): positive is better for every metric but KLD, where negative is "
+        "better. p: the test's p-value; k/n: k of n people better on average. An asterisk marks "
+        "where the embedding network beats the strongest other row (the note under each table "
+        "says which test: over people where there are 6 or more, else the papers' Mann-Whitney "
+        'over pairs). "(ours)": a row this project adds (a baseline without learning or a '
+        'control), not in the papers; "w/ GT USM": the model given the test image\'s '
+        'ground-truth USM, as in the papers; "w/ predicted USM": given the universal '
+        "network's USM instead, as for a new image (real use).\n",
+        "The closed set is the training observers on test images; the open set, observers no "
+        'model was trained on ("their own data" below: their training images in the closed '
+        "set, their m enrolment pairs in the open set). The rows:\n",
+    ]
+    names: dict[str, str] = {}
+    for table in tables.values():
+        for row_id, row in table.rows.items():
+            names.setdefault(row_id, row["name"])
+    for row_id, name in names.items():
+        what = methods.ROW_GLOSSARY.get(row_id, "")
+        lines.append(f"- {name} (`{row_id}`)" + (f": {what}." if what else "."))
+    return "\n".join(lines) + "\n"
 
 
 def training_markdown(dataset_summary: str, runs: dict[str, dict]) -> str:
@@ -461,8 +549,10 @@ def training_markdown(dataset_summary: str, runs: dict[str, dict]) -> str:
         if model == "psm_network":
             pool = config.embedding_pool_size
             other.append(f"pool of {pool} embeddings per observer at m = {config.m}")
-        if config.get("architecture") and model in ("per_observer", "multi_task"):
-            other.append(f"{config.architecture} architecture")
+        if model == "per_observer" and config.get("architecture"):
+            # the only model the field chooses for (the multi-task CNN is Xu et al.'s whatever
+            # it says)
+            other.append(methods.ARCHITECTURE_NAMES.get(config.architecture, config.architecture))
         if config.get("usm") == "external":
             other.append("trained on predicted USMs")
         if model == "universal" and (config.get("network") or {}).get("backbone"):
@@ -524,10 +614,13 @@ def findings_markdown(
     precision: dict[int, float],
     details: dict[int, dict],
     activity: dict[str, float] | None,
+    *,
+    m: int,
 ) -> str:
     """What the run's results say, in sentences generated from them (not pasted): does the
     embedding network beat the ground-truth USM per protocol, did the encoder tell unseen people
-    apart, is the PSM network's embedding-generated layer alive; and the caveats."""
+    apart at the evaluation's `m` (the m the tables embed people from), is the PSM network's
+    embedding-generated layer alive; and the caveats."""
     lines = ["## What the results say\n"]
     for protocol, table in tables.items():
         if methods.OURS not in table.rows:
@@ -598,19 +691,26 @@ def findings_markdown(
                 "  Real use, given the universal model's USM and enrolled on predicted USMs, "
                 f"against that USM alone: {_real_use_clause(enrolled)}."
             )
-    finite = {m: p for m, p in precision.items() if np.isfinite(p)}
-    if finite:
-        m = max(finite)
+    if precision:
+        scored = precision.get(m, float("nan"))
         chance = details.get(m, {}).get("chance", float("nan"))
         people = details.get(m, {}).get("people")
         sets = details.get(m, {}).get("sets_per_observer")
         who = f"{people} unseen (test) observers" if people else "unseen (test) observers"
-        lines.append(
-            f"- The encoder on {who}: precision@1 {finite[m]:.2f} at m = {m}"
-            + (f", {sets} image-disjoint sets per person" if sets else "")
-            + f" (chance {chance:.2f})"
-            + ("; it does not tell these people apart." if finite[m] < 2 * chance else ".")
-        )
+        if np.isfinite(scored):
+            lines.append(
+                f"- The encoder on {who}: precision@1 {scored:.2f} at m = {m}, the evaluation's m"
+                + (f", {sets} image-disjoint sets per person" if sets else "")
+                + f" (chance {chance:.2f})"
+                + ("; it does not tell these people apart." if scored < 2 * chance else ".")
+                + " Other m: the table of precision@1 versus m."
+            )
+        else:
+            lines.append(
+                f"- The encoder on {who}: no precision@1 at the evaluation's m = {m} (fewer "
+                "than two image-disjoint sets per person); other m: the table of precision@1 "
+                "versus m."
+            )
     if activity and "live_units/dynamic" in activity:
         live = activity["live_units/dynamic"]
         lines.append(
