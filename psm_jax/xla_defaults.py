@@ -45,6 +45,11 @@ returned to the system before it exits. They do not depend on the jaxlib version
 set whatever jaxlib is installed.
 Skipped when:
   - `PSM_JAX_XLA_DEFAULTS=0` is set (opt out, as for the flags);
+  - JAX will run on an accelerator (`accelerator_expected`: `JAX_PLATFORMS` names another
+    platform first, or, unset, the CUDA plugin is installed and an NVIDIA device is present, or
+    libtpu is installed): the model's buffers then live on the device, the settings buy nothing
+    and their measured price (small host calls slower, one arena for the data pipeline's threads)
+    remains. The XLA flag is harmless there (XLA:GPU ignores --xla_cpu_* flags) and stays;
   - the C library is not glibc (no `mallopt`);
   - the user set the setting themselves (`MALLOC_MMAP_THRESHOLD_`, `MALLOC_TRIM_THRESHOLD_`,
     `MALLOC_TOP_PAD_`, `MALLOC_MMAP_MAX_`, `MALLOC_ARENA_MAX` or `GLIBC_TUNABLES` with
@@ -116,10 +121,46 @@ def _opted_out(environ) -> bool:
     return environ.get(OPT_OUT, "1").strip().lower() in ("0", "false", "no", "off")
 
 
+ACCELERATOR_PLUGINS = {
+    # distribution: a device file that shows the hardware is there (None: the package suffices)
+    "jax-cuda12-plugin": "/dev/nvidiactl",
+    "jax-cuda13-plugin": "/dev/nvidiactl",
+    "libtpu": None,
+}
+
+
+def _installed(distribution: str) -> bool:
+    try:
+        importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+def _device_present(path: str) -> bool:
+    return os.path.exists(path)
+
+
+def accelerator_expected(environ=os.environ) -> bool:
+    """Whether JAX will run on an accelerator, guessed before it starts a backend: the first
+    platform of `JAX_PLATFORMS` when set ("cpu" or not), else whether an accelerator plugin of
+    `ACCELERATOR_PLUGINS` is installed with its device present (`make cuda` on an NVIDIA
+    machine)."""
+    platforms = environ.get("JAX_PLATFORMS", "").strip()
+    if platforms:
+        return platforms.split(",")[0].strip().lower() != "cpu"
+    return any(
+        _installed(name) and (device is None or _device_present(device))
+        for name, device in ACCELERATOR_PLUGINS.items()
+    )
+
+
 def malloc_settings(environ=os.environ) -> dict[str, int]:
     """{name: value} of `MALLOC_SETTINGS` that `apply()` sets given `environ` (module docstring;
     whether the C library is glibc is checked when they are set)."""
     if _opted_out(environ) or not sys.platform.startswith("linux"):
+        return {}
+    if accelerator_expected(environ):
         return {}
     if "glibc.malloc." in environ.get("GLIBC_TUNABLES", ""):
         return {}

@@ -408,13 +408,85 @@ def test_add_bias_and_its_gradients_equal_a_plain_sum():
     def loss(add, x, b):
         return jnp.sum(out_weights * jnp.sin(add(x, b)))
 
-    np.testing.assert_allclose(layers.add_bias(features, bias), features + bias)
-    got = jax.jit(jax.grad(lambda x, b: loss(layers.add_bias, x, b), argnums=(0, 1)))(
+    np.testing.assert_allclose(layers.add_bias_by_products(features, bias), features + bias)
+    got = jax.jit(jax.grad(lambda x, b: loss(layers.add_bias_by_products, x, b), argnums=(0, 1)))(
         features, bias
     )
     want = jax.grad(lambda x, b: loss(jnp.add, x, b), argnums=(0, 1))(features, bias)
     for g, w in zip(got, want, strict=True):
         np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5)
+
+
+def test_the_cpu_forms_are_picked_on_the_cpu_and_the_variable_overrides(monkeypatch):
+    monkeypatch.delenv(layers.LAYER_FORMS_VARIABLE, raising=False)
+    assert jax.default_backend() == "cpu"
+    assert layers.cpu_forms()
+    monkeypatch.setenv(layers.LAYER_FORMS_VARIABLE, "plain")
+    assert not layers.cpu_forms()
+    monkeypatch.setenv(layers.LAYER_FORMS_VARIABLE, " CPU ")
+    assert layers.cpu_forms()
+    monkeypatch.setenv(layers.LAYER_FORMS_VARIABLE, "gpu")
+    with pytest.raises(ValueError, match="PSM_JAX_LAYER_FORMS"):
+        layers.cpu_forms()
+
+
+def _spy_on_forms(monkeypatch) -> list[str]:
+    """The names of the CPU-form functions the layers call, appended as they are traced."""
+    called = []
+    for name in ("stride2_conv", "add_bias_by_products", "batch_norm_statistics_and_output"):
+        original = getattr(layers, name)
+        monkeypatch.setattr(
+            layers, name, lambda *a, _f=original, _n=name: called.append(_n) or _f(*a)
+        )
+    original_loop = layers._conv_map
+    monkeypatch.setattr(
+        layers, "_conv_map", lambda *a: called.append("conv_map") or original_loop(*a)
+    )
+    return called
+
+
+def test_models_give_the_same_outputs_and_gradients_in_both_layer_forms(monkeypatch):
+    # The encoder in training mode (stride-2 convolutions, biases, BatchNorm's batch statistics)
+    # and the PSM network (the per-example convolution), once with the CPU forms and once with
+    # the plain ones, from the same initialisation.
+    called = _spy_on_forms(monkeypatch)
+    encoder_config = embedding.EncoderConfig(widths=(4, 6), embedding_size=5, dropout_rate=0.0)
+    keys = jax.random.split(jax.random.key(3), 4)
+    images = jax.random.uniform(keys[0], (2, 2, 24, 32, 3))
+    psms = jax.random.uniform(keys[1], (2, 2, 24, 32))
+    inputs = jax.random.normal(keys[2], (2, 24, 32, 4))
+    conditions = jax.random.normal(keys[3], (2, TINY_SALIENCY.embedding_size))
+
+    def encoder_loss(model):
+        return jnp.sum(jnp.sin(3.0 * model(images, psms)))
+
+    def network_loss(model):
+        return sum(jnp.sum(jnp.sin(output)) for output in model(inputs, conditions))
+
+    results = {}
+    for forms in ("cpu", "plain"):
+        monkeypatch.setenv(layers.LAYER_FORMS_VARIABLE, forms)
+        called.clear()
+        encoder = embedding.UserEmbeddingEncoder(encoder_config, rngs=nnx.Rngs(0))
+        network = personalised.PersonalisedSaliencyNetwork(TINY_SALIENCY, rngs=nnx.Rngs(1))
+        results[forms] = (
+            nnx.value_and_grad(encoder_loss)(encoder),
+            nnx.state(encoder, nnx.BatchStat),  # the running statistics after one step
+            nnx.value_and_grad(network_loss)(network),
+        )
+        if forms == "cpu":
+            assert set(called) == {
+                "stride2_conv",
+                "add_bias_by_products",
+                "batch_norm_statistics_and_output",
+                "conv_map",
+            }
+        else:
+            assert called == []
+    got, want = jax.tree.leaves(results["cpu"]), jax.tree.leaves(results["plain"])
+    assert len(got) == len(want) > 10
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.slow

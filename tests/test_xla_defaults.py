@@ -103,6 +103,25 @@ def test_allocator_settings_leave_the_users_own_and_the_opt_out_alone():
         assert -(2**31) <= value < 2**31  # mallopt takes a C int
 
 
+def test_allocator_settings_are_skipped_where_jax_runs_on_an_accelerator(monkeypatch):
+    everything = set(xla_defaults.MALLOC_SETTINGS)
+    installed = set()
+    monkeypatch.setattr(xla_defaults, "_installed", lambda name: name in installed)
+    monkeypatch.setattr(xla_defaults, "_device_present", lambda path: path == "/dev/nvidiactl")
+    assert set(xla_defaults.malloc_settings({})) == everything  # no plugin: the CPU
+    installed.add("jax-cuda12-plugin")  # `make cuda` on a machine with an NVIDIA device
+    assert xla_defaults.accelerator_expected({})
+    assert xla_defaults.malloc_settings({}) == {}
+    # JAX_PLATFORMS decides when set: the CPU first keeps the settings, a GPU first drops them.
+    assert set(xla_defaults.malloc_settings({"JAX_PLATFORMS": "cpu"})) == everything
+    installed.clear()
+    assert xla_defaults.malloc_settings({"JAX_PLATFORMS": "cuda,cpu"}) == {}
+    # The plugin without the device (installed on a CPU machine): the CPU's settings.
+    installed.add("jax-cuda12-plugin")
+    monkeypatch.setattr(xla_defaults, "_device_present", lambda path: False)
+    assert set(xla_defaults.malloc_settings({})) == everything
+
+
 def _run_without_allocator_settings(script: str, **extra) -> str:
     """Runs `script` in a fresh interpreter whose environment holds none of the user's allocator
     variables and no opt-out (plus `extra`); returns its stdout."""

@@ -159,7 +159,8 @@ def _relu6(features: jax.Array) -> jax.Array:
 
 
 DEPTHWISE_FORMULATIONS = ("auto", "shifted_sum", "grouped_conv")
-"""How `depthwise_conv` computes; "auto": "shifted_sum" on the CPU, "grouped_conv" elsewhere."""
+"""How `depthwise_conv` computes; "auto": "shifted_sum" with the CPU forms
+(`layers.cpu_forms`: on the CPU backend), "grouped_conv" without them."""
 
 
 def depthwise_conv(
@@ -172,9 +173,10 @@ def depthwise_conv(
     which XLA fuses into one elementwise loop. With XLA:CPU's grouped form (jaxlib 0.10.2, 2-core
     VM) the network's forward pass took 0.54-0.76 s per image at 240x320, batch 8, against 15-30
     ms with the shifted sums (benchmarks/bench_efficientnet_lite.py --depthwise=...), so "auto"
-    takes "shifted_sum" on the CPU; accelerators keep the grouped form, which cuDNN and TPUs run
-    natively (not measured here). Same numbers to float32 rounding (a test pins them to each
-    other).
+    takes "shifted_sum" with the CPU forms (`layers.cpu_forms`: on the CPU backend, or
+    `PSM_JAX_LAYER_FORMS=cpu`); accelerators keep the grouped form, which cuDNN and TPUs run
+    natively (benchmarks/bench_layer_forms.py times both). Same numbers to float32 rounding (a
+    test pins them to each other).
 
     Args:
       features: (B, H, W, C).
@@ -190,7 +192,7 @@ def depthwise_conv(
             f"formulation must be one of {DEPTHWISE_FORMULATIONS}, got {formulation!r}"
         )
     if formulation == "auto":
-        formulation = "shifted_sum" if jax.default_backend() == "cpu" else "grouped_conv"
+        formulation = "shifted_sum" if layers.cpu_forms() else "grouped_conv"
     if formulation == "grouped_conv":
         return lax.conv_general_dilated(
             features,

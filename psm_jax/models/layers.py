@@ -20,8 +20,9 @@ one example must not depend on the batch or on how many observers a model knows.
   product per tap (XLA's own gradient of the loop, and its kernel-gradient convolution, measured
   8-16x slower). Stride 1 and odd kernels only (the hypernetwork's dynamic layer).
 
-"auto" (the default) takes "conv_map" on the CPU where it applies and "shifted_matmul" elsewhere
-(accelerators keep the formulation they were validated with until one is measured there).
+"auto" (the default) takes "conv_map" with the CPU forms (`cpu_forms()`) where it applies and
+"shifted_matmul" otherwise (accelerators keep the formulation they were validated with until one
+is measured there).
 
 Ordinary layers with CPU-specific formulations (same numbers to float32 rounding, each pinned to
 the plain one by a test, measured in docs/results_log.md): stride-2 convolutions (`conv`,
@@ -29,12 +30,21 @@ the plain one by a test, measured in docs/results_log.md): stride-2 convolutions
 positions as products with a vector of ones (`add_bias`'s gradient, `BatchNorm`'s statistics and
 gradient) instead of the reduce-windows XLA:CPU makes of large reductions.
 
+One switch picks every one of these forms (and EfficientNet-Lite's depthwise form): `cpu_forms()`,
+true on the CPU backend and false on GPU and TPU, where the plain forms (XLA's strided
+convolution, `features + bias`, `nnx.BatchNorm`, `lax`'s grouped convolution) are what cuDNN and
+XLA:GPU were built for; none of the CPU forms has been measured on an accelerator
+(benchmarks/bench_layer_forms.py times both there). `PSM_JAX_LAYER_FORMS=cpu|plain` overrides it
+(read when a function is traced: set it before jitting).
+
 Per-observer parameters are `ObserverParam` variables (a subtype of `nnx.Param`) with a leading
 observer axis, so a train step can select them by type and update only the rows of the observers in
 its batch (`psm_jax.train.step`).
 """
 
 from __future__ import annotations
+
+import os
 
 import jax
 import jax.numpy as jnp
@@ -50,6 +60,29 @@ network's forward measured 1.4x slower in bf16 than in float32 on an AVX2 CPU, a
 convolutions 3-10x slower on one with AVX512_BF16 (docs/results_log.md), so the default is
 float32.
 """
+
+
+LAYER_FORMS_VARIABLE = "PSM_JAX_LAYER_FORMS"
+LAYER_FORMS = ("auto", "cpu", "plain")
+"""The values of `PSM_JAX_LAYER_FORMS`: "auto" (or unset) picks by backend (`cpu_forms`)."""
+
+
+def cpu_forms() -> bool:
+    """Whether the layers take the forms tuned for XLA:CPU (module docstring) or the plain ones.
+
+    `PSM_JAX_LAYER_FORMS=cpu` or `=plain` decides; unset or "auto", the CPU forms on the CPU
+    backend (`jax.default_backend()`) and the plain forms on any other. Read when a layer is
+    traced, so a jitted function keeps the forms it was traced with.
+
+    Raises:
+      ValueError: `PSM_JAX_LAYER_FORMS` is set to something else.
+    """
+    chosen = os.environ.get(LAYER_FORMS_VARIABLE, "auto").strip().lower() or "auto"
+    if chosen not in LAYER_FORMS:
+        raise ValueError(f"{LAYER_FORMS_VARIABLE} must be one of {LAYER_FORMS}, got {chosen!r}")
+    if chosen == "auto":
+        return jax.default_backend() == "cpu"
+    return chosen == "cpu"
 
 
 def check_compute_dtype(name: str) -> None:
@@ -181,7 +214,7 @@ def _choose_formulation(formulation: str, kernel: int, stride: int) -> str:
             f"with stride {stride}."
         )
     if formulation == "auto":
-        return "conv_map" if applies and jax.default_backend() == "cpu" else "shifted_matmul"
+        return "conv_map" if applies and cpu_forms() else "shifted_matmul"
     return formulation
 
 
@@ -315,8 +348,9 @@ stride2_conv.defvjp(_stride2_forward, _stride2_backward)
 
 
 def conv(features: jax.Array, kernel: jax.Array, stride: int = 1) -> jax.Array:
-    """An ordinary 'SAME' convolution, NHWC x HWIO; stride 2 on the CPU through `stride2_conv`."""
-    if stride == 2 and jax.default_backend() == "cpu":
+    """An ordinary 'SAME' convolution, NHWC x HWIO; stride 2 with the CPU forms (`cpu_forms`)
+    through `stride2_conv`."""
+    if stride == 2 and cpu_forms():
         return stride2_conv(features, kernel)
     return lax.conv_general_dilated(
         features, kernel, (stride, stride), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
@@ -412,8 +446,16 @@ def _channel_sums(values: jax.Array) -> jax.Array:
     return jnp.dot(ones, flat, precision="highest", preferred_element_type=jnp.float32)
 
 
-@jax.custom_vjp
 def add_bias(features: jax.Array, bias: jax.Array) -> jax.Array:
+    """features (..., C) + bias (C,); with the CPU forms (`cpu_forms`) through
+    `add_bias_by_products`, otherwise the plain sum."""
+    if cpu_forms():
+        return add_bias_by_products(features, bias)
+    return features + bias
+
+
+@jax.custom_vjp
+def add_bias_by_products(features: jax.Array, bias: jax.Array) -> jax.Array:
     """features (..., C) + bias (C,), whose bias gradient is a `_channel_sums` product (XLA's own
     is a reduce-window sum over the batch and positions)."""
     return features + bias
@@ -427,7 +469,7 @@ def _add_bias_backward(bias, gradient):
     return gradient, _channel_sums(gradient).astype(bias.dtype)
 
 
-add_bias.defvjp(_add_bias_forward, _add_bias_backward)
+add_bias_by_products.defvjp(_add_bias_forward, _add_bias_backward)
 
 
 @jax.custom_vjp
@@ -481,14 +523,16 @@ class BatchNorm(nnx.BatchNorm):
     """`nnx.BatchNorm` (same variables, same numbers to float32 rounding) whose training-mode
     statistics and gradients go through `batch_norm_statistics_and_output`: on a 2-core CPU the
     encoder's train step spent about 80 ms of 350 in the reduce-windows XLA made of
-    `nnx.BatchNorm`'s reductions (docs/results_log.md). Eval mode is `nnx.BatchNorm`'s own.
+    `nnx.BatchNorm`'s reductions (docs/results_log.md). Eval mode, and training mode without the
+    CPU forms (`cpu_forms`), are `nnx.BatchNorm`'s own.
     Features on the last axis; no masks and no named axes (plain `jit` with sharded batches
     gets global statistics from XLA, as with `nnx.BatchNorm`)."""
 
     def __call__(self, x, use_running_average: bool | None = None, *, mask=None):
         running = self.use_running_average if use_running_average is None else use_running_average
         # Eval mode, masks, other axes and an unset mode (Flax's own error) are Flax's.
-        if running is not False or mask is not None or self.axis not in (-1, x.ndim - 1):
+        plain = not cpu_forms()
+        if plain or running is not False or mask is not None or self.axis not in (-1, x.ndim - 1):
             return super().__call__(x, use_running_average, mask=mask)
         if self.axis_name is not None or not self.use_fast_variance:
             raise NotImplementedError("layers.BatchNorm: use nnx.BatchNorm for these options.")
