@@ -198,30 +198,28 @@ def _environment() -> dict:
 
 def _serve(command: str, cwd: Path, env: dict, address: str, timeout_s: float = 180) -> str:
     """Starts a server, waits until it prints `address`, stops it; returns its output."""
-    process = subprocess.Popen(
-        command,
-        shell=True,
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    output, deadline = "", time.monotonic() + timeout_s
-    try:
-        os.set_blocking(process.stdout.fileno(), False)
-        while time.monotonic() < deadline and address not in output:
-            if process.poll() is not None:
-                output += process.stdout.read() or ""
-                break
-            output += process.stdout.read() or ""
-            time.sleep(0.5)
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, 15)
-            process.wait(timeout=30)
-    return output
+    log = cwd.parent / "server.log"
+    with log.open("w") as sink:
+        process = subprocess.Popen(
+            command,
+            shell=True,
+            cwd=cwd,
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout_s
+        try:
+            while time.monotonic() < deadline and process.poll() is None:
+                if address in log.read_text(errors="replace"):
+                    break
+                time.sleep(0.5)
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, 15)
+                process.wait(timeout=30)
+    return log.read_text(errors="replace")
 
 
 @pytest.mark.slow
@@ -232,6 +230,16 @@ def test_every_command_of_the_docs_runs_as_written_in_a_fresh_clone(tmp_path):
     env = _environment()
     tiny = os.environ.get("PSM_JAX_DOCS_TEST_DEMO") == "tiny"
     failures, timings = [], []
+    try:
+        _run_all(clone, env, tiny, failures, timings)
+    finally:
+        (tmp_path / "timings.txt").write_text("\n".join(timings) + "\n")
+    assert not failures, "\n\n".join(failures)
+    shutil.rmtree(clone / ".venv", ignore_errors=True)  # the clone's install, hundreds of MB
+
+
+def _run_all(clone: Path, env: dict, tiny: bool, failures: list, timings: list) -> None:
+    """Runs every command of the documents in `clone`, in order: failures and timings appended."""
     for document, command in document_commands():
         how = kind(command)
         if how == "skip":
@@ -260,9 +268,6 @@ def test_every_command_of_the_docs_runs_as_written_in_a_fresh_clone(tmp_path):
                 ok = result.returncode == 0
             output = f"exit status {result.returncode}\n{output}"
         timings.append(f"{time.monotonic() - start:7.0f} s  {document}: {command}")
+        print(("ok      " if ok else "FAILED  ") + timings[-1], flush=True)  # shown with -s
         if not ok:
             failures.append(f"{document}: {command}\n{output[-3000:]}")
-    (tmp_path / "timings.txt").write_text("\n".join(timings) + "\n")
-    print("\n".join(timings))
-    assert not failures, "\n\n".join(failures)
-    shutil.rmtree(clone / ".venv", ignore_errors=True)  # the clone's install, hundreds of MB
