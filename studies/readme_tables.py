@@ -1,13 +1,13 @@
-r"""The README's result tables, written from a main-job run so that they cannot drift from it.
+r"""The main job's full result tables (docs/results.md), written from a run so they cannot drift.
 
     .venv/bin/python studies/readme_tables.py --run=/tmp/run --name=synthetic \
         --command="launch/main.py --config.data_dir=/tmp/tfds --workdir=/tmp/run"
 
 Copies the run's `report/closed.json` and `report/open.json` into `studies/results/<name>/`
-with `provenance.json` (the commit, the date, the command), and replaces the README block between
-`<!-- BEGIN generated:<name> -->` and `<!-- END generated:<name> -->` with the tables rendered
-from those files. tests/test_readme.py renders every block again from studies/results and
-fails if the README differs, so a hand-edited figure shows.
+with `provenance.json` (the commit, the date, the command), and replaces the block of
+docs/results.md between `<!-- BEGIN generated:<name> -->` and `<!-- END generated:<name> -->`
+with the tables rendered from those files. tests/test_readme.py renders every block again from
+studies/results and fails if docs/results.md differs, so a hand-edited figure shows.
 """
 
 from __future__ import annotations
@@ -27,9 +27,11 @@ from psm_jax.evaluation import report, scoring
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "studies" / "results"
 PROTOCOLS = ("closed", "open")
+DOCUMENT = ROOT / "docs" / "results.md"
+"""Where the generated blocks live (the README links to it)."""
 
 _RUN = flags.DEFINE_string("run", None, "The main job's workdir (holding report/).")
-_NAME = flags.DEFINE_string("name", None, "The README block's name, e.g. synthetic.")
+_NAME = flags.DEFINE_string("name", None, "The block's name, e.g. synthetic.")
 _COMMAND = flags.DEFINE_string("command", "", "The command that made the run, for the record.")
 _COMMIT = flags.DEFINE_string("commit", None, "The commit the run was made with (default HEAD).")
 
@@ -43,7 +45,7 @@ def block_pattern(name: str) -> re.Pattern:
 
 
 def render(name: str) -> str:
-    """The README block of `name` from studies/results/<name>/."""
+    """The block of `name` from studies/results/<name>/."""
     folder = RESULTS / name
     provenance = json.loads((folder / "provenance.json").read_text())
     tables = [scoring.Table.read(folder / f"{p}.json") for p in PROTOCOLS]
@@ -96,13 +98,12 @@ def main(argv):
         )
         + "\n"
     )
-    readme = ROOT / "README.md"
-    text = readme.read_text()
+    text = DOCUMENT.read_text()
     pattern = block_pattern(_NAME.value)
     if not pattern.search(text):
-        raise app.UsageError(f"README.md has no block '<!-- BEGIN generated:{_NAME.value} -->'.")
-    readme.write_text(pattern.sub(lambda m: m.group(1) + render(_NAME.value) + m.group(3), text))
-    print(f"README block {_NAME.value} written from {folder}.")
+        raise app.UsageError(f"{DOCUMENT} has no block '<!-- BEGIN generated:{_NAME.value} -->'.")
+    DOCUMENT.write_text(pattern.sub(lambda m: m.group(1) + render(_NAME.value) + m.group(3), text))
+    print(f"{DOCUMENT} block {_NAME.value} written from {folder}.")
 
 
 if __name__ == "__main__":

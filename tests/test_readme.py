@@ -1,8 +1,8 @@
-"""The README's commands run as written after `make demo` (on the tiny dataset), the main job
-repeats itself exactly, and `launch/evaluate.py` writes its report again from the workdirs."""
+"""The demo's example study, the main job repeating itself exactly, `launch/evaluate.py` writing
+its report again from the workdirs, and docs/results.md's tables equal to the recorded runs. (The
+README's and docs' commands: tests/test_docs_commands.py.)"""
 
 import re
-import shutil
 import subprocess
 import sys
 
@@ -13,59 +13,6 @@ from conftest import ROOT, TINY
 from psm_jax import personalise, registry
 from psm_jax.data import pipeline
 from psm_jax.evaluation.report import without_provenance
-
-
-def readme_commands() -> list[str]:
-    """Every `.venv/bin/python launch/...` command of the README's code blocks, continuation
-    lines joined."""
-    commands, current = [], None
-    for line in (ROOT / "README.md").read_text().splitlines():
-        text = line.strip()
-        if current is not None:
-            current += " " + text.rstrip("\\").strip()
-            if not text.endswith("\\"):
-                commands.append(current)
-                current = None
-        elif line.startswith("    .venv/bin/python launch/"):
-            current = text.rstrip("\\").strip()
-            if not text.endswith("\\"):
-                commands.append(current)
-                current = None
-    return commands
-
-
-def _as_tiny(command: str) -> str:
-    """The command on the tiny dataset: training configs get the tiny option (the evaluation
-    starts from the config the tiny main job evaluated with)."""
-    command = re.sub(r"(psm_jax/configs/synthetic\.py:\w+)", r"\1,tiny", command)
-    return command.replace(".venv/bin/python", sys.executable, 1)
-
-
-def test_the_readme_has_the_commands_a_newcomer_needs():
-    scripts = {re.search(r"launch/(\w+)\.py", c).group(1) for c in readme_commands()}
-    assert {"build_dataset", "train", "evaluate", "enroll", "predict"} <= scripts
-
-
-@pytest.mark.slow
-def test_every_readme_command_runs_as_written_after_the_demo(tiny_main_job, tmp_path):
-    """A copy of a demo run's folder (data/ and runs/ as `make demo` writes them), with the code
-    beside it; each command runs there as written (training configs on the tiny dataset), except
-    those that need the OSIE release from ../shared."""
-    sandbox = tmp_path / "clone"
-    shutil.copytree(tiny_main_job["root"], sandbox, symlinks=True)
-    for name in ("launch", "psm_jax", "tfds_builders"):
-        (sandbox / name).symlink_to(ROOT / name)
-    ran = []
-    for command in readme_commands():
-        if "../shared" in command:
-            continue
-        result = subprocess.run(
-            _as_tiny(command), shell=True, cwd=sandbox, capture_output=True, text=True
-        )
-        assert result.returncode == 0, f"{command}\n{result.stderr[-3000:]}"
-        ran.append(command)
-    assert any("launch/enroll.py" in c for c in ran) and any("launch/predict.py" in c for c in ran)
-    assert (sandbox / "alice.npy").exists() and (sandbox / "alice_photo.png").exists()
 
 
 def test_the_example_study_reproduces_the_datasets_maps(tiny_main_job):
@@ -182,21 +129,15 @@ def test_evaluate_takes_config_fields_on_top_of_the_main_jobs(tiny_main_job, tmp
     assert "open set" in papers and "closed set (" not in papers
 
 
-@pytest.mark.parametrize("script", ["enroll", "predict"])
-def test_the_readme_names_the_example_study(script):
-    command = next(c for c in readme_commands() if f"launch/{script}.py" in c)
-    assert "runs/synthetic_personal_saliency/example_study/" in command
-
-
-def test_the_readme_tables_are_the_recorded_runs():
-    """Every generated block of the README equals its rendering from studies/results (the
+def test_the_result_tables_are_the_recorded_runs():
+    """Every generated block of docs/results.md equals its rendering from studies/results (the
     JSON tables of the run it names): no figure in them was typed by hand."""
     sys.path.insert(0, str(ROOT / "studies"))
     import readme_tables
 
-    text = (ROOT / "README.md").read_text()
+    text = readme_tables.DOCUMENT.read_text()
     names = re.findall(r"<!-- BEGIN generated:(\w+) -->", text)
-    assert "synthetic" in names
+    assert {"synthetic", "synthetic_real_use", "osie", "osie_real_use"} <= set(names)
     for name in names:
         block = readme_tables.block_pattern(name).search(text).group(2)
-        assert block == readme_tables.render(name), f"README block {name} was edited by hand"
+        assert block == readme_tables.render(name), f"block {name} was edited by hand"
