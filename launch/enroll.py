@@ -1,7 +1,7 @@
 r"""Enrols a new person from m of their (image, fixations) pairs.
 
 With STUDY=runs/synthetic_personal_saliency/example_study (a new viewer the main job writes:
-README, "New viewers"):
+README, "Enrol and predict a new person"):
 
 Strohm et al.'s path (the default), no retraining: their user embedding from the trained encoder.
 The main job's encoder reads each pair's departure from the USM, so it also needs the USMs of the

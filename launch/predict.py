@@ -1,7 +1,7 @@
 r"""Writes an enrolled person's predicted saliency map for an image: a .npy and a PNG overlay.
 
 With STUDY=runs/synthetic_personal_saliency/example_study (a new viewer the main job writes:
-README, "New viewers"):
+README, "Enrol and predict a new person"):
 
 A person enrolled with an embedding (Strohm et al., launch/enroll.py):
 

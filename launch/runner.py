@@ -111,7 +111,17 @@ def one_line_warnings() -> None:
     absl's prefix (level, date, thread, file:line) or the source line Python's warnings add:
     what a user reads (`--verbose` keeps the libraries' own formats)."""
     logging.get_absl_handler().setFormatter(_OneLine())
+    logging.get_absl_handler().addFilter(_not_noise)
     warnings.formatwarning = _one_line_warning
+
+
+NOISE = ("has no dataset_info.json",)
+"""Parts of the libraries' warnings that say nothing to a user (TFDS looking for a dataset that
+is not built yet, before it builds it); `--verbose` shows them."""
+
+
+def _not_noise(record: std_logging.LogRecord) -> bool:
+    return not any(part in record.getMessage() for part in NOISE)
 
 
 class _OneLine(std_logging.Formatter):

@@ -145,7 +145,10 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path | None = None) ->
     evaluation = evaluators.evaluate(models, config.evaluation, workdir / "report")
     study = write_example_study(dataset, data_dir, workdir / "example_study", config.evaluation.m)
     stages.done("evaluated")
-    print(f"      an example new viewer to enrol (README, 'New viewers'): {study}", flush=True)
+    print(
+        f"      an example new viewer to enrol (README, 'Enrol and predict a new person'): {study}",
+        flush=True,
+    )
     path = evaluators.write_report(
         workdir / "report.md",
         evaluation,

@@ -174,8 +174,8 @@ def test_the_main_config_holds_one_config_per_model_and_the_evaluation():
         assert model_config.data_dir == "/tmp/elsewhere"
     main_configs.check(config)
     osie_config = main_configs.get_config("osie_personal")
-    assert osie_config.manual_dir == "../shared/datasets/osie"
-    assert osie_config.models.embedding.manual_dir == "../shared/datasets/osie"
+    osie_config.manual_dir = "/data/osie"
+    assert osie_config.models.embedding.manual_dir == "/data/osie"
     tiny = main_configs.get_config(TINY)
     assert tiny.evaluation.m == tiny.models.embedding.m == 3
 

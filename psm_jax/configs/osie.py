@@ -13,8 +13,8 @@ Options after the model (comma-separated): "predicted" (train on USMs predicted 
 network, exported to a folder: `--config.external_usm_dir=...`), "quick" (short CPU schedules,
 `experiments.QUICK_REAL`: what `launch/main.py --dataset=osie_personal` trains; the README gives
 its tables). Closed and open set (Strohm et al.) share the trained models: the protocol is chosen
-when evaluating (`launch/evaluate.py --protocol`). The release is read from
-../shared/datasets/osie (`--config.manual_dir` to change).
+when evaluating (`launch/evaluate.py --config.protocols`). The release is read from
+`--config.manual_dir` (where you put the OSIE download: README, "OSIE").
 """
 
 from psm_jax.configs import base, experiments
@@ -24,5 +24,5 @@ def get_config(argument: str = "psm_network"):
     model, options = base.parse_options(argument)
     config = base.get_config(model)
     config.dataset = "osie_personal"
-    config.manual_dir = "../shared/datasets/osie"
+    config.manual_dir = ""  # the OSIE release's folder: --config.manual_dir
     return experiments.apply_options(config, options)

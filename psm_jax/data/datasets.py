@@ -88,10 +88,15 @@ def build_dataset(
     needs_release = prepared.MANUAL_DOWNLOAD_INSTRUCTIONS and (
         overwrite or not prepared.is_prepared()
     )
-    if needs_release and manual_dir is not None and not Path(manual_dir).is_dir():
+    if needs_release and not manual_dir:
         raise FileNotFoundError(
-            f"{name}: the release folder {manual_dir} (--manual_dir) does not exist.\n"
-            f"{prepared.MANUAL_DOWNLOAD_INSTRUCTIONS}"
+            f"{name} is built from a release you download: "
+            + prepared.MANUAL_DOWNLOAD_INSTRUCTIONS.replace("\n", " ")
+        )
+    if needs_release and not Path(manual_dir).is_dir():
+        raise FileNotFoundError(
+            f"{name}: the release folder {manual_dir} (--manual_dir) does not exist: "
+            + prepared.MANUAL_DOWNLOAD_INSTRUCTIONS.replace("\n", " ")
         )
     mode = (
         tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS

@@ -17,12 +17,12 @@ import numpy as np
 from psm_jax.data.fixations import FixationTable
 from psm_jax.data.releases.base import Release, image_size, load_mat_variable, require_path
 
-INSTRUCTIONS = """\
-Download the OSIE release (MIT License) from the NUS-VIP repository
-https://github.com/NUS-VIP/predicting-human-gaze-beyond-pixels (e.g. `git clone` it) and pass
-its root as manual_dir, so that <manual_dir>/data/stimuli/*.jpg and
-<manual_dir>/data/eye/fixations.mat exist:
-.venv/bin/python launch/build_dataset.py --dataset=osie_personal --manual_dir=<the release root>"""
+INSTRUCTIONS = (
+    "download the OSIE release (MIT License) from "
+    "https://github.com/NUS-VIP/predicting-human-gaze-beyond-pixels (`git clone` it) and pass its "
+    "root, which holds data/stimuli/*.jpg and data/eye/fixations.mat, as --manual_dir (main job: "
+    "--config.manual_dir)."
+)
 
 SIGMA_PX = 24.0
 """OSIE's own code blurs fixations with sigma = 24 px at 800x600 (about 1 degree)."""
