@@ -15,8 +15,8 @@ r"""Synthetic default dataset (no download): quick configs the main job and the 
 These are the main job's models and workdirs (`launch/main.py`, `make demo`); its report shows the
 results to expect (README, "Results"; docs/results.md). Options after the model: "tiny" (the
 30-image dataset and a few steps, for tests), "paper" (the papers' step counts and batch sizes
-instead of the quick ones), "predicted" as in psm_jax/configs/osie.py. `--config.dataset=synthetic_personal_saliency/seed1`
-trains on a fresh generator draw.
+instead of the quick ones), "predicted" as in psm_jax/configs/osie.py.
+`--config.dataset=synthetic_personal_saliency/seed1` trains on a fresh generator draw.
 """
 
 from psm_jax.configs import base, experiments
