@@ -216,21 +216,29 @@ def composition(config) -> str:
     return value
 
 
+def _log_ratio_loss(config, condition: Callable[[dict, jax.Array], jax.Array]) -> LossFn:
+    """The "log_ratio" composition's loss (ours): the KLD of USM x exp(s D) to the PSM
+    (`losses.log_ratio_kld`), for a discrepancy model called with `condition(batch, observer)`."""
+    if config.composed_kld_weight:
+        raise ValueError(
+            "--config.composed_kld_weight adds the KLD of the additive composition; a "
+            "log_ratio network is trained on its own map's KLD already (set one of them)."
+        )
+    scale = config.get("log_ratio_scale", 2.0)
+
+    def loss_fn(model, batch, observer):
+        outputs = discrepancy_outputs(
+            model, batch["image"], batch["usm"], condition(batch, observer)
+        )
+        return losses.log_ratio_kld(outputs, batch["usm"], batch["psm"], scale), {}
+
+    return loss_fn
+
+
 def _psm_network_loss(config) -> LossFn:
     discrepancy_loss = _deep_supervised(config)
     if composition(config) == "log_ratio":
-        if config.composed_kld_weight:
-            raise ValueError(
-                "--config.composed_kld_weight adds the KLD of the additive composition; a "
-                "log_ratio network is trained on its own map's KLD already (set one of them)."
-            )
-        scale = config.get("log_ratio_scale", 2.0)
-
-        def log_ratio_loss_fn(model, batch, observer):
-            outputs = discrepancy_outputs(model, batch["image"], batch["usm"], batch["embedding"])
-            return losses.log_ratio_kld(outputs, batch["usm"], batch["psm"], scale), {}
-
-        return log_ratio_loss_fn
+        return _log_ratio_loss(config, lambda batch, observer: batch["embedding"])
 
     def loss_fn(model, batch, observer):
         outputs = discrepancy_outputs(model, batch["image"], batch["usm"], batch["embedding"])
@@ -246,18 +254,7 @@ def _psm_network_loss(config) -> LossFn:
 def _per_observer_loss(config) -> LossFn:
     discrepancy_loss = _deep_supervised(config)
     if composition(config) == "log_ratio":  # trained alike the PSM network (ours)
-        if config.composed_kld_weight:
-            raise ValueError(
-                "--config.composed_kld_weight adds the KLD of the additive composition; a "
-                "log_ratio network is trained on its own map's KLD already (set one of them)."
-            )
-        scale = config.get("log_ratio_scale", 2.0)
-
-        def log_ratio_loss_fn(model, batch, observer):
-            outputs = discrepancy_outputs(model, batch["image"], batch["usm"], observer)
-            return losses.log_ratio_kld(outputs, batch["usm"], batch["psm"], scale), {}
-
-        return log_ratio_loss_fn
+        return _log_ratio_loss(config, lambda batch, observer: observer)
 
     def loss_fn(model, batch, observer):
         outputs = discrepancy_outputs(model, batch["image"], batch["usm"], observer)
