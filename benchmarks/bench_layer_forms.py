@@ -1,7 +1,7 @@
-"""The layer forms tuned for XLA:CPU against the plain forms, on this machine's backend.
+r"""The layer forms tuned for XLA:CPU against the plain forms, on this machine's backend.
 
-    python benchmarks/bench_layer_forms.py [--models=embedding,psm_network,universal] [--steps=5]
-        [--batch=0] [--m=8]
+    .venv/bin/python benchmarks/bench_layer_forms.py [--models=embedding,psm_network,universal] \
+        [--steps=5] [--batch=0] [--m=8]
 
 `psm_jax.models.layers.cpu_forms()` picks the CPU forms (BatchNorm and bias sums as products with
 their own gradients, the space-to-depth stride-2 convolution, the per-example convolution as a
@@ -27,7 +27,7 @@ import bench_train  # its measure() and flags: --steps, --m, --observers, --batc
 import jax
 from absl import app, flags
 
-from psm_jax import xla_defaults
+from psm_jax import cli, xla_defaults
 from psm_jax.models import layers
 
 flags.FLAGS.set_default("models", ["embedding", "psm_network", "universal"])
@@ -68,4 +68,4 @@ def main(argv):
 
 if __name__ == "__main__":
     xla_defaults.apply()  # before JAX starts a backend (as the launchers do)
-    app.run(main)
+    app.run(main, flags_parser=cli.parse_flags)  # --help exits 0

@@ -191,6 +191,7 @@ def test_a_fine_tuned_universal_network_adds_the_pretrained_row(
     rows = _context(models).rows("closed", baselines=False)
     assert [(row.id, row.name) for row in rows] == [
         ("gt_usm", "USM (ground truth)"),
+        ("gt_usm_leave_one_out", "USM without the scored observer (leave-one-out; ours)"),
         ("pretrained_usm", f"USM (universal network trained on {TINY}, not fine-tuned)"),
         ("predicted_usm", "USM (fine-tuned universal network)"),
     ]
