@@ -445,6 +445,7 @@ def _spy_on_forms(monkeypatch) -> list[str]:
     return called
 
 
+@pytest.mark.slow  # traces every model twice; the forms one by one are tested fast above
 def test_models_give_the_same_outputs_and_gradients_in_both_layer_forms(monkeypatch):
     # The encoder in training mode (stride-2 convolutions, biases, BatchNorm's batch statistics)
     # and the PSM network (the per-example convolution), once with the CPU forms and once with

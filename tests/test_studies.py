@@ -131,6 +131,7 @@ def test_observer_folds_test_every_tiny_observer_once_and_pool_them(tmp_path):
     assert (folds / "pooled_open.md").read_text() == markdown
 
 
+@pytest.mark.slow  # a subprocess (its imports): the pooling itself is tested in test_people.py
 def test_open_sets_of_different_people_pool_into_one_table(tiny_main_job, tmp_path):
     """studies/pool_open_sets.py: two evaluations' open sets (here the tiny main job's, named
     twice: its observers prefixed by each name count as other people) in one table whose people
